@@ -1,0 +1,810 @@
+"""The ticket store on SQLAlchemy 2: the same code on SQLite and PostgreSQL.
+
+The delivery guarantees rest on constraints here, not on Python checks: one ticket
+per tweet (`ticket_tweets.tweet_id` is the primary key), one public reply per chat
+message (`replies` unique on platform/channel/message), one chat post per key
+(`outbox.key` unique). Claims use compare-and-set updates so several instances
+can share one PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from bot.domain import (
+    Action,
+    ChannelId,
+    ChatUserId,
+    DepartmentId,
+    MessageId,
+    Outgoing,
+    Platform,
+    Rich,
+    Ticket,
+    TicketState,
+    Tweet,
+    TweetId,
+    XUserId,
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored as naive UTC everywhere, handed out timezone-aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class TicketRow(Base):
+    __tablename__ = "tickets"
+
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tweet_id: Mapped[str] = mapped_column(String(32), unique=True)
+    conversation_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    department: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    author_id: Mapped[str] = mapped_column(String(32))
+    author_username: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    platform: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[str] = mapped_column(String(255))
+    root: Mapped[str | None] = mapped_column(String(255))
+    assignee: Mapped[str | None] = mapped_column(String(255))
+    oncall: Mapped[str | None] = mapped_column(String(255))
+    reply_to: Mapped[str] = mapped_column(String(32))
+    first_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_tickets_state_created", "state", "created_at"),
+        Index("ix_tickets_thread", "platform", "channel", "root"),
+    )
+
+
+class TicketTweetRow(Base):
+    """Every tweet known to belong to a ticket: the query, follow-ups, our replies."""
+
+    __tablename__ = "ticket_tweets"
+
+    tweet_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ticket: Mapped[int] = mapped_column(ForeignKey("tickets.number"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # query | followup | reply
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OutboxRow(Base):
+    """A bot message to chat that must land exactly once."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    ticket: Mapped[int | None] = mapped_column(ForeignKey("tickets.number"), index=True)
+    platform: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[str] = mapped_column(String(255))
+    in_thread: Mapped[bool] = mapped_column(Boolean)
+    body: Mapped[Any] = mapped_column(JSON)
+    actions: Mapped[Any] = mapped_column(JSON, default=list)
+    tweet_id: Mapped[str | None] = mapped_column(String(32))
+    # pending -> sending -> done; `unknown` when a post's outcome was not seen.
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_outbox_state", "state", "id"),)
+
+
+class ReplyRow(Base):
+    """An agent's chat message that goes out as a public reply (chain)."""
+
+    __tablename__ = "replies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket: Mapped[int] = mapped_column(ForeignKey("tickets.number"), index=True)
+    platform: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[str] = mapped_column(String(255))
+    message_id: Mapped[str] = mapped_column(String(255))
+    author: Mapped[str] = mapped_column(String(255))
+    text: Mapped[str] = mapped_column(Text)
+    in_reply_to: Mapped[str] = mapped_column(String(32))
+    # confirm -> pending -> sent | refused | cancelled
+    state: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    confirmed_by: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (UniqueConstraint("platform", "channel", "message_id"),)
+
+
+class ReplyPartRow(Base):
+    __tablename__ = "reply_parts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    reply: Mapped[int] = mapped_column(ForeignKey("replies.id"), index=True)
+    idx: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    # pending -> sending -> sent | refused; `unknown` when X's answer was lost.
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    tweet_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        UniqueConstraint("reply", "idx"),
+        Index("ix_reply_parts_state", "state", "id"),
+    )
+
+
+class KeyValueRow(Base):
+    __tablename__ = "kv"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class SeenEventRow(Base):
+    __tablename__ = "seen_events"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class AuditRow(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket: Mapped[int | None] = mapped_column(ForeignKey("tickets.number"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+# --- Plain records handed to the core
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPost:
+    id: int
+    outgoing: Outgoing
+    platform: Platform
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPart:
+    id: int
+    reply: int
+    ticket: int
+    idx: int
+    count: int
+    text: str
+    in_reply_to: TweetId
+    state: str
+    queued_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyInfo:
+    id: int
+    ticket: int
+    state: str
+    text: str
+    author: ChatUserId
+    tweet_ids: tuple[TweetId, ...]
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: datetime
+    actor: str
+    action: str
+    detail: str
+
+
+def _ticket(r: TicketRow) -> Ticket:
+    return Ticket(
+        number=r.number,
+        tweet_id=TweetId(r.tweet_id),
+        department=DepartmentId(r.department),
+        state=TicketState(r.state),
+        author_id=XUserId(r.author_id),
+        author_username=r.author_username,
+        text=r.text,
+        created_at=r.created_at,
+        platform=r.platform,  # type: ignore[arg-type]
+        channel=ChannelId(r.channel),
+        root=MessageId(r.root) if r.root else None,
+        conversation_id=TweetId(r.conversation_id) if r.conversation_id else None,
+        assignee=ChatUserId(r.assignee) if r.assignee else None,
+        first_response_at=r.first_response_at,
+        closed_at=r.closed_at,
+        escalated_at=r.escalated_at,
+        reply_to=TweetId(r.reply_to),
+    )
+
+
+class Tx:
+    """One unit of work: everything in it commits together or not at all."""
+
+    def __init__(self, session: Session, now: datetime) -> None:
+        self.s = session
+        self.now = now
+
+    # --- tickets and their tweets
+
+    def tweet_known(self, tweet_id: TweetId) -> bool:
+        return self.s.get(TicketTweetRow, tweet_id) is not None
+
+    def known_tweets(self, tweet_ids: Sequence[str]) -> set[str]:
+        if not tweet_ids:
+            return set()
+        rows = self.s.scalars(
+            select(TicketTweetRow.tweet_id).where(TicketTweetRow.tweet_id.in_(tweet_ids))
+        )
+        return set(rows)
+
+    def ticket(self, number: int) -> Ticket | None:
+        row = self.s.get(TicketRow, number)
+        return _ticket(row) if row else None
+
+    def ticket_of_tweet(self, tweet_id: TweetId) -> Ticket | None:
+        link = self.s.get(TicketTweetRow, tweet_id)
+        return self.ticket(link.ticket) if link else None
+
+    def ticket_of_conversation(self, conversation_id: TweetId) -> Ticket | None:
+        row = self.s.scalars(
+            select(TicketRow)
+            .where(TicketRow.conversation_id == conversation_id)
+            .order_by(TicketRow.number.desc())
+            .limit(1)
+        ).first()
+        return _ticket(row) if row else None
+
+    def ticket_of_thread(self, platform: Platform, channel: str, root: str) -> Ticket | None:
+        row = self.s.scalars(
+            select(TicketRow).where(
+                TicketRow.platform == platform, TicketRow.channel == channel, TicketRow.root == root
+            )
+        ).first()
+        return _ticket(row) if row else None
+
+    def create_ticket(
+        self,
+        tweet: Tweet,
+        department: DepartmentId,
+        platform: Platform,
+        channel: ChannelId,
+        oncall: ChatUserId | None,
+    ) -> Ticket:
+        row = TicketRow(
+            tweet_id=tweet.id,
+            conversation_id=tweet.conversation_id or tweet.id,
+            department=department,
+            state=TicketState.OPEN.value,
+            author_id=tweet.author_id,
+            author_username=tweet.author_username,
+            text=tweet.text,
+            created_at=tweet.created_at or self.now,
+            platform=platform,
+            channel=channel,
+            oncall=oncall,
+            reply_to=tweet.id,
+        )
+        self.s.add(row)
+        self.s.flush()
+        self.s.add(
+            TicketTweetRow(tweet_id=tweet.id, ticket=row.number, kind="query", created_at=self.now)
+        )
+        self.audit(row.number, "x", "created", f"@{tweet.author_username} → {department}")
+        return _ticket(row)
+
+    def add_followup(self, ticket: int, tweet: Tweet) -> None:
+        self.s.add(
+            TicketTweetRow(tweet_id=tweet.id, ticket=ticket, kind="followup", created_at=self.now)
+        )
+        self.s.execute(update(TicketRow).where(TicketRow.number == ticket).values(reply_to=tweet.id))
+
+    def set_state(self, ticket: int, state: TicketState, actor: str, detail: str = "") -> None:
+        values: dict[str, Any] = {"state": state.value}
+        values["closed_at"] = self.now if state is TicketState.CLOSED else None
+        self.s.execute(update(TicketRow).where(TicketRow.number == ticket).values(**values))
+        self.audit(ticket, actor, "closed" if state is TicketState.CLOSED else "reopened", detail)
+
+    def set_assignee(self, ticket: int, assignee: ChatUserId, actor: str) -> None:
+        self.s.execute(
+            update(TicketRow).where(TicketRow.number == ticket).values(assignee=assignee)
+        )
+        self.audit(ticket, actor, "assigned", assignee)
+
+    def set_root(self, ticket: int, root: MessageId) -> None:
+        self.s.execute(update(TicketRow).where(TicketRow.number == ticket).values(root=root))
+
+    def mark_escalated(self, ticket: int) -> bool:
+        done = self.s.execute(
+            update(TicketRow)
+            .where(TicketRow.number == ticket, TicketRow.escalated_at.is_(None))
+            .values(escalated_at=self.now)
+        )
+        if done.rowcount:  # type: ignore[attr-defined]
+            self.audit(ticket, "seva", "escalated")
+        return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    def tickets(
+        self,
+        *,
+        open_only: bool = True,
+        assignee: str | None = None,
+        department: str | None = None,
+        limit: int = 20,
+    ) -> list[Ticket]:
+        q = select(TicketRow)
+        if open_only:
+            q = q.where(TicketRow.state == TicketState.OPEN.value)
+        if assignee is not None:
+            q = q.where(TicketRow.assignee == assignee)
+        if department is not None:
+            q = q.where(TicketRow.department == department)
+        q = q.order_by(
+            (TicketRow.state != TicketState.OPEN.value), TicketRow.created_at, TicketRow.number
+        ).limit(limit)
+        return [_ticket(r) for r in self.s.scalars(q)]
+
+    def unanswered_before(self, department: str, created_before: datetime) -> list[Ticket]:
+        rows = self.s.scalars(
+            select(TicketRow).where(
+                TicketRow.department == department,
+                TicketRow.state == TicketState.OPEN.value,
+                TicketRow.first_response_at.is_(None),
+                TicketRow.escalated_at.is_(None),
+                TicketRow.root.is_not(None),
+                TicketRow.created_at <= created_before,
+            )
+        )
+        return [_ticket(r) for r in rows]
+
+    def oldest_unposted_root(self) -> datetime | None:
+        return self.s.scalar(select(func.min(TicketRow.created_at)).where(TicketRow.root.is_(None)))
+
+    # --- the audit log
+
+    def audit(self, ticket: int | None, actor: str, action: str, detail: str = "") -> None:
+        self.s.add(AuditRow(ticket=ticket, at=self.now, actor=actor, action=action, detail=detail))
+
+    def audit_log(self, ticket: int) -> list[AuditEntry]:
+        rows = self.s.scalars(
+            select(AuditRow).where(AuditRow.ticket == ticket).order_by(AuditRow.id)
+        )
+        return [AuditEntry(r.at, r.actor, r.action, r.detail) for r in rows]
+
+    # --- the chat outbox
+
+    def enqueue(self, out: Outgoing, platform: Platform, in_thread: bool) -> bool:
+        """Queues a chat post; False when one with this key exists already."""
+        if self.s.scalar(select(OutboxRow.id).where(OutboxRow.key == out.key)) is not None:
+            return False
+        self.s.add(
+            OutboxRow(
+                key=out.key,
+                ticket=out.ticket,
+                platform=platform,
+                channel=out.channel,
+                in_thread=in_thread,
+                body=out.body.to_json(),
+                actions=[{"id": a.id, "label": a.label, "value": a.value} for a in out.actions],
+                tweet_id=out.tweet_id,
+                created_at=self.now,
+            )
+        )
+        return True
+
+    # --- replies
+
+    def add_reply(
+        self,
+        ticket: Ticket,
+        platform: Platform,
+        channel: str,
+        message_id: str,
+        author: ChatUserId,
+        text: str,
+        parts: Sequence[str],
+        confirm: bool,
+    ) -> int | None:
+        """Records an agent's public reply; None if this chat message was seen before."""
+        exists = self.s.scalar(
+            select(ReplyRow.id).where(
+                ReplyRow.platform == platform,
+                ReplyRow.channel == channel,
+                ReplyRow.message_id == message_id,
+            )
+        )
+        if exists is not None:
+            return None
+        row = ReplyRow(
+            ticket=ticket.number,
+            platform=platform,
+            channel=channel,
+            message_id=message_id,
+            author=author,
+            text=text,
+            in_reply_to=ticket.reply_to or ticket.tweet_id,
+            state="confirm" if confirm else "pending",
+            created_at=self.now,
+        )
+        self.s.add(row)
+        self.s.flush()
+        for i, part in enumerate(parts):
+            self.s.add(ReplyPartRow(reply=row.id, idx=i, text=part))
+        self.audit(ticket.number, author, "reply", "awaiting confirmation" if confirm else "queued")
+        return row.id
+
+    def reply(self, reply_id: int) -> ReplyInfo | None:
+        row = self.s.get(ReplyRow, reply_id)
+        if row is None:
+            return None
+        ids = self.s.scalars(
+            select(ReplyPartRow.tweet_id)
+            .where(ReplyPartRow.reply == reply_id, ReplyPartRow.tweet_id.is_not(None))
+            .order_by(ReplyPartRow.idx)
+        )
+        return ReplyInfo(
+            row.id,
+            row.ticket,
+            row.state,
+            row.text,
+            ChatUserId(row.author),
+            tuple(TweetId(i) for i in ids if i),
+            row.error,
+        )
+
+    def confirm_reply(self, reply_id: int, user: ChatUserId) -> bool:
+        done = self.s.execute(
+            update(ReplyRow)
+            .where(ReplyRow.id == reply_id, ReplyRow.state == "confirm")
+            .values(state="pending", confirmed_by=user)
+        )
+        ok = bool(done.rowcount)  # type: ignore[attr-defined]
+        if ok:
+            row = self.s.get(ReplyRow, reply_id)
+            assert row is not None
+            self.audit(row.ticket, user, "reply", "confirmed")
+        return ok
+
+    def finish_reply(self, reply_id: int, state: str, error: str | None = None) -> None:
+        self.s.execute(
+            update(ReplyRow).where(ReplyRow.id == reply_id).values(state=state, error=error)
+        )
+
+    def first_response(self, ticket: int) -> None:
+        self.s.execute(
+            update(TicketRow)
+            .where(TicketRow.number == ticket, TicketRow.first_response_at.is_(None))
+            .values(first_response_at=self.now)
+        )
+
+    def part_sent(self, part: PendingPart, tweet_id: TweetId) -> bool:
+        """Records a part X accepted; True when it completed its reply."""
+        self.s.execute(
+            update(ReplyPartRow).where(ReplyPartRow.id == part.id).values(state="sent", tweet_id=tweet_id)
+        )
+        if not self.tweet_known(tweet_id):
+            self.s.add(
+                TicketTweetRow(tweet_id=tweet_id, ticket=part.ticket, kind="reply", created_at=self.now)
+            )
+        last = part.idx == part.count - 1
+        if last:
+            self.finish_reply(part.reply, "sent")
+            self.first_response(part.ticket)
+            self.audit(part.ticket, "x", "replied", tweet_id)
+        return last
+
+    def part_refused(self, part: PendingPart, reason: str) -> None:
+        self.s.execute(update(ReplyPartRow).where(ReplyPartRow.id == part.id).values(state="refused"))
+        self.finish_reply(part.reply, "refused", reason)
+        self.audit(part.ticket, "x", "refused", reason)
+
+    # --- small durable state
+
+    def get(self, key: str) -> str | None:
+        row = self.s.get(KeyValueRow, key)
+        return row.value if row else None
+
+    def put(self, key: str, value: str) -> None:
+        row = self.s.get(KeyValueRow, key)
+        if row is None:
+            self.s.add(KeyValueRow(key=key, value=value))
+        else:
+            row.value = value
+
+
+class Store:
+    """The database: short transactions, one per unit of work."""
+
+    def __init__(self, url: str, *, clock: Any = None, echo: bool = False) -> None:
+        self.url = url
+        self.engine = make_engine(url, echo=echo)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._clock = clock
+
+    def now(self) -> datetime:
+        return self._clock.now() if self._clock is not None else datetime.now(UTC)
+
+    @contextmanager
+    def tx(self) -> Iterator[Tx]:
+        with self._sessions() as s, s.begin():
+            yield Tx(s, self.now())
+
+    def create_all(self) -> None:
+        """Only for tests that skip Alembic; production uses `seva migrate`."""
+        Base.metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # --- KeyValue port (adapters' sync tokens, device ids, replay guard)
+
+    def get(self, key: str) -> str | None:
+        with self.tx() as t:
+            return t.get(key)
+
+    def put(self, key: str, value: str) -> None:
+        with self.tx() as t:
+            t.put(key, value)
+
+    def first_sight(self, scope: str, event_id: str) -> bool:
+        try:
+            with self.tx() as t:
+                t.s.add(SeenEventRow(scope=scope, event_id=event_id, seen_at=t.now))
+        except IntegrityError:
+            return False
+        return True
+
+    def forget_events_before(self, when: datetime) -> None:
+        with self.tx() as t:
+            t.s.execute(SeenEventRow.__table__.delete().where(SeenEventRow.seen_at < when))
+
+    # --- chat outbox claims
+
+    def due_posts(self, limit: int = 500) -> list[PendingPost]:
+        """Pending posts whose thread (if any) exists, oldest first."""
+        now = self.now()
+        with self.tx() as t:
+            q = (
+                select(OutboxRow, TicketRow.root)
+                .outerjoin(TicketRow, TicketRow.number == OutboxRow.ticket)
+                .where(
+                    OutboxRow.state.in_(("pending", "unknown")),
+                    or_(OutboxRow.not_before.is_(None), OutboxRow.not_before <= now),
+                    or_(OutboxRow.in_thread.is_(False), TicketRow.root.is_not(None)),
+                )
+                .order_by(OutboxRow.id)
+                .limit(limit)
+            )
+            return [_pending_post(row, root) for row, root in t.s.execute(q)]
+
+    def stale_posts(self, lease: timedelta) -> list[PendingPost]:
+        """Posts claimed long ago and never finished: a crash hid their outcome."""
+        cutoff = self.now() - lease
+        with self.tx() as t:
+            q = (
+                select(OutboxRow, TicketRow.root)
+                .outerjoin(TicketRow, TicketRow.number == OutboxRow.ticket)
+                .where(OutboxRow.state == "sending", OutboxRow.claimed_at <= cutoff)
+                .order_by(OutboxRow.id)
+            )
+            return [_pending_post(row, root) for row, root in t.s.execute(q)]
+
+    def claim_post(self, post_id: int, from_state: str) -> bool:
+        with self.tx() as t:
+            done = t.s.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == post_id, OutboxRow.state == from_state)
+                .values(state="sending", claimed_at=t.now, attempts=OutboxRow.attempts + 1)
+            )
+            return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    def post_done(self, post_id: int, message_id: MessageId) -> None:
+        with self.tx() as t:
+            row = t.s.get(OutboxRow, post_id)
+            assert row is not None
+            row.state = "done"
+            row.message_id = message_id
+            row.error = None
+            if row.key.startswith("root:") and row.ticket is not None:
+                t.set_root(row.ticket, message_id)
+
+    def post_retry(self, post_id: int, not_before: datetime, error: str, *, unknown: bool) -> None:
+        with self.tx() as t:
+            t.s.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == post_id)
+                .values(
+                    state="unknown" if unknown else "pending", not_before=not_before, error=error
+                )
+            )
+
+    # --- reply parts
+
+    def due_parts(self, limit: int = 200) -> list[PendingPart]:
+        """The next part of each reply chain that is ready to go."""
+        now = self.now()
+        with self.tx() as t:
+            replies = t.s.scalars(
+                select(ReplyRow).where(ReplyRow.state == "pending").order_by(ReplyRow.id).limit(limit)
+            ).all()
+            out = []
+            for r in replies:
+                parts = t.s.scalars(
+                    select(ReplyPartRow).where(ReplyPartRow.reply == r.id).order_by(ReplyPartRow.idx)
+                ).all()
+                prev = r.in_reply_to
+                for p in parts:
+                    if p.state == "sent":
+                        prev = p.tweet_id or prev
+                        continue
+                    ready = p.state in ("pending", "unknown") and (
+                        p.not_before is None or p.not_before <= now
+                    )
+                    if ready:
+                        out.append(
+                            PendingPart(
+                                p.id,
+                                r.id,
+                                r.ticket,
+                                p.idx,
+                                len(parts),
+                                p.text,
+                                TweetId(prev),
+                                p.state,
+                                r.created_at,
+                            )
+                        )
+                    break
+            return out
+
+    def stale_parts(self, lease: timedelta) -> list[PendingPart]:
+        cutoff = self.now() - lease
+        with self.tx() as t:
+            rows = t.s.scalars(
+                select(ReplyPartRow).where(
+                    ReplyPartRow.state == "sending", ReplyPartRow.claimed_at <= cutoff
+                )
+            ).all()
+            return [p for p in (self._part(t, r) for r in rows) if p is not None]
+
+    def _part(self, t: Tx, p: ReplyPartRow) -> PendingPart | None:
+        r = t.s.get(ReplyRow, p.reply)
+        if r is None:
+            return None
+        count = t.s.scalar(select(func.count()).where(ReplyPartRow.reply == r.id)) or 0
+        prev = r.in_reply_to
+        if p.idx > 0:
+            prev = t.s.scalar(
+                select(ReplyPartRow.tweet_id).where(
+                    ReplyPartRow.reply == r.id, ReplyPartRow.idx == p.idx - 1
+                )
+            ) or prev
+        return PendingPart(
+            p.id, r.id, r.ticket, p.idx, count, p.text, TweetId(prev), p.state, r.created_at
+        )
+
+    def claim_part(self, part_id: int, from_state: str) -> bool:
+        with self.tx() as t:
+            done = t.s.execute(
+                update(ReplyPartRow)
+                .where(ReplyPartRow.id == part_id, ReplyPartRow.state == from_state)
+                .values(state="sending", claimed_at=t.now, attempts=ReplyPartRow.attempts + 1)
+            )
+            return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    def part_retry(self, part_id: int, not_before: datetime, *, unknown: bool) -> None:
+        with self.tx() as t:
+            t.s.execute(
+                update(ReplyPartRow)
+                .where(ReplyPartRow.id == part_id)
+                .values(state="unknown" if unknown else "pending", not_before=not_before)
+            )
+
+    def counts(self) -> dict[str, int]:
+        """Gauges for /metrics."""
+        with self.tx() as t:
+            return {
+                "tickets_open": t.s.scalar(
+                    select(func.count()).where(TicketRow.state == TicketState.OPEN.value)
+                )
+                or 0,
+                "outbox_pending": t.s.scalar(
+                    select(func.count()).where(OutboxRow.state != "done")
+                )
+                or 0,
+                "replies_pending": t.s.scalar(
+                    select(func.count()).where(ReplyRow.state == "pending")
+                )
+                or 0,
+            }
+
+
+def _pending_post(row: OutboxRow, root: str | None) -> PendingPost:
+    actions = tuple(Action(a["id"], a["label"], a["value"]) for a in (row.actions or []))
+    out = Outgoing(
+        key=row.key,
+        channel=ChannelId(row.channel),
+        body=Rich.from_json(row.body),
+        thread_root=MessageId(root) if row.in_thread and root else None,
+        ticket=row.ticket,
+        tweet_id=TweetId(row.tweet_id) if row.tweet_id else None,
+        actions=actions,
+    )
+    return PendingPost(row.id, out, row.platform, row.state)  # type: ignore[arg-type]
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # WAL lets readers run beside the writer; a busy timeout rides out short locks.
+            cur = dbapi_conn.cursor()
+            if ":memory:" not in url and url not in ("sqlite://", "sqlite:///"):
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=5000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, echo=echo, pool_pre_ping=True)

@@ -1,0 +1,60 @@
+"""The bot's own HTTP server: Slack events, health and metrics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+SlackHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class HttpServer:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        health: Callable[[], dict[str, Any]],
+        metrics: Callable[[], bytes],
+        slack: SlackHandler | None = None,
+    ) -> None:
+        self._host, self._port = host, port
+        self._health, self._metrics, self._slack = health, metrics, slack
+        self._runner: web.AppRunner | None = None
+        self.port = port
+
+    def _app(self) -> web.Application:
+        app = web.Application(client_max_size=1024 * 1024)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics_handler)
+        app.router.add_post("/slack/events", self._slack_events)
+        return app
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        # Always 200 (SPEC section 4): the body says which part is degraded.
+        return web.json_response(self._health(), dumps=lambda v: json.dumps(v, default=str))
+
+    async def _metrics_handler(self, _: web.Request) -> web.Response:
+        return web.Response(body=self._metrics(), content_type="text/plain", charset="utf-8")
+
+    async def _slack_events(self, request: web.Request) -> web.StreamResponse:
+        if self._slack is None:
+            return web.json_response({"error": "Slack is not configured"}, status=404)
+        return await self._slack(request)
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self._app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

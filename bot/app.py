@@ -1,0 +1,243 @@
+"""The composition root: builds every part from the settings and runs them together.
+
+Nothing here happens at import time; `App.start()` does the I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from adapters.db import Store
+from adapters.http import HttpServer
+from bot import migrate
+from bot.config import Config, Env
+from bot.domain import ChatMessage, ChatUserId, Platform, Rich
+from bot.ports import ChatPlatform, Clock, CommandContext
+from handlers import commands, delivery, oncall, replies, tweets
+from handlers.context import Bridge, SystemClock
+
+log = logging.getLogger("seva.app")
+
+
+class SchemaOutOfDate(Exception):
+    pass
+
+
+def _secret(value: Any) -> str:
+    return value.get_secret_value() if value is not None else ""
+
+
+class App:
+    def __init__(self, env: Env, config: Config, *, clock: Clock | None = None) -> None:
+        self.env = env
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.store: Store | None = None
+        self.bridge: Bridge | None = None
+        self.http: HttpServer | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started_platforms: list[ChatPlatform] = []
+
+    # --- building
+
+    def _open_store(self) -> Store:
+        store = Store(self.env.SEVA_DATABASE_URL, clock=self.clock)
+        if store.engine.dialect.name == "sqlite":
+            migrate.upgrade(store.engine)
+        elif not migrate.is_current(store.engine):
+            store.dispose()
+            raise SchemaOutOfDate(
+                "the database schema is out of date: run `seva migrate` first "
+                f"(at {migrate.current(store.engine) or 'empty'}, "
+                f"newest is {migrate.head(store.engine)})"
+            )
+        return store
+
+    def _platforms(self, store: Store) -> dict[Platform, ChatPlatform]:
+        used = {d.platform for d in self.config.departments}
+        out: dict[Platform, ChatPlatform] = {}
+        env = self.env
+        if env.slack_enabled and "slack" in used:
+            from adapters.slack import SlackPlatform
+
+            out["slack"] = SlackPlatform(
+                bot_token=_secret(env.SLACK_BOT_TOKEN),
+                signing_secret=_secret(env.SLACK_SIGNING_SECRET),
+                app_token=_secret(env.SLACK_APP_TOKEN) or None,
+                api_base_url=env.SLACK_API_BASE_URL,
+                command=self.config.slack.commands,
+                post_rate_per_channel=self.config.slack.post_rate_per_channel,
+                kv=store,
+            )
+        if env.matrix_enabled and "matrix" in used:
+            from adapters.matrix import MatrixPlatform
+
+            rooms = [d.channel for d in self.config.departments if d.platform == "matrix"]
+            out["matrix"] = MatrixPlatform(
+                homeserver=env.MATRIX_HOMESERVER or "",
+                user_id=env.MATRIX_USER_ID or "",
+                access_token=_secret(env.MATRIX_ACCESS_TOKEN) or None,
+                password=_secret(env.MATRIX_PASSWORD) or None,
+                rooms=rooms,  # type: ignore[arg-type]
+                kv=store,
+                min_power_level=self.config.matrix.min_power_level,
+            )
+        return out
+
+    def _x(self) -> Any:
+        from adapters.x import XClient
+
+        env = self.env
+        return XClient(
+            base_url=env.X_API_BASE_URL,
+            bearer_token=_secret(env.X_BEARER_TOKEN) or None,
+            consumer_key=_secret(env.X_API_KEY),
+            consumer_secret=_secret(env.X_API_SECRET),
+            access_token=_secret(env.X_ACCESS_TOKEN),
+            access_token_secret=_secret(env.X_ACCESS_TOKEN_SECRET),
+        )
+
+    # --- running
+
+    async def start(self) -> None:
+        self.store = store = self._open_store()
+        x = self._x()
+        b = self.bridge = Bridge(
+            config=self.config,
+            store=store,
+            source=x,
+            sink=x,
+            platforms=self._platforms(store),
+            clock=self.clock,
+        )
+        for platform in b.platforms.values():
+            await platform.start(
+                on_message=lambda msg: self._on_message(msg),
+                on_command=lambda text, ctx: self._on_command(text, ctx),
+                on_action=lambda action, value, user: self._on_action(action, value, user),
+            )
+            self._started_platforms.append(platform)
+        slack = b.platforms.get("slack")
+        self.http = HttpServer(
+            self.env.SEVA_HTTP_HOST,
+            self.env.SEVA_HTTP_PORT,
+            health=self.health,
+            metrics=self.metrics,
+            slack=getattr(slack, "handle_http", None),
+        )
+        await self.http.start()
+        # SQLite means one instance: its unfinished claims are ours, from before a crash.
+        embedded = store.engine.dialect.name == "sqlite"
+        delivery.recover(b, lease=timedelta(0) if embedded else delivery.LEASE)
+        self._tasks.append(asyncio.create_task(delivery.run_forever(b), name="delivery"))
+        self._scheduler = s = AsyncIOScheduler(timezone=UTC)
+        now = datetime.now(UTC)
+        s.add_job(
+            tweets.poll,
+            "interval",
+            seconds=self.config.x.poll_seconds,
+            args=[b],
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+            id="poll",
+        )
+        s.add_job(oncall.escalate, "interval", seconds=30, args=[b], next_run_time=now, id="escalate")
+        s.add_job(delivery.recover, "interval", seconds=10, args=[b], id="recover", max_instances=1)
+        s.add_job(self._housekeeping, "interval", hours=1, id="housekeeping", next_run_time=now)
+        s.start()
+        b.kick()
+        log.info(
+            "seva.started http=%s:%d platforms=%s",
+            self.env.SEVA_HTTP_HOST,
+            self.http.port,
+            ",".join(b.platforms) or "none",
+        )
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+        if self.http is not None:
+            await self.http.stop()
+        for platform in self._started_platforms:
+            try:
+                await platform.stop()
+            except Exception:
+                log.exception("platform.stop_failed platform=%s", platform.name)
+        self._started_platforms.clear()
+        if self.store is not None:
+            self.store.dispose()
+        log.info("seva.stopped")
+
+    async def _housekeeping(self) -> None:
+        """Replay guards older than a week protect nothing: Slack retries within minutes."""
+        if self.store is not None:
+            self.store.forget_events_before(self.clock.now() - timedelta(days=7))
+
+    # --- events from the platforms
+
+    async def _on_message(self, msg: ChatMessage) -> None:
+        assert self.bridge is not None
+        await replies.on_message(self.bridge, msg)
+
+    async def _on_command(self, text: str, ctx: CommandContext) -> Rich:
+        assert self.bridge is not None
+        return await commands.run_command(self.bridge, text, ctx)
+
+    async def _on_action(self, action: str, value: str, user: ChatUserId) -> None:
+        assert self.bridge is not None
+        await replies.on_action(self.bridge, action, value, user)
+
+    # --- health and metrics
+
+    def health(self) -> dict[str, Any]:
+        b = self.bridge
+        if b is None:
+            return {"status": "starting"}
+        now = self.clock.now()
+        lag = (now - (b.last_poll_ok or b.started_at)).total_seconds()
+        x_ok = b.poll_error is None and lag < max(3 * self.config.x.poll_seconds, 60)
+        platforms: dict[str, Any] = {
+            "x": {
+                "ok": x_ok,
+                "last_poll": b.last_poll_ok.isoformat() if b.last_poll_ok else None,
+                "error": b.poll_error,
+                "rate_limited_until": b.poll_blocked_until.isoformat()
+                if b.poll_blocked_until
+                else None,
+            }
+        }
+        for name, p in b.platforms.items():
+            platforms[name] = p.health()
+        ok = x_ok and all(bool(p.get("connected", True)) for n, p in platforms.items() if n != "x")
+        return {
+            "status": "ok" if ok else "degraded",
+            "poll_lag_seconds": round(lag, 3),
+            "platforms": platforms,
+        }
+
+    def metrics(self) -> bytes:
+        b = self.bridge
+        if b is None:
+            return b""
+        counts = b.store.counts()
+        b.metrics.open_tickets.set(counts["tickets_open"])
+        b.metrics.outbox_pending.set(counts["outbox_pending"])
+        if b.last_poll_ok is not None:
+            b.metrics.poll_lag.set((self.clock.now() - b.last_poll_ok).total_seconds())
+        return b.metrics.render()

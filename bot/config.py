@@ -1,0 +1,315 @@
+"""Settings from the environment and the YAML file, validated with every problem named."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.domain import ChatUserId, DepartmentId, Platform
+
+
+class ConfigError(Exception):
+    """Bad configuration: each problem names where it is and what was expected."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+# --- The environment
+
+
+class Env(BaseSettings):
+    """Secrets and endpoints (SPEC section 3); `.env` in the working directory is read too."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)
+
+    SEVA_DATABASE_URL: str = "sqlite:///./seva.db"
+    SEVA_CONFIG: str = "./seva.yaml"
+    SEVA_HTTP_HOST: str = "127.0.0.1"
+    SEVA_HTTP_PORT: int = Field(3000, ge=0, le=65535)
+
+    X_BEARER_TOKEN: SecretStr | None = None
+    X_API_KEY: SecretStr | None = None
+    X_API_SECRET: SecretStr | None = None
+    X_ACCESS_TOKEN: SecretStr | None = None
+    X_ACCESS_TOKEN_SECRET: SecretStr | None = None
+    X_API_BASE_URL: str = "https://api.twitter.com"
+
+    SLACK_BOT_TOKEN: SecretStr | None = None
+    SLACK_SIGNING_SECRET: SecretStr | None = None
+    SLACK_APP_TOKEN: SecretStr | None = None
+    SLACK_API_BASE_URL: str = "https://slack.com/api/"
+
+    MATRIX_HOMESERVER: str | None = None
+    MATRIX_USER_ID: str | None = None
+    MATRIX_ACCESS_TOKEN: SecretStr | None = None
+    MATRIX_PASSWORD: SecretStr | None = None
+
+    @property
+    def x_user_context(self) -> bool:
+        return all(
+            v is not None
+            for v in (self.X_API_KEY, self.X_API_SECRET, self.X_ACCESS_TOKEN, self.X_ACCESS_TOKEN_SECRET)
+        )
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.SLACK_BOT_TOKEN is not None
+
+    @property
+    def matrix_enabled(self) -> bool:
+        return self.MATRIX_HOMESERVER is not None
+
+    def problems(self) -> list[str]:
+        """Cross-field checks and `.env.example` values left in place."""
+        out: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if isinstance(raw, str) and raw.startswith("replace-me"):
+                out.append(f"environment: {name}: still the example value from .env.example")
+            if isinstance(value, SecretStr) and not raw:
+                out.append(f"environment: {name}: set but empty")
+        if not self.x_user_context:
+            missing = [
+                n
+                for n in ("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
+                if getattr(self, n) is None
+            ]
+            out.append(
+                "environment: "
+                + ", ".join(missing)
+                + ": required (user-context OAuth 1.0a: the bot reads its mentions and posts replies)"
+            )
+        if self.slack_enabled and self.SLACK_SIGNING_SECRET is None and self.SLACK_APP_TOKEN is None:
+            out.append(
+                "environment: SLACK_SIGNING_SECRET: required in HTTP mode "
+                "(or set SLACK_APP_TOKEN for Socket Mode)"
+            )
+        if self.SLACK_APP_TOKEN is not None and not self.SLACK_APP_TOKEN.get_secret_value().startswith(
+            "xapp-"
+        ):
+            out.append("environment: SLACK_APP_TOKEN: expected an app-level token starting with xapp-")
+        if self.matrix_enabled:
+            if not self.MATRIX_USER_ID:
+                out.append("environment: MATRIX_USER_ID: required with MATRIX_HOMESERVER")
+            if self.MATRIX_ACCESS_TOKEN is None and self.MATRIX_PASSWORD is None:
+                out.append(
+                    "environment: MATRIX_ACCESS_TOKEN: required with MATRIX_HOMESERVER "
+                    "(or MATRIX_PASSWORD)"
+                )
+        return out
+
+
+# --- The YAML file
+
+_ID = re.compile(r"^[a-z0-9-]+$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class XConfig(_Strict):
+    poll_seconds: float = Field(15, gt=0)
+    search_query: str | None = Field(None, max_length=512)
+
+
+class SlackConfig(_Strict):
+    post_rate_per_channel: float = Field(1.0, ge=0)
+    commands: str = "/ticket"
+
+    @field_validator("commands")
+    @classmethod
+    def _slash(cls, v: str) -> str:
+        if not re.fullmatch(r"/[a-z0-9_-]+", v):
+            raise ValueError("expected a slash command such as /ticket")
+        return v
+
+
+class MatrixConfig(_Strict):
+    min_power_level: int = 50
+
+
+class Oncall(_Strict):
+    members: list[ChatUserId] = Field(min_length=1)
+    shift_hours: float = Field(24, gt=0)
+    starts: datetime
+
+    @field_validator("starts")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("expected a time with a UTC offset, e.g. 2026-11-30T09:00:00+05:30")
+        return v
+
+
+class Department(_Strict):
+    id: DepartmentId
+    name: str
+    slack_channel: str | None = None
+    matrix_room: str | None = None
+    keywords: list[str] = []
+    hashtags: list[str] = []
+    agents: list[ChatUserId] = []
+    oncall: Oncall | None = None
+    escalate_after_minutes: float | None = Field(30, gt=0)
+    escalate_to: list[ChatUserId] = []
+    reply_mode: Literal["direct", "confirm"] = "direct"
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not _ID.fullmatch(v):
+            raise ValueError("expected lower-case letters, digits and '-' only")
+        return v
+
+    @field_validator("hashtags")
+    @classmethod
+    def _tags(cls, v: list[str]) -> list[str]:
+        for tag in v:
+            if tag.startswith("#") or not tag.strip():
+                raise ValueError(f"{tag!r}: write hashtags without '#'")
+        return v
+
+    @model_validator(mode="after")
+    def _one_channel(self) -> Department:
+        if (self.slack_channel is None) == (self.matrix_room is None):
+            raise ValueError("expected exactly one of slack_channel / matrix_room")
+        if self.matrix_room is not None and not re.fullmatch(r"![^:\s]+:\S+", self.matrix_room):
+            raise ValueError("matrix_room: expected a room id such as '!abc:example.org'")
+        return self
+
+    @property
+    def platform(self) -> Platform:
+        return "slack" if self.slack_channel is not None else "matrix"
+
+    @property
+    def channel(self) -> str:
+        return self.slack_channel or self.matrix_room or ""
+
+    @property
+    def escalate_after(self) -> timedelta | None:
+        if self.escalate_after_minutes is None:
+            return None
+        return timedelta(minutes=self.escalate_after_minutes)
+
+
+class Config(_Strict):
+    x: XConfig = XConfig()
+    slack: SlackConfig = SlackConfig()
+    matrix: MatrixConfig = MatrixConfig()
+    departments: list[Department] = Field(min_length=1)
+    default_department: DepartmentId
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        ids = [d.id for d in self.departments]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"departments: duplicate id {', '.join(dupes)}")
+        if self.default_department not in ids:
+            raise ValueError(
+                f"default_department: {self.default_department!r} is not one of the departments "
+                f"({', '.join(ids)})"
+            )
+        return self
+
+    def department(self, dept_id: str) -> Department | None:
+        return next((d for d in self.departments if d.id == dept_id), None)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out or "(top level)"
+
+
+def _describe(err: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def parse_config(data: Any, source: str) -> Config:
+    """Validates a YAML document; raises ConfigError listing every problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}: expected a mapping at the top level"])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            # Dropping the model name pydantic puts after a union member keeps keys readable.
+            problems.append(f"{source}: {_loc(loc)}: {_describe(err)}")
+        raise ConfigError(problems) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{p}: config file not found (pass --config FILE or set SEVA_CONFIG)"]) from None
+    except OSError as e:
+        raise ConfigError([f"{p}: cannot read: {e.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "?"
+        raise ConfigError([f"{p}: {where}: not valid YAML ({getattr(e, 'problem', e)})"]) from None
+    return parse_config(data, str(p))
+
+
+def load_env(env_file: str | None = ".env") -> Env:
+    try:
+        return Env(_env_file=env_file)  # type: ignore[call-arg]
+    except ValidationError as e:
+        raise ConfigError(
+            [f"environment: {_loc(tuple(err['loc']))}: {_describe(err)}" for err in e.errors()]
+        ) from None
+
+
+def cross_check(config: Config, env: Env, source: str) -> list[str]:
+    """Problems that need both files: a department on a platform that is not configured."""
+    out = []
+    for i, d in enumerate(config.departments):
+        if d.platform == "slack" and not env.slack_enabled:
+            out.append(
+                f"{source}: departments[{i}].slack_channel: department {d.id!r} uses Slack "
+                "but SLACK_BOT_TOKEN is not set"
+            )
+        if d.platform == "matrix" and not env.matrix_enabled:
+            out.append(
+                f"{source}: departments[{i}].matrix_room: department {d.id!r} uses Matrix "
+                "but MATRIX_HOMESERVER is not set"
+            )
+    return out

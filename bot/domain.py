@@ -1,0 +1,240 @@
+"""The bot's own vocabulary: no Slack, Matrix or tweepy types cross into the core."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, NewType
+
+TweetId = NewType("TweetId", str)
+XUserId = NewType("XUserId", str)
+ChannelId = NewType("ChannelId", str)
+MessageId = NewType("MessageId", str)  # Slack `ts`, Matrix event id
+ChatUserId = NewType("ChatUserId", str)  # Slack `U…`, Matrix `@user:server`
+DepartmentId = NewType("DepartmentId", str)
+
+Platform = Literal["slack", "matrix"]
+
+
+def tweet_url(username: str, tweet_id: str) -> str:
+    return f"https://x.com/{username}/status/{tweet_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class XUser:
+    id: XUserId
+    username: str
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Tweet:
+    """A post read from X; `replied_to` and `retweeted` come from `referenced_tweets`."""
+
+    id: TweetId
+    text: str
+    author_id: XUserId
+    author_username: str
+    created_at: datetime | None = None
+    conversation_id: TweetId | None = None
+    in_reply_to_user_id: XUserId | None = None
+    replied_to: TweetId | None = None
+    quoted: TweetId | None = None
+    is_retweet: bool = False
+
+    @property
+    def url(self) -> str:
+        return tweet_url(self.author_username, self.id)
+
+
+class TicketState(enum.StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRef:
+    """Where a ticket lives in chat: the root message of its thread."""
+
+    platform: Platform
+    channel: ChannelId
+    root: MessageId
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """A human's message in a channel or room, as the adapter saw it.
+
+    Adapters drop the bot's own posts, other bots, edits and backlog before this
+    exists; `power_level` is only known on Matrix.
+    """
+
+    platform: Platform
+    channel: ChannelId
+    id: MessageId
+    sender: ChatUserId
+    text: str
+    thread_root: MessageId | None = None
+    event_id: str = ""
+    power_level: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Shift:
+    member: ChatUserId
+    starts: datetime
+    ends: datetime
+
+
+# --- Rich text: the core says what a message means; adapters render and escape it.
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """Text from anywhere (a citizen's tweet included): always escaped when rendered."""
+
+    text: str
+    bold: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    user: ChatUserId
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    url: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A block quote of untrusted text (the citizen's tweet)."""
+
+    text: str
+
+
+Segment = Text | Mention | Link | Quote
+
+
+@dataclass(frozen=True, slots=True)
+class Rich:
+    segments: tuple[Segment, ...] = ()
+
+    def __add__(self, other: Rich) -> Rich:
+        return Rich(self.segments + other.segments)
+
+    @staticmethod
+    def of(*parts: Segment | str) -> Rich:
+        return Rich(tuple(Text(p) if isinstance(p, str) else p for p in parts))
+
+    def plain(self) -> str:
+        """A plain-text rendering, for logs, previews and Matrix `body`."""
+        out: list[str] = []
+        for s in self.segments:
+            match s:
+                case Text(text=t):
+                    out.append(t)
+                case Mention(user=u):
+                    out.append(u)
+                case Link(url=url, label=label):
+                    out.append(f"{label} ({url})" if label and label != url else url)
+                case Quote(text=t):
+                    out.append("\n".join("> " + line for line in t.splitlines() or [""]))
+        return "".join(out)
+
+    def mentions(self) -> list[ChatUserId]:
+        return [s.user for s in self.segments if isinstance(s, Mention)]
+
+    def to_json(self) -> list[dict[str, str | bool]]:
+        return [_segment_json(s) for s in self.segments]
+
+    @staticmethod
+    def from_json(data: list[dict[str, str | bool]]) -> Rich:
+        return Rich(tuple(_segment_from_json(d) for d in data))
+
+
+def _segment_json(s: Segment) -> dict[str, str | bool]:
+    match s:
+        case Text(text=t, bold=b):
+            return {"t": "text", "text": t, "bold": b}
+        case Mention(user=u):
+            return {"t": "mention", "user": u}
+        case Link(url=url, label=label):
+            return {"t": "link", "url": url, "label": label}
+        case Quote(text=t):
+            return {"t": "quote", "text": t}
+    raise TypeError(s)
+
+
+def _segment_from_json(d: dict[str, str | bool]) -> Segment:
+    kind = d["t"]
+    if kind == "text":
+        return Text(str(d["text"]), bool(d.get("bold", False)))
+    if kind == "mention":
+        return Mention(ChatUserId(str(d["user"])))
+    if kind == "link":
+        return Link(str(d["url"]), str(d["label"]))
+    if kind == "quote":
+        return Quote(str(d["text"]))
+    raise ValueError(f"unknown segment {kind!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A bot message that must reach chat exactly once.
+
+    `key` is unique per message (`root:42`, `followup:<tweet id>`); adapters stamp
+    it on the message (Slack metadata, a Matrix content field) so a post whose
+    outcome a crash hid can be found again instead of posted twice.
+    """
+
+    key: str
+    channel: ChannelId
+    body: Rich
+    thread_root: MessageId | None = None
+    ticket: int | None = None
+    tweet_id: TweetId | None = None
+    actions: tuple[Action, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A button (Slack) or a reaction to confirm (Matrix)."""
+
+    id: str
+    label: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    number: int
+    tweet_id: TweetId
+    department: DepartmentId
+    state: TicketState
+    author_id: XUserId
+    author_username: str
+    text: str
+    created_at: datetime
+    platform: Platform
+    channel: ChannelId
+    root: MessageId | None = None
+    conversation_id: TweetId | None = None
+    assignee: ChatUserId | None = None
+    first_response_at: datetime | None = None
+    closed_at: datetime | None = None
+    escalated_at: datetime | None = None
+    reply_to: TweetId | None = None  # the citizen's latest tweet in this ticket
+
+    @property
+    def thread(self) -> ThreadRef | None:
+        if self.root is None:
+            return None
+        return ThreadRef(self.platform, self.channel, self.root)
+
+    @property
+    def url(self) -> str:
+        return tweet_url(self.author_username, self.tweet_id)

@@ -1,0 +1,49 @@
+"""What every handler works with: built once by the composition root (bot/app.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from adapters.db import Store
+from bot.config import Config, Department
+from bot.domain import Platform, XUser
+from bot.metrics import Metrics
+from bot.ports import ChatPlatform, Clock, TweetSink, TweetSource
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass
+class Bridge:
+    config: Config
+    store: Store
+    source: TweetSource
+    sink: TweetSink
+    platforms: dict[Platform, ChatPlatform]
+    metrics: Metrics = field(default_factory=Metrics)
+    clock: Clock = field(default_factory=SystemClock)
+    me: XUser | None = None
+    last_poll_ok: datetime | None = None
+    poll_blocked_until: datetime | None = None
+    poll_error: str | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def kick(self) -> None:
+        """Wakes the delivery loop: something new waits in the outbox."""
+        self.wake.set()
+
+    def department(self, dept_id: str) -> Department:
+        d = self.config.department(dept_id)
+        if d is None:  # a department removed from the config after its tickets were made
+            d = self.config.department(self.config.default_department)
+            assert d is not None
+        return d
+
+    def platform(self, name: Platform) -> ChatPlatform | None:
+        return self.platforms.get(name)

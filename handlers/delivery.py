@@ -1,0 +1,191 @@
+"""The two outboxes: chat posts and reply tweets, each delivered exactly once.
+
+A row is claimed (committed) before its side effect and finished after it. When
+the outcome of a side effect is unknown (a crash, a timeout, a 5xx) the row is
+marked `unknown`, and before it is tried again the remote is asked whether the
+first try landed (`ChatPlatform.find`, `TweetSink.find_own_reply`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from datetime import timedelta
+
+from adapters.db import PendingPart, PendingPost
+from bot.domain import Link, Outgoing, Rich, Text, TweetId, tweet_url
+from bot.ports import RateLimited, TweetRefused
+from handlers.context import Bridge
+
+log = logging.getLogger("seva.delivery")
+
+LEASE = timedelta(seconds=20)  # longer than any single HTTP call may take
+BACKOFF = timedelta(seconds=5)
+
+
+async def deliver(b: Bridge) -> None:
+    """Drains both outboxes until nothing is due."""
+    while True:
+        posted = await deliver_posts(b)
+        tweeted = await deliver_replies(b)
+        if not posted and not tweeted:
+            return
+
+
+async def run_forever(b: Bridge, idle: float = 1.0) -> None:
+    """The delivery loop: woken by `Bridge.kick`, and every `idle` seconds anyway."""
+    while True:
+        try:
+            await asyncio.wait_for(b.wake.wait(), timeout=idle)
+        except TimeoutError:
+            pass
+        b.wake.clear()
+        try:
+            await deliver(b)
+        except Exception:
+            log.exception("delivery.failed")
+            await asyncio.sleep(idle)
+
+
+def recover(b: Bridge, lease: timedelta = LEASE) -> int:
+    """Turns claims whose owner died into `unknown`, to be verified then retried."""
+    n = 0
+    for post in b.store.stale_posts(lease):
+        b.store.post_retry(post.id, b.clock.now(), "claim expired", unknown=True)
+        n += 1
+    for part in b.store.stale_parts(lease):
+        b.store.part_retry(part.id, b.clock.now(), unknown=True)
+        n += 1
+    if n:
+        log.warning("delivery.recovered count=%d", n)
+        b.kick()
+    return n
+
+
+# --- chat posts
+
+
+async def deliver_posts(b: Bridge) -> int:
+    due = b.store.due_posts()
+    if not due:
+        return 0
+    lanes: dict[tuple[str, str], list[PendingPost]] = defaultdict(list)
+    for post in due:
+        lanes[(post.platform, post.outgoing.channel)].append(post)
+    done = await asyncio.gather(*(_post_lane(b, lane) for lane in lanes.values()))
+    return sum(done)
+
+
+async def _post_lane(b: Bridge, lane: list[PendingPost]) -> int:
+    """One channel's posts, in order (the adapter paces them)."""
+    n = 0
+    for post in lane:
+        platform = b.platform(post.platform)
+        if platform is None or not b.store.claim_post(post.id, post.state):
+            continue
+        out = post.outgoing
+        try:
+            found = await platform.find(out) if post.state == "unknown" else None
+            message_id = found or await platform.post(out)
+        except RateLimited as e:
+            b.store.post_retry(post.id, e.until, str(e), unknown=False)
+            continue
+        except Exception as e:
+            log.warning("chat.post_failed key=%s error=%s", out.key, type(e).__name__)
+            b.store.post_retry(post.id, b.clock.now() + BACKOFF, repr(e), unknown=True)
+            continue
+        b.store.post_done(post.id, message_id)
+        b.metrics.chat_posts.labels(post.platform).inc()
+        n += 1
+    return n
+
+
+# --- reply tweets
+
+
+async def deliver_replies(b: Bridge) -> int:
+    due = b.store.due_parts()
+    if not due:
+        return 0
+    sent = await asyncio.gather(*(_send_part(b, part) for part in due))
+    return sum(sent)
+
+
+async def _send_part(b: Bridge, part: PendingPart) -> int:
+    if not b.store.claim_part(part.id, part.state):
+        return 0
+    text = part.text
+    try:
+        tweet_id = None
+        if part.state == "unknown":
+            tweet_id = await b.sink.find_own_reply(part.in_reply_to, text)
+        if tweet_id is None:
+            tweet_id = await b.sink.post(text, part.in_reply_to)
+    except TweetRefused as e:
+        _refused(b, part, e.reason)
+        return 0
+    except RateLimited as e:
+        b.store.part_retry(part.id, e.until, unknown=False)
+        log.warning("reply.rate_limited until=%s", e.until.isoformat())
+        return 0
+    except Exception as e:
+        # The tweet may or may not exist now: look before posting again.
+        log.warning("reply.post_failed part=%d error=%s", part.id, type(e).__name__)
+        b.store.part_retry(part.id, b.clock.now() + BACKOFF, unknown=True)
+        return 0
+    b.metrics.tweets.inc()
+    with b.store.tx() as tx:
+        if tx.part_sent(part, tweet_id):
+            info = tx.reply(part.reply)
+            ticket = tx.ticket(part.ticket)
+            assert info is not None and ticket is not None
+            tx.enqueue(
+                Outgoing(
+                    key=f"sent:{part.reply}",
+                    channel=ticket.channel,
+                    body=_confirmation(b, info.tweet_ids),
+                    ticket=ticket.number,
+                ),
+                ticket.platform,
+                True,
+            )
+            b.metrics.reply_latency.observe(max(0.0, (tx.now - part.queued_at).total_seconds()))
+    b.kick()
+    return 1
+
+
+def _confirmation(b: Bridge, tweet_ids: tuple[TweetId, ...]) -> Rich:
+    handle = b.me.username if b.me else "i"
+    links = [Link(tweet_url(handle, t), f"reply {i + 1}") for i, t in enumerate(tweet_ids)]
+    if len(links) == 1:
+        return Rich.of(Text("Tweeted: "), Link(links[0].url, links[0].url))
+    body = Rich.of(Text(f"Tweeted as a chain of {len(links)}: "))
+    for i, link in enumerate(links):
+        body += Rich.of(Text(", " if i else ""), link)
+    return body
+
+
+def _refused(b: Bridge, part: PendingPart, reason: str) -> None:
+    b.metrics.refusals.inc()
+    with b.store.tx() as tx:
+        tx.part_refused(part, reason)
+        ticket = tx.ticket(part.ticket)
+        assert ticket is not None
+        already = f" The first {part.idx} part(s) of the chain did go out." if part.idx else ""
+        tx.enqueue(
+            Outgoing(
+                key=f"refused:{part.reply}",
+                channel=ticket.channel,
+                body=Rich.of(
+                    Text("X refused this reply, so it was not tweeted: ", bold=True),
+                    Text(reason.rstrip(".") + "." + already),
+                    Text(" Nothing will be retried automatically."),
+                ),
+                ticket=ticket.number,
+            ),
+            ticket.platform,
+            True,
+        )
+    log.warning("reply.refused ticket=%d reason=%s", part.ticket, reason)
+    b.kick()

@@ -1,0 +1,41 @@
+"""Escalation: derived from stored tickets, so it survives restarts."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.domain import Mention, Outgoing, Rich, Text
+from handlers.context import Bridge
+
+log = logging.getLogger("seva.escalation")
+
+
+async def escalate(b: Bridge) -> int:
+    """One in-thread escalation for each ticket unanswered past its department's limit."""
+    now = b.clock.now()
+    n = 0
+    for dept in b.config.departments:
+        if dept.escalate_after is None or not dept.escalate_to:
+            continue
+        with b.store.tx() as tx:
+            for t in tx.unanswered_before(dept.id, now - dept.escalate_after):
+                if not tx.mark_escalated(t.number):
+                    continue
+                body = Rich.of(
+                    Text("Escalation: ", bold=True),
+                    Text(f"ticket #{t.number} has had no public reply for "),
+                    Text(f"{int(dept.escalate_after.total_seconds() // 60)} minutes. "),
+                )
+                for i, user in enumerate(dept.escalate_to):
+                    body += Rich.of(Text(", " if i else ""), Mention(user))
+                tx.enqueue(
+                    Outgoing(f"escalate:{t.number}", t.channel, body, ticket=t.number),
+                    t.platform,
+                    True,
+                )
+                n += 1
+                log.info("ticket.escalated ticket=%d department=%s", t.number, dept.id)
+    if n:
+        b.metrics.escalations.inc(n)
+        b.kick()
+    return n

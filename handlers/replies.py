@@ -1,0 +1,98 @@
+"""An agent's message in a ticket thread becomes a public reply (or stays internal)."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.config import Department
+from bot.domain import Action, ChatMessage, ChatUserId, Outgoing, Quote, Rich, Text, Ticket
+from bot.tweettext import split_reply
+from handlers.context import Bridge
+
+log = logging.getLogger("seva.replies")
+
+INTERNAL_PREFIXES = ("note:", "private:")
+SEND, CANCEL = "seva_send", "seva_cancel"
+
+
+def is_internal(text: str) -> bool:
+    return text.lstrip().casefold().startswith(INTERNAL_PREFIXES)
+
+
+def may_reply(b: Bridge, dept: Department, msg: ChatMessage) -> bool:
+    """Slack: the listed agents, else any channel member; Matrix: power level too."""
+    if dept.agents and msg.sender not in dept.agents:
+        return False
+    if msg.platform == "matrix":
+        return (msg.power_level or 0) >= b.config.matrix.min_power_level
+    return True
+
+
+async def on_message(b: Bridge, msg: ChatMessage) -> None:
+    if msg.thread_root is None or is_internal(msg.text):
+        return
+    text = msg.text.strip()
+    if not text:
+        return
+    with b.store.tx() as tx:
+        ticket = tx.ticket_of_thread(msg.platform, msg.channel, msg.thread_root)
+        if ticket is None:
+            return
+        dept = b.department(ticket.department)
+        if not may_reply(b, dept, msg):
+            log.info("reply.not_agent ticket=%d sender=%s", ticket.number, msg.sender)
+            return
+        confirm = dept.reply_mode == "confirm"
+        parts = split_reply(text)
+        reply_id = tx.add_reply(
+            ticket, msg.platform, msg.channel, msg.id, msg.sender, text, parts, confirm
+        )
+        if reply_id is None:
+            return  # a replayed event: this message was taken already
+        if confirm:
+            tx.enqueue(_preview(ticket, reply_id, parts), ticket.platform, True)
+    log.info("reply.queued ticket=%d reply=%d parts=%d", ticket.number, reply_id, len(parts))
+    b.kick()
+
+
+async def on_action(b: Bridge, action_id: str, value: str, user: ChatUserId) -> None:
+    """The Send (or Cancel) of a reply waiting for confirmation."""
+    if action_id not in (SEND, CANCEL) or not value.isdigit():
+        return
+    reply_id = int(value)
+    with b.store.tx() as tx:
+        info = tx.reply(reply_id)
+        if info is None or info.state != "confirm":
+            return
+        ticket = tx.ticket(info.ticket)
+        assert ticket is not None
+        dept = b.department(ticket.department)
+        if dept.agents and user not in dept.agents:
+            return
+        if action_id == CANCEL:
+            tx.finish_reply(reply_id, "cancelled")
+            tx.audit(ticket.number, user, "reply", "cancelled")
+            note = Rich.of(Text("Reply cancelled; nothing was tweeted."))
+            tx.enqueue(
+                Outgoing(f"cancel:{reply_id}", ticket.channel, note, ticket=ticket.number),
+                ticket.platform,
+                True,
+            )
+        elif not tx.confirm_reply(reply_id, user):
+            return
+    b.kick()
+
+
+def _preview(ticket: Ticket, reply_id: int, parts: list[str]) -> Outgoing:
+    count = len(parts)
+    body = Rich.of(
+        Text("This will be tweeted" + (f" as {count} replies" if count > 1 else "") + ":\n"),
+        *(Quote(p) for p in parts),
+    )
+    return Outgoing(
+        key=f"preview:{reply_id}",
+        channel=ticket.channel,
+        body=body,
+        ticket=ticket.number,
+        actions=(Action(SEND, "Send", str(reply_id)), Action(CANCEL, "Cancel", str(reply_id))),
+    )

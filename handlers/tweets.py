@@ -1,0 +1,174 @@
+"""Ingest: mentions become tickets (or follow-ups in a ticket's thread).
+
+The cursor (`x.since_id`) is written in the same transaction as the tickets, so a
+crash before the commit re-reads the same page and one after it reads nothing
+twice; `ticket_tweets.tweet_id` being a primary key makes a repeat harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from adapters.db import Tx
+from bot.config import Department
+from bot.domain import (
+    ChatUserId,
+    Link,
+    Mention,
+    Outgoing,
+    Quote,
+    Rich,
+    Text,
+    Ticket,
+    TicketState,
+    Tweet,
+)
+from bot.oncall import shift_at
+from bot.ports import RateLimited, Unavailable
+from bot.routing import route
+from handlers.context import Bridge
+
+log = logging.getLogger("seva.ingest")
+
+CURSOR = "x.since_id"
+
+
+async def poll(b: Bridge) -> int:
+    """One poll of the mentions timeline; returns how many tweets were taken in."""
+    now = b.clock.now()
+    if b.poll_blocked_until is not None and now < b.poll_blocked_until:
+        return 0
+    try:
+        if b.me is None:
+            b.me = await b.source.me()
+        tweets = await b.source.mentions(b.store.get(CURSOR))
+    except RateLimited as e:
+        b.poll_blocked_until = e.until
+        b.poll_error = "rate limited"
+        b.metrics.poll_errors.labels("rate_limited").inc()
+        log.warning("poll.rate_limited until=%s", e.until.isoformat())
+        return 0
+    except Unavailable as e:
+        b.poll_error = str(e)
+        b.metrics.poll_errors.labels("unavailable").inc()
+        log.warning("poll.unavailable error=%s", e)
+        return 0
+    b.poll_blocked_until = None
+    taken = ingest(b, tweets)
+    b.last_poll_ok = b.clock.now()
+    b.poll_error = None
+    if taken:
+        b.kick()
+    return taken
+
+
+def ingest(b: Bridge, tweets: list[Tweet]) -> int:
+    """Stores new tickets and follow-ups with the cursor, in one transaction."""
+    if not tweets:
+        return 0
+    assert b.me is not None
+    b.metrics.mentions.inc(len(tweets))
+    ordered = sorted(tweets, key=lambda t: int(t.id))
+    reopened: list[Ticket] = []
+    taken = 0
+    with b.store.tx() as tx:
+        known = tx.known_tweets([t.id for t in ordered])
+        for tweet in ordered:
+            if tweet.id in known or tweet.author_id == b.me.id or tweet.is_retweet:
+                continue
+            known.add(tweet.id)
+            taken += 1
+            ticket = _followup_target(tx, tweet)
+            if ticket is not None:
+                if _add_followup(b, tx, ticket, tweet):
+                    reopened.append(ticket)
+            else:
+                _open_ticket(b, tx, tweet)
+        current = tx.get(CURSOR)
+        newest = ordered[-1].id
+        if current is None or int(newest) > int(current):
+            tx.put(CURSOR, newest)
+    for ticket in reopened:
+        log.info("ticket.reopened ticket=%d by=followup", ticket.number)
+    return taken
+
+
+def _followup_target(tx: Tx, tweet: Tweet) -> Ticket | None:
+    for ref in (tweet.replied_to, tweet.quoted):
+        if ref is not None:
+            ticket = tx.ticket_of_tweet(ref)
+            if ticket is not None:
+                return ticket
+    if tweet.conversation_id and tweet.conversation_id != tweet.id:
+        return tx.ticket_of_conversation(tweet.conversation_id)
+    return None
+
+
+def _open_ticket(b: Bridge, tx: Tx, tweet: Tweet) -> None:
+    cfg = b.config
+    dept = b.department(route(tweet.text, cfg.departments, cfg.default_department))
+    oncall = shift_at(dept.oncall, b.clock.now()).member if dept.oncall else None
+    ticket = tx.create_ticket(tweet, dept.id, dept.platform, dept.channel, oncall)  # type: ignore[arg-type]
+    tx.enqueue(
+        Outgoing(
+            key=f"root:{ticket.number}",
+            channel=ticket.channel,
+            body=root_body(ticket, dept, oncall),
+            ticket=ticket.number,
+            tweet_id=tweet.id,
+        ),
+        dept.platform,
+        in_thread=False,
+    )
+    b.metrics.tickets.labels(dept.id).inc()
+    log.info("ticket.created ticket=%d tweet=%s department=%s", ticket.number, tweet.id, dept.id)
+
+
+def _add_followup(b: Bridge, tx: Tx, ticket: Ticket, tweet: Tweet) -> bool:
+    """Posts a follow-up into the ticket's thread; True when it reopened the ticket."""
+    tx.add_followup(ticket.number, tweet)
+    reopen = ticket.state is TicketState.CLOSED
+    if reopen:
+        tx.set_state(ticket.number, TicketState.OPEN, "x", f"follow-up {tweet.id}")
+    body = Rich.of(
+        Text("Follow-up from "),
+        Text(f"@{tweet.author_username}", bold=True),
+        Text(":\n"),
+        Quote(tweet.text),
+        Text("\n"),
+        Link(tweet.url, "Open on X"),
+    )
+    if reopen:
+        body += Rich.of(Text("\n"), Text(f"Ticket #{ticket.number} reopened.", bold=True))
+    tx.enqueue(
+        Outgoing(
+            key=f"followup:{tweet.id}",
+            channel=ticket.channel,
+            body=body,
+            ticket=ticket.number,
+            tweet_id=tweet.id,
+        ),
+        ticket.platform,
+        in_thread=True,
+    )
+    b.metrics.followups.inc()
+    log.info("ticket.followup ticket=%d tweet=%s", ticket.number, tweet.id)
+    return reopen
+
+
+def root_body(ticket: Ticket, dept: Department, oncall: ChatUserId | None) -> Rich:
+    return Rich.of(
+        Text(f"Ticket #{ticket.number}", bold=True),
+        Text(f" · {dept.name}\n"),
+        Text(f"@{ticket.author_username}", bold=True),
+        Text(" asked on X:\n"),
+        Quote(ticket.text),
+        Text("\n"),
+        Link(ticket.url, "Open on X"),
+        Text(" · on call: "),
+        Mention(oncall) if oncall else Text("nobody"),
+        Text(
+            "\nReply in this thread to answer in public. "
+            "Start with note: to keep a message internal, ! for a command (!help)."
+        ),
+    )

@@ -1,0 +1,35 @@
+"""Alembic environment: the URL and connection come from `bot.migrate`, never from a file."""
+
+from alembic import context
+
+from adapters.db import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run() -> None:
+    connection = config.attributes.get("connection")
+    if connection is None:
+        from adapters.db import make_engine
+
+        engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
+        with engine.connect() as conn:
+            _migrate(conn)
+        engine.dispose()
+    else:
+        _migrate(connection)
+
+
+def _migrate(connection: object) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+run()

@@ -1,0 +1,144 @@
+"""Fakes of the ports, for driving the core without I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from bot.domain import (
+    ChatUserId,
+    MessageId,
+    Outgoing,
+    Rich,
+    ThreadRef,
+    Tweet,
+    TweetId,
+    XUser,
+    XUserId,
+)
+from bot.ports import (
+    ActionHandler,
+    CommandContext,
+    CommandHandler,
+    MessageHandler,
+    TweetRefused,
+)
+
+
+class FakeClock:
+    def __init__(self, now: datetime | None = None) -> None:
+        self.t = now or datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.t
+
+    def advance(self, **kw: float) -> None:
+        self.t += timedelta(**kw)
+
+
+ME = XUser(XUserId("1000"), "SevaHelp", "Seva Help")
+
+
+@dataclass
+class FakeX:
+    """Mentions to hand out, and the tweets the bot posted."""
+
+    mentions_queue: list[Tweet] = field(default_factory=list)
+    posted: list[tuple[str, str, str]] = field(default_factory=list)  # id, text, in_reply_to
+    refuse: str | None = None
+    fail_after_post: int = 0  # the next N posts land on X but the caller sees an error
+    next_id: int = 5000
+
+    async def me(self) -> XUser:
+        return ME
+
+    async def mentions(self, since_id: TweetId | None) -> list[Tweet]:
+        newer = [t for t in self.mentions_queue if since_id is None or int(t.id) > int(since_id)]
+        return sorted(newer, key=lambda t: int(t.id), reverse=True)
+
+    async def post(self, text: str, in_reply_to: TweetId) -> TweetId:
+        if self.refuse:
+            raise TweetRefused(self.refuse)
+        self.next_id += 1
+        tid = str(self.next_id)
+        self.posted.append((tid, text, in_reply_to))
+        if self.fail_after_post:
+            self.fail_after_post -= 1
+            raise ConnectionError("connection reset after the request was sent")
+        return TweetId(tid)
+
+    async def find_own_reply(self, in_reply_to: TweetId, text: str) -> TweetId | None:
+        for tid, t, to in self.posted:
+            if t == text and to == in_reply_to:
+                return TweetId(tid)
+        return None
+
+
+def tweet(
+    tid: int,
+    text: str,
+    *,
+    author: str = "citizen",
+    author_id: str = "2000",
+    replied_to: str | None = None,
+    conversation_id: str | None = None,
+    retweet: bool = False,
+) -> Tweet:
+    return Tweet(
+        id=TweetId(str(tid)),
+        text=text,
+        author_id=XUserId(author_id),
+        author_username=author,
+        created_at=datetime(2026, 11, 30, 9, 59, tzinfo=UTC),
+        conversation_id=TweetId(conversation_id or str(tid)),
+        replied_to=TweetId(replied_to) if replied_to else None,
+        is_retweet=retweet,
+    )
+
+
+@dataclass
+class FakeChat:
+    name: str = "slack"
+    posts: list[tuple[MessageId, Outgoing]] = field(default_factory=list)
+    marks: list[tuple[ThreadRef, str]] = field(default_factory=list)
+    responses: list[tuple[CommandContext, Rich]] = field(default_factory=list)
+    fail_next: int = 0
+    n: int = 0
+
+    async def post(self, message: Outgoing) -> MessageId:
+        self.n += 1
+        mid = MessageId(f"{self.n}.000")
+        self.posts.append((mid, message))
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ConnectionError("lost the answer")
+        return mid
+
+    async def find(self, message: Outgoing) -> MessageId | None:
+        return next((mid for mid, m in self.posts if m.key == message.key), None)
+
+    async def mark(self, thread: ThreadRef, state: str) -> None:
+        self.marks.append((thread, state))
+
+    async def respond(self, ctx: CommandContext, body: Rich) -> None:
+        self.responses.append((ctx, body))
+
+    async def start(
+        self, on_message: MessageHandler, on_command: CommandHandler, on_action: ActionHandler
+    ) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def health(self) -> dict[str, object]:
+        return {"connected": True}
+
+    def keys(self) -> list[str]:
+        return [m.key for _, m in self.posts]
+
+    def by_key(self, key: str) -> tuple[MessageId, Outgoing]:
+        return next((mid, m) for mid, m in self.posts if m.key == key)
+
+
+AGENT = ChatUserId("U0AGENT1")

@@ -1,0 +1,628 @@
+"""The Slack stand-in, driven by the real slack_sdk client and received by a real slack-bolt app."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry import builtin_async_handlers
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from sandbox.slack_api import SlackState, build_slack_app, sign
+
+TOKEN = "xoxb-1-sandbox-test-token"
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+HEALTH, WATER = "C0HEALTH", "C0WATER"
+AGENT, CITIZEN_DESK = "U0AGENT1", "U0AGENT2"
+TICKET_META = {"event_type": "seva_ticket", "event_payload": {"ticket": 42, "tweet_id": "1860"}}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_732_900_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def wait_for(predicate: Callable[[], Any], within: float = 5.0) -> None:
+    """Poll a condition until it holds, failing at the deadline."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(0.005)
+
+
+async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, runner.addresses[0][1]
+
+
+@dataclass
+class Seen:
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, Any]] = field(default_factory=list)
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Stack:
+    state: SlackState
+    clock: FakeClock
+    base: str  # the stand-in subapp root, ".../slack"
+    events_url: str  # the bolt app's POST /slack/events
+    client: AsyncWebClient
+    http: aiohttp.ClientSession
+    bolt: AsyncApp
+    seen: Seen
+
+    async def control(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        async with self.http.post(f"{self.base}/sandbox/{path}", json=body) as resp:
+            return resp.status, await resp.json()
+
+    async def snapshot(self) -> dict[str, Any]:
+        async with self.http.get(f"{self.base}/sandbox/state") as resp:
+            assert resp.status == 200
+            return await resp.json()
+
+    def messages(self, snapshot: dict[str, Any], channel: str) -> list[dict[str, Any]]:
+        return next(c["messages"] for c in snapshot["channels"] if c["id"] == channel)
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[Stack]:
+    clock = FakeClock()
+    state = SlackState(
+        TOKEN,
+        SECRET,
+        None,
+        channels=[(HEALTH, "health"), (WATER, "water")],
+        users=[(AGENT, "asha", "Asha Rao"), (CITIZEN_DESK, "ravi", "Ravi Kumar")],
+        clock=clock,
+        retry_delays=(0.0, 0.0, 0.0),
+    )
+    state.rate_limit_per_channel = 0  # tests that need pacing switch it on
+    root = web.Application()
+    root.add_subapp("/slack", build_slack_app(state))
+    standin_runner, standin_port = await serve(root)
+    base = f"http://127.0.0.1:{standin_port}/slack"
+
+    client = AsyncWebClient(token=TOKEN, base_url=f"{base}/api/")
+    bolt = AsyncApp(signing_secret=SECRET, client=client)
+    seen = Seen()
+
+    @bolt.event("message")
+    async def on_message(body: dict[str, Any], request: Any) -> None:
+        seen.messages.append(body)
+        seen.headers.append(dict(request.headers))
+
+    @bolt.command("/ticket")
+    async def on_ticket(ack: Any, command: dict[str, Any], respond: Any) -> None:
+        seen.commands.append(command)
+        if command["text"] == "later":
+            await ack()
+            await respond("worked on it later")
+        elif command["text"] == "announce":
+            await ack(response_type="in_channel", text="Ticket #7 is closed")
+        else:
+            await ack(f"Ticket #42 for <@{command['user_id']}>: {command['text']}")
+
+    @bolt.action("send_reply")
+    async def on_send(ack: Any, body: dict[str, Any], respond: Any) -> None:
+        await ack()
+        seen.actions.append(body)
+        await respond(replace_original=True, text="Sent as tweet 1861")
+
+    async def events(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+    bot_app = web.Application()
+    bot_app.router.add_post("/slack/events", events)
+    bot_runner, bot_port = await serve(bot_app)
+    events_url = f"http://127.0.0.1:{bot_port}/slack/events"
+    state.events_url = events_url
+
+    async with aiohttp.ClientSession() as http:
+        yield Stack(state, clock, base, events_url, client, http, bolt, seen)
+    await bot_runner.cleanup()
+    await standin_runner.cleanup()
+
+
+@dataclass
+class Recorder:
+    """A raw events receiver, to see exactly what goes over the wire."""
+
+    url: str
+    requests: list[tuple[dict[str, str], bytes]]
+    answer: Callable[[int], Awaitable[int]]  # attempt number -> HTTP status
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[Recorder]:
+    requests: list[tuple[dict[str, str], bytes]] = []
+
+    async def ok(_: int) -> int:
+        return 200
+
+    rec = Recorder("", requests, ok)
+
+    async def receive(request: web.Request) -> web.Response:
+        requests.append((dict(request.headers), await request.read()))
+        return web.Response(status=await rec.answer(len(requests)))
+
+    app = web.Application()
+    app.router.add_post("/slack/events", receive)
+    runner, port = await serve(app)
+    rec.url = f"http://127.0.0.1:{port}/slack/events"
+    yield rec
+    await runner.cleanup()
+
+
+# ---------------------------------------------------------------- Web API through slack_sdk
+
+
+async def test_root_with_metadata_and_thread_reply_read_back(stack: Stack) -> None:
+    root = await stack.client.chat_postMessage(
+        channel=HEALTH, text="#42 @citizen: no oxygen", metadata=TICKET_META, unfurl_links=False
+    )
+    assert root["channel"] == HEALTH
+    assert root["message"]["bot_id"] == "BSEVA"
+    assert root["message"]["user"] == "UBOTSEVA"
+    assert root["message"]["app_id"]
+    reply = await stack.client.chat_postMessage(channel=HEALTH, text="On it", thread_ts=root["ts"])
+    assert float(reply["ts"]) > float(root["ts"])
+
+    plain = await stack.client.conversations_history(channel=HEALTH)
+    assert [m["ts"] for m in plain["messages"]] == [root["ts"]]  # top-level only
+    assert "metadata" not in plain["messages"][0]
+    assert plain["messages"][0]["reply_count"] == 1
+
+    rich = await stack.client.conversations_history(channel=HEALTH, include_all_metadata=True)
+    assert rich["messages"][0]["metadata"] == TICKET_META
+
+    thread = await stack.client.conversations_replies(
+        channel=HEALTH, ts=root["ts"], include_all_metadata=True
+    )
+    assert [m["text"] for m in thread["messages"]] == ["#42 @citizen: no oxygen", "On it"]
+    assert thread["messages"][0]["metadata"] == TICKET_META
+    assert thread["messages"][1]["thread_ts"] == root["ts"]
+    assert thread["messages"][1]["parent_user_id"] == "UBOTSEVA"
+    bare = await stack.client.conversations_replies(channel=HEALTH, ts=root["ts"])
+    assert all("metadata" not in m for m in bare["messages"])
+
+    snap = await stack.snapshot()
+    shown = stack.messages(snap, HEALTH)
+    assert [(m["text"], m["thread_ts"], m["reply_count"]) for m in shown] == [
+        ("#42 @citizen: no oxygen", None, 1),
+        ("On it", root["ts"], 0),
+    ]
+    assert shown[0]["metadata"] == TICKET_META
+
+
+async def test_history_pages_newest_first(stack: Stack) -> None:
+    posted = [
+        (await stack.client.chat_postMessage(channel=WATER, text=f"ticket {n}"))["ts"]
+        for n in range(5)
+    ]
+    assert posted == sorted(posted, key=float) and len(set(posted)) == 5
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await stack.client.conversations_history(channel=WATER, limit=2, cursor=cursor)
+        assert len(page["messages"]) <= 2
+        seen += [m["ts"] for m in page["messages"]]
+        cursor = page["response_metadata"]["next_cursor"]
+        assert page["has_more"] == bool(cursor)
+        if not cursor:
+            break
+    assert seen == posted[::-1]
+
+    window = await stack.client.conversations_history(
+        channel=WATER, oldest=posted[1], latest=posted[3]
+    )
+    assert [m["ts"] for m in window["messages"]] == [posted[2]]
+    inclusive = await stack.client.conversations_history(
+        channel=WATER, oldest=posted[1], latest=posted[3], inclusive=True
+    )
+    assert [m["ts"] for m in inclusive["messages"]] == [posted[3], posted[2], posted[1]]
+
+
+async def test_replies_paginate_oldest_first(stack: Stack) -> None:
+    root = await stack.client.chat_postMessage(channel=HEALTH, text="root")
+    replies = [
+        (await stack.client.chat_postMessage(channel=HEALTH, text=f"r{n}", thread_ts=root["ts"]))[
+            "ts"
+        ]
+        for n in range(4)
+    ]
+    texts: list[str] = []
+    cursor = None
+    while True:
+        page = await stack.client.conversations_replies(
+            channel=HEALTH, ts=root["ts"], limit=2, cursor=cursor
+        )
+        texts += [m["text"] for m in page["messages"]]
+        cursor = page["response_metadata"]["next_cursor"]
+        if not cursor:
+            break
+    assert texts == ["root", "r0", "r1", "r2", "r3"]
+    by_reply = await stack.client.conversations_replies(channel=HEALTH, ts=replies[2])
+    assert by_reply["messages"][0]["ts"] == root["ts"]
+    with pytest.raises(SlackApiError) as missing:
+        await stack.client.conversations_replies(channel=HEALTH, ts="1.000001")
+    assert missing.value.response["error"] == "thread_not_found"
+
+
+async def test_reactions_and_update(stack: Stack) -> None:
+    msg = await stack.client.chat_postMessage(channel=HEALTH, text="ticket #42 open")
+    await stack.client.reactions_add(channel=HEALTH, timestamp=msg["ts"], name="eyes")
+    with pytest.raises(SlackApiError) as again:
+        await stack.client.reactions_add(channel=HEALTH, timestamp=msg["ts"], name="eyes")
+    assert again.value.response["error"] == "already_reacted"
+    await stack.client.reactions_add(channel=HEALTH, timestamp=msg["ts"], name="white_check_mark")
+    await stack.client.reactions_remove(channel=HEALTH, timestamp=msg["ts"], name="eyes")
+    with pytest.raises(SlackApiError) as gone:
+        await stack.client.reactions_remove(channel=HEALTH, timestamp=msg["ts"], name="eyes")
+    assert gone.value.response["error"] == "no_reaction"
+
+    updated = await stack.client.chat_update(channel=HEALTH, ts=msg["ts"], text="ticket #42 closed")
+    assert updated["ts"] == msg["ts"]
+    history = await stack.client.conversations_history(channel=HEALTH)
+    shown = history["messages"][0]
+    assert shown["text"] == "ticket #42 closed"
+    assert shown["reactions"] == [{"name": "white_check_mark", "users": ["UBOTSEVA"], "count": 1}]
+    assert shown["edited"]["user"] == "UBOTSEVA"
+
+    human = await stack.control("messages", {"user": AGENT, "channel": HEALTH, "text": "hi"})
+    with pytest.raises(SlackApiError) as foreign:
+        await stack.client.chat_update(channel=HEALTH, ts=human[1]["ts"], text="forged")
+    assert foreign.value.response["error"] == "cant_update_message"
+
+
+async def test_delete_removes_thread_and_tells_the_bot(stack: Stack, recorder: Recorder) -> None:
+    stack.state.events_url = recorder.url
+    root = await stack.client.chat_postMessage(channel=HEALTH, text="duplicate ticket")
+    await stack.client.chat_postMessage(channel=HEALTH, text="reply", thread_ts=root["ts"])
+    await stack.client.chat_delete(channel=HEALTH, ts=root["ts"])
+    assert (await stack.client.conversations_history(channel=HEALTH))["messages"] == []
+    assert stack.messages(await stack.snapshot(), HEALTH) == []
+    await wait_for(lambda: len(recorder.requests) == 3)
+    events = [json.loads(raw)["event"] for _, raw in recorder.requests]
+    deleted = next(e for e in events if e.get("subtype") == "message_deleted")
+    assert deleted["deleted_ts"] == root["ts"]
+
+
+async def test_ephemeral_info_members_and_users(stack: Stack) -> None:
+    sent = await stack.client.chat_postEphemeral(channel=HEALTH, user=AGENT, text="only you")
+    assert sent["message_ts"]
+    snap = await stack.snapshot()
+    assert [(e["channel"], e["user"], e["text"]) for e in snap["ephemeral"]] == [
+        (HEALTH, AGENT, "only you")
+    ]
+    info = await stack.client.conversations_info(channel=HEALTH)
+    assert info["channel"]["name"] == "health" and info["channel"]["is_member"]
+    members = await stack.client.conversations_members(channel=HEALTH)
+    assert set(members["members"]) == {AGENT, CITIZEN_DESK, "UBOTSEVA"}
+    user = await stack.client.users_info(user=AGENT)
+    assert user["user"]["real_name"] == "Asha Rao"
+    with pytest.raises(SlackApiError) as nobody:
+        await stack.client.users_info(user="U0NOBODY")
+    assert nobody.value.response["error"] == "user_not_found"
+
+
+async def test_auth_and_unknown_channel(stack: Stack) -> None:
+    me = await stack.client.auth_test()
+    assert (me["user_id"], me["bot_id"], me["team_id"]) == ("UBOTSEVA", "BSEVA", "T0SEVA")
+
+    wrong = AsyncWebClient(token="xoxb-not-the-token", base_url=f"{stack.base}/api/")
+    with pytest.raises(SlackApiError) as bad:
+        await wrong.chat_postMessage(channel=HEALTH, text="hi")
+    assert bad.value.response["error"] == "invalid_auth"
+    async with stack.http.post(f"{stack.base}/api/auth.test") as resp:
+        assert resp.status == 200
+        assert await resp.json() == {"ok": False, "error": "not_authed"}
+
+    with pytest.raises(SlackApiError) as nowhere:
+        await stack.client.chat_postMessage(channel="C0NOWHERE", text="hi")
+    assert nowhere.value.response["error"] == "channel_not_found"
+    assert stack.messages(await stack.snapshot(), HEALTH) == []
+
+
+async def test_form_encoded_and_get_requests(stack: Stack) -> None:
+    """slack_sdk sends some methods as forms or query strings; both must mean the same."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    form = {
+        "channel": "#health",
+        "text": "via form",
+        "blocks": json.dumps([{"type": "section", "text": {"type": "mrkdwn", "text": "hi"}}]),
+        "metadata": json.dumps(TICKET_META),
+    }
+    async with stack.http.post(f"{stack.base}/api/chat.postMessage", data=form, headers=auth) as r:
+        posted = await r.json()
+    assert posted["ok"] and posted["channel"] == HEALTH
+    query = {"channel": HEALTH, "include_all_metadata": "1"}
+    async with stack.http.get(
+        f"{stack.base}/api/conversations.history", params=query, headers=auth
+    ) as r:
+        history = await r.json()
+    assert history["messages"][0]["metadata"] == TICKET_META
+    assert history["messages"][0]["blocks"][0]["type"] == "section"
+
+
+async def test_rate_limit_per_channel(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    stack.state.rate_limit_per_channel = 1.0
+    for n in range(3):  # the burst allowance
+        await stack.client.chat_postMessage(channel=HEALTH, text=f"burst {n}")
+    with pytest.raises(SlackApiError) as limited:
+        await stack.client.chat_postMessage(channel=HEALTH, text="one too many")
+    assert limited.value.response.status_code == 429
+    assert limited.value.response["error"] == "ratelimited"
+    assert int(limited.value.response.headers["Retry-After"]) >= 1
+    await stack.client.chat_postMessage(channel=WATER, text="other channel is not limited")
+
+    stack.clock.advance(1.0)
+    await stack.client.chat_postMessage(channel=HEALTH, text="after a second")
+
+    # slack_sdk's retry handler waits Retry-After (on the fake clock here) and then succeeds.
+    waits: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        waits.append(seconds)
+        stack.clock.advance(seconds)
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(builtin_async_handlers, "asyncio", SimpleNamespace(sleep=fake_sleep))
+    patient = AsyncWebClient(token=TOKEN, base_url=f"{stack.base}/api/")
+    patient.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
+    ok = await patient.chat_postMessage(channel=HEALTH, text="retried")
+    assert ok["ok"] and len(waits) == 1 and waits[0] >= 1
+    texts = [m["text"] for m in stack.messages(await stack.snapshot(), HEALTH)]
+    assert "one too many" not in texts and texts[-1] == "retried"
+
+
+async def test_posting_costs_well_under_a_millisecond(stack: Stack) -> None:
+    stack.state.events_url = None
+    started = time.perf_counter()
+    for n in range(2000):
+        stack.state.call("chat.postMessage", {"channel": HEALTH, "text": f"ticket {n}"})
+    per_post = (time.perf_counter() - started) / 2000
+    assert per_post < 0.0005
+    page = stack.state.call("conversations.history", {"channel": HEALTH, "limit": 1})
+    assert page["messages"][0]["text"] == "ticket 1999"
+
+
+# ---------------------------------------------------------------- delivery to a real bolt app
+
+
+async def test_human_message_reaches_bolt_signed(stack: Stack) -> None:
+    status, posted = await stack.control(
+        "messages", {"user": AGENT, "channel": HEALTH, "text": "oxygen at 5 < 10 & rising"}
+    )
+    assert status == 200 and posted["status"] == 200
+    await wait_for(lambda: stack.seen.messages)
+    body = stack.seen.messages[0]
+    assert body["type"] == "event_callback" and body["event_id"] == posted["event_id"]
+    assert body["authorizations"][0]["user_id"] == "UBOTSEVA"
+    event = body["event"]
+    assert (event["user"], event["channel"], event["ts"]) == (AGENT, HEALTH, posted["ts"])
+    assert event["text"] == "oxygen at 5 &lt; 10 &amp; rising"  # as Slack's client encodes it
+    assert event["channel_type"] == "channel" and "bot_id" not in event
+
+    _, reply = await stack.control(
+        "messages",
+        {
+            "user": AGENT,
+            "channel": HEALTH,
+            "text": "<@U0AGENT2> take it",
+            "thread_ts": posted["ts"],
+        },
+    )
+    await wait_for(lambda: len(stack.seen.messages) == 2)
+    threaded = stack.seen.messages[1]["event"]
+    assert threaded["thread_ts"] == posted["ts"] and threaded["ts"] == reply["ts"]
+    assert threaded["parent_user_id"] == AGENT
+    assert threaded["text"] == "<@U0AGENT2> take it"
+    assert stack.seen.messages[1]["event_id"] != body["event_id"]
+
+
+async def test_wrong_signing_secret_gets_401_and_is_retried(stack: Stack) -> None:
+    stack.state.signing_secret = "not-the-secret"
+    _, posted = await stack.control("messages", {"user": AGENT, "channel": HEALTH, "text": "hi"})
+    assert posted["status"] == 401
+    await wait_for(lambda: len(stack.state.deliveries) == 4)
+    await stack.state.drain()
+    attempts = [(d.retry_num, d.status, d.reason) for d in stack.state.deliveries]
+    assert attempts == [(0, 401, "http_error")] + [(n, 401, "http_error") for n in (1, 2, 3)]
+    assert {d.event_id for d in stack.state.deliveries} == {posted["event_id"]}
+    assert stack.seen.messages == []
+
+
+async def test_bot_posts_are_delivered_in_background(stack: Stack, recorder: Recorder) -> None:
+    release = asyncio.Event()
+
+    async def slow(_: int) -> int:
+        await release.wait()
+        return 200
+
+    recorder.answer = slow
+    stack.state.events_url = recorder.url
+    posted = await stack.client.chat_postMessage(channel=HEALTH, text="ticket #1")
+    assert posted["ok"]  # answered while the bot has not answered the delivery
+    await wait_for(lambda: recorder.requests)
+    release.set()
+    headers, raw = recorder.requests[0]
+    stamp = headers["X-Slack-Request-Timestamp"]
+    assert headers["X-Slack-Signature"] == sign(SECRET, stamp, raw)
+    assert abs(int(stamp) - time.time()) < 60
+    assert headers["Content-Type"].startswith("application/json")
+    envelope = json.loads(raw)
+    assert envelope["event_id"].startswith("Ev") and envelope["api_app_id"]
+    event = envelope["event"]
+    assert (event["bot_id"], event["user"], event["ts"]) == ("BSEVA", "UBOTSEVA", posted["ts"])
+
+
+async def test_timeout_is_retried_with_reason(stack: Stack, recorder: Recorder) -> None:
+    never = asyncio.Event()
+
+    async def hang_first(attempt: int) -> int:
+        if attempt == 1:
+            await never.wait()
+        return 200
+
+    recorder.answer = hang_first
+    stack.state.events_url = recorder.url
+    stack.state.delivery_timeout = 0.2
+    _, posted = await stack.control("messages", {"user": AGENT, "channel": HEALTH, "text": "hi"})
+    assert posted["status"] is None
+    await wait_for(lambda: len(recorder.requests) == 2)
+    headers, raw = recorder.requests[1]
+    assert headers["X-Slack-Retry-Num"] == "1"
+    assert headers["X-Slack-Retry-Reason"] == "http_timeout"
+    assert json.loads(raw)["event_id"] == posted["event_id"]
+    never.set()
+
+
+async def test_bots_own_posts_are_ignored_by_bolt(stack: Stack) -> None:
+    await stack.client.chat_postMessage(channel=HEALTH, text="from the bot")
+    await wait_for(lambda: stack.state.deliveries)
+    await stack.state.drain()
+    assert [d.status for d in stack.state.deliveries] == [200]
+    assert stack.seen.messages == []  # bolt's IgnoringSelfEvents recognised bot_id / user
+
+
+async def test_edit_arrives_as_message_changed(stack: Stack) -> None:
+    _, posted = await stack.control("messages", {"user": AGENT, "channel": HEALTH, "text": "v1"})
+    status, edited = await stack.control(
+        "messages/edit", {"user": AGENT, "channel": HEALTH, "ts": posted["ts"], "text": "v2"}
+    )
+    assert status == 200 and edited["status"] == 200
+    await wait_for(lambda: len(stack.seen.messages) == 2)
+    event = stack.seen.messages[1]["event"]
+    assert event["subtype"] == "message_changed"
+    assert event["message"]["text"] == "v2" and event["message"]["ts"] == posted["ts"]
+    assert event["previous_message"]["text"] == "v1"
+    shown = stack.messages(await stack.snapshot(), HEALTH)[0]
+    assert shown["text"] == "v2" and shown["edited"]["user"] == AGENT
+
+
+async def test_redeliver_sends_same_event_with_retry_header(stack: Stack) -> None:
+    _, posted = await stack.control("messages", {"user": AGENT, "channel": HEALTH, "text": "once"})
+    await wait_for(lambda: stack.seen.messages)
+    status, again = await stack.control("redeliver", {"event_id": posted["event_id"]})
+    assert status == 200 and again["status"] == 200
+    await wait_for(lambda: len(stack.seen.messages) == 2)
+    assert stack.seen.messages[1] == stack.seen.messages[0]
+    assert stack.seen.headers[0].get("x-slack-retry-num") is None
+    assert stack.seen.headers[1]["x-slack-retry-num"] == ["1"]
+    missing, _ = await stack.control("redeliver", {"event_id": "EvNOPE"})
+    assert missing == 404
+
+
+async def test_slash_command_ack_is_shown_ephemeral(stack: Stack) -> None:
+    status, result = await stack.control(
+        "commands", {"user": AGENT, "channel": HEALTH, "text": "status 42"}
+    )
+    assert status == 200 and result["status"] == 200
+    assert result["response"] == f"Ticket #42 for <@{AGENT}>: status 42"  # bolt acks in plain text
+    command = stack.seen.commands[0]
+    assert (command["command"], command["channel_id"], command["user_name"]) == (
+        "/ticket",
+        HEALTH,
+        "asha",
+    )
+    snap = await stack.snapshot()
+    assert [(e["user"], e["text"]) for e in snap["ephemeral"]] == [
+        (AGENT, f"Ticket #42 for <@{AGENT}>: status 42")
+    ]
+    assert stack.messages(snap, HEALTH) == []  # nobody else sees it
+
+
+async def test_response_url_and_in_channel_answers(stack: Stack) -> None:
+    await stack.control("commands", {"user": AGENT, "channel": HEALTH, "text": "later"})
+    await wait_for(lambda: stack.state.ephemeral)
+    assert stack.state.ephemeral[0].text == "worked on it later"
+
+    await stack.control("commands", {"user": AGENT, "channel": HEALTH, "text": "announce"})
+    shown = stack.messages(await stack.snapshot(), HEALTH)
+    assert [(m["text"], m["bot_id"]) for m in shown] == [("Ticket #7 is closed", "BSEVA")]
+
+
+async def test_block_action_reaches_bolt_and_can_replace_message(stack: Stack) -> None:
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "Tweet this?"}},
+        {
+            "type": "actions",
+            "block_id": "confirm",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": "send_reply",
+                    "text": {"type": "plain_text", "text": "Send"},
+                    "value": "reply-7",
+                }
+            ],
+        },
+    ]
+    root = await stack.client.chat_postMessage(channel=HEALTH, text="ticket")
+    prompt = await stack.client.chat_postMessage(
+        channel=HEALTH, text="Tweet this?", blocks=blocks, thread_ts=root["ts"]
+    )
+    status, result = await stack.control(
+        "actions",
+        {"user": AGENT, "channel": HEALTH, "message_ts": prompt["ts"], "action_id": "send_reply"},
+    )
+    assert status == 200 and result["status"] == 200
+    await wait_for(lambda: stack.seen.actions)
+    payload = stack.seen.actions[0]
+    assert payload["type"] == "block_actions" and payload["user"]["id"] == AGENT
+    action = payload["actions"][0]
+    assert (action["value"], action["block_id"], action["type"]) == ("reply-7", "confirm", "button")
+    assert payload["container"]["message_ts"] == prompt["ts"]
+    assert payload["container"]["thread_ts"] == root["ts"]
+    assert payload["message"]["blocks"] == blocks
+
+    def replaced() -> bool:
+        return stack.state.message(HEALTH, prompt["ts"]).text == "Sent as tweet 1861"
+
+    await wait_for(replaced)
+    missing, err = await stack.control(
+        "actions", {"user": AGENT, "channel": HEALTH, "message_ts": prompt["ts"], "action_id": "x"}
+    )
+    assert (missing, err["error"]) == (404, "action_not_found")
+
+
+async def test_control_api_validation_and_config(stack: Stack) -> None:
+    status, err = await stack.control(
+        "messages", {"user": "U0NOBODY", "channel": HEALTH, "text": "x"}
+    )
+    assert (status, err["error"]) == (404, "user_not_found")
+    status, err = await stack.control("messages", {"user": AGENT, "channel": HEALTH})
+    assert status == 400
+    status, cfg = await stack.control("config", {"rate_limit_per_channel": 2.5, "events_url": None})
+    assert status == 200 and cfg["rate_limit_per_channel"] == 2.5 and cfg["events_url"] is None
+    _, posted = await stack.control("messages", {"user": AGENT, "channel": HEALTH, "text": "x"})
+    assert posted["status"] is None and posted["ts"]
+    snap = await stack.snapshot()
+    assert snap["bot_user_id"] == "UBOTSEVA" and snap["team"]["id"] == "T0SEVA"
+    assert {u["id"] for u in snap["users"]} == {AGENT, CITIZEN_DESK}

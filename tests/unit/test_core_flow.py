@@ -1,0 +1,295 @@
+"""The core driven through fakes of X and chat: ingest, replies, delivery, recovery."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from bot.config import parse_config
+from bot.domain import ChannelId, ChatMessage, ChatUserId, MessageId, Mention, Quote
+from handlers import delivery, oncall, replies, tweets
+from handlers.context import Bridge
+from tests.conftest import migrated_store
+from tests.fakes import ME, FakeChat, FakeClock, FakeX, tweet
+
+CONFIG = {
+    "departments": [
+        {
+            "id": "health",
+            "name": "Health",
+            "slack_channel": "C0HEALTH",
+            "keywords": ["oxygen", "hospital"],
+            "agents": ["U0AGENT1"],
+            "oncall": {
+                "members": ["U0AGENT1", "U0AGENT2"],
+                "shift_hours": 24,
+                "starts": "2026-11-30T09:00:00+05:30",
+            },
+            "escalate_after_minutes": 30,
+            "escalate_to": ["U0LEAD"],
+        },
+        {
+            "id": "transport",
+            "name": "Transport",
+            "slack_channel": "C0TRANSPORT",
+            "hashtags": ["railways"],
+            "reply_mode": "confirm",
+        },
+    ],
+    "default_department": "health",
+}
+
+
+@pytest.fixture
+def world(tmp_path):
+    clock = FakeClock()
+    store = migrated_store(f"sqlite:///{tmp_path / 'core.db'}", clock)
+    x = FakeX()
+    chat = FakeChat()
+    b = Bridge(
+        config=parse_config(CONFIG, "test.yaml"),
+        store=store,
+        source=x,
+        sink=x,
+        platforms={"slack": chat},
+        clock=clock,
+    )
+    yield b, x, chat, clock
+    store.dispose()
+
+
+def thread_msg(chat: FakeChat, key: str, text: str, *, user: str = "U0AGENT1", mid: str = "900.1"):
+    root, out = chat.by_key(key)
+    return ChatMessage(
+        platform="slack",
+        channel=ChannelId(out.channel),
+        id=MessageId(mid),
+        sender=ChatUserId(user),
+        text=text,
+        thread_root=root,
+        event_id="Ev" + mid,
+    )
+
+
+async def test_mention_becomes_one_ticket_root_routed_with_oncall(world):
+    b, x, chat, _ = world
+    x.mentions_queue = [
+        tweet(10, "@SevaHelp need oxygen for my father"),
+        tweet(11, "@SevaHelp train late again #Railways", author="ravi", author_id="2001"),
+    ]
+    assert await tweets.poll(b) == 2
+    await delivery.deliver(b)
+    assert chat.keys() == ["root:1", "root:2"]
+    _, root = chat.by_key("root:1")
+    assert root.channel == "C0HEALTH" and root.ticket == 1 and root.tweet_id == "10"
+    assert Mention(ChatUserId("U0AGENT1")) in root.body.segments  # on call on day one
+    assert Quote("@SevaHelp need oxygen for my father") in root.body.segments
+    assert chat.by_key("root:2")[1].channel == "C0TRANSPORT"
+    # The same page again, or a restart, takes nothing twice.
+    assert await tweets.poll(b) == 0
+    assert b.store.get(tweets.CURSOR) == "11"
+
+
+async def test_own_tweets_retweets_and_duplicates_are_ignored(world):
+    b, x, chat, _ = world
+    x.mentions_queue = [
+        tweet(10, "@SevaHelp our own post", author="SevaHelp", author_id=ME.id),
+        tweet(11, "RT @SevaHelp something", retweet=True),
+    ]
+    assert await tweets.poll(b) == 0
+    await delivery.deliver(b)
+    assert chat.posts == []
+    assert b.store.get(tweets.CURSOR) == "11"  # seen, so not read again
+
+
+async def test_agent_reply_goes_out_once_and_is_confirmed(world):
+    b, x, chat, _ = world
+    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
+    await tweets.poll(b)
+    await delivery.deliver(b)
+    msg = thread_msg(chat, "root:1", "Yes, call 1075.")
+    await replies.on_message(b, msg)
+    await replies.on_message(b, msg)  # Slack retried the event
+    await delivery.deliver(b)
+    assert [(t, to) for _, t, to in x.posted] == [("Yes, call 1075.", "10")]
+    confirm = chat.by_key("sent:1")[1]
+    assert confirm.thread_root is not None
+    assert f"x.com/SevaHelp/status/{x.posted[0][0]}" in confirm.body.plain()
+    with b.store.tx() as tx:
+        t = tx.ticket(1)
+        assert t is not None and t.first_response_at is not None
+
+
+@pytest.mark.parametrize(
+    "text,user",
+    [
+        ("note: checking with the desk", "U0AGENT1"),
+        ("PRIVATE: do not tweet this", "U0AGENT1"),
+        ("I am not an agent", "U0VISITOR"),
+    ],
+)
+async def test_notes_and_non_agents_never_tweet(world, text, user):
+    b, x, chat, _ = world
+    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
+    await tweets.poll(b)
+    await delivery.deliver(b)
+    await replies.on_message(b, thread_msg(chat, "root:1", text, user=user))
+    await delivery.deliver(b)
+    assert x.posted == []
+
+
+async def test_long_reply_becomes_a_numbered_chain(world):
+    b, x, chat, _ = world
+    x.mentions_queue = [tweet(10, "@SevaHelp hospital beds?")]
+    await tweets.poll(b)
+    await delivery.deliver(b)
+    answer = " ".join(f"word{i}" for i in range(120))
+    await replies.on_message(b, thread_msg(chat, "root:1", answer))
+    await delivery.deliver(b)
+    assert len(x.posted) >= 2
+    n = len(x.posted)
+    for i, (tid, text, to) in enumerate(x.posted):
+        assert text.endswith(f"({i + 1}/{n})")
+        assert to == ("10" if i == 0 else x.posted[i - 1][0])
+    assert "chain" in chat.by_key("sent:1")[1].body.plain()
+
+
+async def test_refusal_is_explained_and_not_retried(world):
+    b, x, chat, _ = world
+    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
+    await tweets.poll(b)
+    await delivery.deliver(b)
+    x.refuse = "You attempted to reply to a Tweet that is deleted or not visible to you."
+    await replies.on_message(b, thread_msg(chat, "root:1", "Yes."))
+    await delivery.deliver(b)
+    await delivery.deliver(b)
+    assert x.posted == []
+    body = chat.by_key("refused:1")[1].body.plain()
+    assert "deleted or not visible" in body and "not tweeted" in body
+
+
+async def test_lost_answer_from_x_is_verified_not_doubled(world):
+    b, x, chat, clock = world
+    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
+    await tweets.poll(b)
+    await delivery.deliver(b)
+    x.fail_after_post = 1  # X accepts, the connection drops before we hear it
+    await replies.on_message(b, thread_msg(chat, "root:1", "Yes, call 1075."))
+    await delivery.deliver(b)
+    clock.advance(seconds=10)
+    await delivery.deliver(b)
+    assert len(x.posted) == 1
+    assert "sent:1" in chat.keys()
+
+
+async def test_crash_between_claim_and_post_recovers_without_double(world):
+    """A claim left behind by a dead process is verified against X before retrying."""
+    b, x, chat, _ = world
+    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
+    await tweets.poll(b)
+    await delivery.deliver(b)
+    await replies.on_message(b, thread_msg(chat, "root:1", "Answer"))
+    part = b.store.due_parts()[0]
+    assert b.store.claim_part(part.id, part.state)
+    await x.post(part.text, part.in_reply_to)  # ...and then the process died
+    assert delivery.recover(b, lease=timedelta(0)) == 1
+    await delivery.deliver(b)
+    assert len(x.posted) == 1
+    assert "sent:1" in chat.keys()
+
+
+async def test_lost_chat_post_is_found_not_reposted(world):
+    b, x, chat, clock = world
+    chat.fail_next = 1
+    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
+    await tweets.poll(b)
+    await delivery.deliver(b)
+    clock.advance(seconds=10)
+    await delivery.deliver(b)
+    assert chat.keys() == ["root:1"]
+    with b.store.tx() as tx:
+        t = tx.ticket(1)
+        assert t is not None and t.root == chat.posts[0][0]
+
+
+async def test_followup_lands_in_the_thread_and_reopens(world):
+    b, x, chat, _ = world
+    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
+    await tweets.poll(b)
+    await delivery.deliver(b)
+    await replies.on_message(b, thread_msg(chat, "root:1", "Yes."))
+    await delivery.deliver(b)
+    with b.store.tx() as tx:
+        from bot.domain import TicketState
+
+        tx.set_state(1, TicketState.CLOSED, "U0AGENT1")
+    bot_tweet = x.posted[0][0]
+    x.mentions_queue.append(tweet(20, "@SevaHelp thanks! and after 9pm?", replied_to=bot_tweet))
+    assert await tweets.poll(b) == 1
+    await delivery.deliver(b)
+    follow = chat.by_key("followup:20")
+    assert follow[1].thread_root == chat.by_key("root:1")[0]
+    assert "reopened" in follow[1].body.plain()
+    with b.store.tx() as tx:
+        t = tx.ticket(1)
+        assert t is not None and t.state.value == "open" and t.reply_to == "20"
+    # The next agent answer replies to the citizen's latest tweet.
+    await replies.on_message(b, thread_msg(chat, "root:1", "Yes, 24x7.", mid="901.1"))
+    await delivery.deliver(b)
+    assert x.posted[-1][2] == "20"
+
+
+async def test_same_conversation_is_a_followup(world):
+    b, x, chat, _ = world
+    x.mentions_queue = [
+        tweet(10, "@SevaHelp oxygen?"),
+        tweet(12, "@SevaHelp also need a bed", conversation_id="10", replied_to="11"),
+    ]
+    assert await tweets.poll(b) == 2
+    await delivery.deliver(b)
+    assert chat.keys() == ["root:1", "followup:12"]
+
+
+async def test_confirm_mode_waits_for_send(world):
+    b, x, chat, _ = world
+    x.mentions_queue = [tweet(10, "@SevaHelp train late #railways")]
+    await tweets.poll(b)
+    await delivery.deliver(b)
+    await replies.on_message(b, thread_msg(chat, "root:1", "Sorry, 10 min delay.", user="U0X"))
+    await delivery.deliver(b)
+    assert x.posted == []
+    preview = chat.by_key("preview:1")[1]
+    assert "Sorry, 10 min delay." in preview.body.plain()
+    send = preview.actions[0]
+    await replies.on_action(b, send.id, send.value, ChatUserId("U0X"))
+    await replies.on_action(b, send.id, send.value, ChatUserId("U0X"))  # double click
+    await delivery.deliver(b)
+    assert [t for _, t, _ in x.posted] == ["Sorry, 10 min delay."]
+
+
+async def test_escalation_once_after_the_deadline(world):
+    b, x, chat, clock = world
+    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
+    await tweets.poll(b)
+    await delivery.deliver(b)
+    clock.advance(minutes=28)  # the tweet is a minute older than the clock: 29 minutes
+    assert await oncall.escalate(b) == 0
+    clock.advance(minutes=2)
+    assert await oncall.escalate(b) == 1
+    assert await oncall.escalate(b) == 0
+    await delivery.deliver(b)
+    esc = chat.by_key("escalate:1")[1]
+    assert Mention(ChatUserId("U0LEAD")) in esc.body.segments
+    assert esc.thread_root == chat.by_key("root:1")[0]
+
+
+async def test_answered_ticket_is_not_escalated(world):
+    b, x, chat, clock = world
+    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
+    await tweets.poll(b)
+    await delivery.deliver(b)
+    await replies.on_message(b, thread_msg(chat, "root:1", "On it."))
+    await delivery.deliver(b)
+    clock.advance(hours=2)
+    assert await oncall.escalate(b) == 0
