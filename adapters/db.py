@@ -29,6 +29,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
     or_,
@@ -353,7 +354,9 @@ class Tx:
         self.s.add(
             TicketTweetRow(tweet_id=tweet.id, ticket=ticket, kind="followup", created_at=self.now)
         )
-        self.s.execute(update(TicketRow).where(TicketRow.number == ticket).values(reply_to=tweet.id))
+        self.s.execute(
+            update(TicketRow).where(TicketRow.number == ticket).values(reply_to=tweet.id)
+        )
 
     def set_state(self, ticket: int, state: TicketState, actor: str, detail: str = "") -> None:
         values: dict[str, Any] = {"state": state.value}
@@ -536,11 +539,15 @@ class Tx:
     def part_sent(self, part: PendingPart, tweet_id: TweetId) -> bool:
         """Records a part X accepted; True when it completed its reply."""
         self.s.execute(
-            update(ReplyPartRow).where(ReplyPartRow.id == part.id).values(state="sent", tweet_id=tweet_id)
+            update(ReplyPartRow)
+            .where(ReplyPartRow.id == part.id)
+            .values(state="sent", tweet_id=tweet_id)
         )
         if not self.tweet_known(tweet_id):
             self.s.add(
-                TicketTweetRow(tweet_id=tweet_id, ticket=part.ticket, kind="reply", created_at=self.now)
+                TicketTweetRow(
+                    tweet_id=tweet_id, ticket=part.ticket, kind="reply", created_at=self.now
+                )
             )
         last = part.idx == part.count - 1
         if last:
@@ -550,7 +557,9 @@ class Tx:
         return last
 
     def part_refused(self, part: PendingPart, reason: str) -> None:
-        self.s.execute(update(ReplyPartRow).where(ReplyPartRow.id == part.id).values(state="refused"))
+        self.s.execute(
+            update(ReplyPartRow).where(ReplyPartRow.id == part.id).values(state="refused")
+        )
         self.finish_reply(part.reply, "refused", reason)
         self.audit(part.ticket, "x", "refused", reason)
 
@@ -612,7 +621,7 @@ class Store:
 
     def forget_events_before(self, when: datetime) -> None:
         with self.tx() as t:
-            t.s.execute(SeenEventRow.__table__.delete().where(SeenEventRow.seen_at < when))
+            t.s.execute(delete(SeenEventRow).where(SeenEventRow.seen_at < when))
 
     # --- chat outbox claims
 
@@ -681,12 +690,17 @@ class Store:
         now = self.now()
         with self.tx() as t:
             replies = t.s.scalars(
-                select(ReplyRow).where(ReplyRow.state == "pending").order_by(ReplyRow.id).limit(limit)
+                select(ReplyRow)
+                .where(ReplyRow.state == "pending")
+                .order_by(ReplyRow.id)
+                .limit(limit)
             ).all()
             out = []
             for r in replies:
                 parts = t.s.scalars(
-                    select(ReplyPartRow).where(ReplyPartRow.reply == r.id).order_by(ReplyPartRow.idx)
+                    select(ReplyPartRow)
+                    .where(ReplyPartRow.reply == r.id)
+                    .order_by(ReplyPartRow.idx)
                 ).all()
                 prev = r.in_reply_to
                 for p in parts:
@@ -730,11 +744,14 @@ class Store:
         count = t.s.scalar(select(func.count()).where(ReplyPartRow.reply == r.id)) or 0
         prev = r.in_reply_to
         if p.idx > 0:
-            prev = t.s.scalar(
-                select(ReplyPartRow.tweet_id).where(
-                    ReplyPartRow.reply == r.id, ReplyPartRow.idx == p.idx - 1
+            prev = (
+                t.s.scalar(
+                    select(ReplyPartRow.tweet_id).where(
+                        ReplyPartRow.reply == r.id, ReplyPartRow.idx == p.idx - 1
+                    )
                 )
-            ) or prev
+                or prev
+            )
         return PendingPart(
             p.id, r.id, r.ticket, p.idx, count, p.text, TweetId(prev), p.state, r.created_at
         )
@@ -764,9 +781,7 @@ class Store:
                     select(func.count()).where(TicketRow.state == TicketState.OPEN.value)
                 )
                 or 0,
-                "outbox_pending": t.s.scalar(
-                    select(func.count()).where(OutboxRow.state != "done")
-                )
+                "outbox_pending": t.s.scalar(select(func.count()).where(OutboxRow.state != "done"))
                 or 0,
                 "replies_pending": t.s.scalar(
                     select(func.count()).where(ReplyRow.state == "pending")

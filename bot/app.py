@@ -6,6 +6,7 @@ Nothing here happens at import time; `App.start()` does the I/O.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -148,7 +149,9 @@ class App:
             coalesce=True,
             id="poll",
         )
-        s.add_job(oncall.escalate, "interval", seconds=30, args=[b], next_run_time=now, id="escalate")
+        s.add_job(
+            oncall.escalate, "interval", seconds=30, args=[b], next_run_time=now, id="escalate"
+        )
         s.add_job(delivery.recover, "interval", seconds=10, args=[b], id="recover", max_instances=1)
         s.add_job(self._housekeeping, "interval", hours=1, id="housekeeping", next_run_time=now)
         s.start()
@@ -167,10 +170,8 @@ class App:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            except (asyncio.CancelledError, Exception):
-                pass
         self._tasks.clear()
         if self.http is not None:
             await self.http.stop()

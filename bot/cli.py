@@ -49,8 +49,18 @@ def setup_logging(env: Env | None, level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Client libraries log request headers (tokens included) at DEBUG: keep them quiet.
-    for noisy in ("tweepy", "urllib3", "requests_oauthlib", "oauthlib", "slack_sdk", "slack_bolt",
-                  "aiohttp.access", "apscheduler", "nio", "peewee"):
+    for noisy in (
+        "tweepy",
+        "urllib3",
+        "requests_oauthlib",
+        "oauthlib",
+        "slack_sdk",
+        "slack_bolt",
+        "aiohttp.access",
+        "apscheduler",
+        "nio",
+        "peewee",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

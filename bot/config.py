@@ -16,7 +16,6 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -65,7 +64,12 @@ class Env(BaseSettings):
     def x_user_context(self) -> bool:
         return all(
             v is not None
-            for v in (self.X_API_KEY, self.X_API_SECRET, self.X_ACCESS_TOKEN, self.X_ACCESS_TOKEN_SECRET)
+            for v in (
+                self.X_API_KEY,
+                self.X_API_SECRET,
+                self.X_ACCESS_TOKEN,
+                self.X_ACCESS_TOKEN_SECRET,
+            )
         )
 
     @property
@@ -95,17 +99,24 @@ class Env(BaseSettings):
             out.append(
                 "environment: "
                 + ", ".join(missing)
-                + ": required (user-context OAuth 1.0a: the bot reads its mentions and posts replies)"
+                + ": required (user-context OAuth 1.0a, for reading mentions and posting replies)"
             )
-        if self.slack_enabled and self.SLACK_SIGNING_SECRET is None and self.SLACK_APP_TOKEN is None:
+        if (
+            self.slack_enabled
+            and self.SLACK_SIGNING_SECRET is None
+            and self.SLACK_APP_TOKEN is None
+        ):
             out.append(
                 "environment: SLACK_SIGNING_SECRET: required in HTTP mode "
                 "(or set SLACK_APP_TOKEN for Socket Mode)"
             )
-        if self.SLACK_APP_TOKEN is not None and not self.SLACK_APP_TOKEN.get_secret_value().startswith(
-            "xapp-"
+        if (
+            self.SLACK_APP_TOKEN is not None
+            and not self.SLACK_APP_TOKEN.get_secret_value().startswith("xapp-")
         ):
-            out.append("environment: SLACK_APP_TOKEN: expected an app-level token starting with xapp-")
+            out.append(
+                "environment: SLACK_APP_TOKEN: expected an app-level token starting with xapp-"
+            )
         if self.matrix_enabled:
             if not self.MATRIX_USER_ID:
                 out.append("environment: MATRIX_USER_ID: required with MATRIX_HOMESERVER")
@@ -188,13 +199,12 @@ class Department(_Strict):
                 raise ValueError(f"{tag!r}: write hashtags without '#'")
         return v
 
-    @model_validator(mode="after")
-    def _one_channel(self) -> Department:
-        if (self.slack_channel is None) == (self.matrix_room is None):
-            raise ValueError("expected exactly one of slack_channel / matrix_room")
-        if self.matrix_room is not None and not re.fullmatch(r"![^:\s]+:\S+", self.matrix_room):
-            raise ValueError("matrix_room: expected a room id such as '!abc:example.org'")
-        return self
+    @field_validator("matrix_room")
+    @classmethod
+    def _room(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"![^:\s]+:\S+", v):
+            raise ValueError("expected a room id such as '!abc:example.org'")
+        return v
 
     @property
     def platform(self) -> Platform:
@@ -217,19 +227,6 @@ class Config(_Strict):
     matrix: MatrixConfig = MatrixConfig()
     departments: list[Department] = Field(min_length=1)
     default_department: DepartmentId
-
-    @model_validator(mode="after")
-    def _references(self) -> Config:
-        ids = [d.id for d in self.departments]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"departments: duplicate id {', '.join(dupes)}")
-        if self.default_department not in ids:
-            raise ValueError(
-                f"default_department: {self.default_department!r} is not one of the departments "
-                f"({', '.join(ids)})"
-            )
-        return self
 
     def department(self, dept_id: str) -> Department | None:
         return next((d for d in self.departments if d.id == dept_id), None)
@@ -261,15 +258,42 @@ def parse_config(data: Any, source: str) -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: expected a mapping at the top level"])
+    problems: list[str] = []
+    config: Config | None = None
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-            # Dropping the model name pydantic puts after a union member keeps keys readable.
-            problems.append(f"{source}: {_loc(loc)}: {_describe(err)}")
-        raise ConfigError(problems) from None
+        problems = [f"{source}: {_loc(tuple(err['loc']))}: {_describe(err)}" for err in e.errors()]
+    # Checks across keys run on the raw data, so they are listed even beside field errors.
+    problems += _cross_field_problems(data, source)
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config
+
+
+def _cross_field_problems(data: dict[str, Any], source: str) -> list[str]:
+    out: list[str] = []
+    depts = data.get("departments")
+    if not isinstance(depts, list):
+        return out
+    ids: list[object] = []
+    for i, d in enumerate(depts):
+        if not isinstance(d, dict):
+            continue
+        if d.get("id") in ids:
+            out.append(f"{source}: departments[{i}].id: {d.get('id')!r} is used twice")
+        ids.append(d.get("id"))
+        if (d.get("slack_channel") is None) == (d.get("matrix_room") is None):
+            out.append(
+                f"{source}: departments[{i}]: expected exactly one of slack_channel / matrix_room"
+            )
+    default = data.get("default_department")
+    if default is not None and default not in ids:
+        out.append(
+            f"{source}: default_department: {default!r} is not one of the departments "
+            f"({', '.join(str(i) for i in ids)})"
+        )
+    return out
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -277,7 +301,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([f"{p}: config file not found (pass --config FILE or set SEVA_CONFIG)"]) from None
+        raise ConfigError(
+            [f"{p}: config file not found (pass --config FILE or set SEVA_CONFIG)"]
+        ) from None
     except OSError as e:
         raise ConfigError([f"{p}: cannot read: {e.strerror}"]) from None
     try:

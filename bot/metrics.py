@@ -10,9 +10,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.mentions = Counter("seva_mentions_total", "Mentions read from X", registry=r)
-        self.tickets = Counter(
-            "seva_tickets_total", "Tickets opened", ["department"], registry=r
-        )
+        self.tickets = Counter("seva_tickets_total", "Tickets opened", ["department"], registry=r)
         self.followups = Counter("seva_followups_total", "Follow-up mentions", registry=r)
         self.chat_posts = Counter(
             "seva_chat_posts_total", "Bot messages posted to chat", ["platform"], registry=r

@@ -101,8 +101,10 @@ def _take_ticket(b: Bridge, args: Args) -> Ticket:
 def _user(word: str) -> ChatUserId:
     if m := _SLACK_USER.match(word):
         return ChatUserId(m.group(1))
-    if _MATRIX_USER.match(word) or re.fullmatch(r"[UW][A-Z0-9]{2,}", word):
+    if _MATRIX_USER.match(word):
         return ChatUserId(word)
+    if m := re.fullmatch(r"@?([UW][A-Z0-9]{2,})", word):  # Slack ids, as the adapter hands them
+        return ChatUserId(m.group(1))
     raise CommandError(f"{word!r} is not a user: mention them (@name).")
 
 
@@ -139,9 +141,7 @@ async def status(b: Bridge, args: Args) -> Rich:
     t = _take_ticket(b, args)
     dept = b.department(t.department)
     now = b.clock.now()
-    first = (
-        _age(t.first_response_at - t.created_at) if t.first_response_at else "none yet"
-    )
+    first = _age(t.first_response_at - t.created_at) if t.first_response_at else "none yet"
     return Rich.of(
         Text(f"Ticket #{t.number}", bold=True),
         Text(f" · {t.state.value} · {dept.name}\nAssignee: "),
@@ -176,7 +176,9 @@ async def list_(b: Bridge, args: Args) -> Rich:
     out = Rich.of(Text(f"{len(tickets)} ticket(s), oldest open first:"))
     for t in tickets:
         out += Rich.of(
-            Text(f"\n#{t.number} · {t.state.value} · {t.department} · {_age(now - t.created_at)} · "),
+            Text(
+                f"\n#{t.number} · {t.state.value} · {t.department} · {_age(now - t.created_at)} · "
+            ),
             _who(t.assignee),
             Text(" · "),
             Text(_snippet(t.text)),

@@ -9,6 +9,7 @@ first try landed (`ChatPlatform.find`, `TweetSink.find_own_reply`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from datetime import timedelta
@@ -36,10 +37,8 @@ async def deliver(b: Bridge) -> None:
 async def run_forever(b: Bridge, idle: float = 1.0) -> None:
     """The delivery loop: woken by `Bridge.kick`, and every `idle` seconds anyway."""
     while True:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(b.wake.wait(), timeout=idle)
-        except TimeoutError:
-            pass
         b.wake.clear()
         try:
             await deliver(b)

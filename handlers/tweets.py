@@ -22,6 +22,7 @@ from bot.domain import (
     Ticket,
     TicketState,
     Tweet,
+    TweetId,
 )
 from bot.oncall import shift_at
 from bot.ports import RateLimited, Unavailable
@@ -41,7 +42,8 @@ async def poll(b: Bridge) -> int:
     try:
         if b.me is None:
             b.me = await b.source.me()
-        tweets = await b.source.mentions(b.store.get(CURSOR))
+        since = b.store.get(CURSOR)
+        tweets = await b.source.mentions(TweetId(since) if since else None)
     except RateLimited as e:
         b.poll_blocked_until = e.until
         b.poll_error = "rate limited"

@@ -134,7 +134,7 @@ class FakeChat:
     def health(self) -> dict[str, object]:
         return {"connected": True}
 
-    def keys(self) -> list[str]:
+    def sent_keys(self) -> list[str]:
         return [m.key for _, m in self.posts]
 
     def by_key(self, key: str) -> tuple[MessageId, Outgoing]:

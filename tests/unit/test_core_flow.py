@@ -6,57 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from bot.config import parse_config
-from bot.domain import ChannelId, ChatMessage, ChatUserId, MessageId, Mention, Quote
+from bot.domain import ChannelId, ChatMessage, ChatUserId, Mention, MessageId, Quote
 from handlers import delivery, oncall, replies, tweets
-from handlers.context import Bridge
-from tests.conftest import migrated_store
-from tests.fakes import ME, FakeChat, FakeClock, FakeX, tweet
-
-CONFIG = {
-    "departments": [
-        {
-            "id": "health",
-            "name": "Health",
-            "slack_channel": "C0HEALTH",
-            "keywords": ["oxygen", "hospital"],
-            "agents": ["U0AGENT1"],
-            "oncall": {
-                "members": ["U0AGENT1", "U0AGENT2"],
-                "shift_hours": 24,
-                "starts": "2026-11-30T09:00:00+05:30",
-            },
-            "escalate_after_minutes": 30,
-            "escalate_to": ["U0LEAD"],
-        },
-        {
-            "id": "transport",
-            "name": "Transport",
-            "slack_channel": "C0TRANSPORT",
-            "hashtags": ["railways"],
-            "reply_mode": "confirm",
-        },
-    ],
-    "default_department": "health",
-}
-
-
-@pytest.fixture
-def world(tmp_path):
-    clock = FakeClock()
-    store = migrated_store(f"sqlite:///{tmp_path / 'core.db'}", clock)
-    x = FakeX()
-    chat = FakeChat()
-    b = Bridge(
-        config=parse_config(CONFIG, "test.yaml"),
-        store=store,
-        source=x,
-        sink=x,
-        platforms={"slack": chat},
-        clock=clock,
-    )
-    yield b, x, chat, clock
-    store.dispose()
+from tests.fakes import ME, FakeChat, tweet
 
 
 def thread_msg(chat: FakeChat, key: str, text: str, *, user: str = "U0AGENT1", mid: str = "900.1"):
@@ -80,7 +32,7 @@ async def test_mention_becomes_one_ticket_root_routed_with_oncall(world):
     ]
     assert await tweets.poll(b) == 2
     await delivery.deliver(b)
-    assert chat.keys() == ["root:1", "root:2"]
+    assert chat.sent_keys() == ["root:1", "root:2"]
     _, root = chat.by_key("root:1")
     assert root.channel == "C0HEALTH" and root.ticket == 1 and root.tweet_id == "10"
     assert Mention(ChatUserId("U0AGENT1")) in root.body.segments  # on call on day one
@@ -149,7 +101,7 @@ async def test_long_reply_becomes_a_numbered_chain(world):
     await delivery.deliver(b)
     assert len(x.posted) >= 2
     n = len(x.posted)
-    for i, (tid, text, to) in enumerate(x.posted):
+    for i, (_, text, to) in enumerate(x.posted):
         assert text.endswith(f"({i + 1}/{n})")
         assert to == ("10" if i == 0 else x.posted[i - 1][0])
     assert "chain" in chat.by_key("sent:1")[1].body.plain()
@@ -180,7 +132,7 @@ async def test_lost_answer_from_x_is_verified_not_doubled(world):
     clock.advance(seconds=10)
     await delivery.deliver(b)
     assert len(x.posted) == 1
-    assert "sent:1" in chat.keys()
+    assert "sent:1" in chat.sent_keys()
 
 
 async def test_crash_between_claim_and_post_recovers_without_double(world):
@@ -196,7 +148,7 @@ async def test_crash_between_claim_and_post_recovers_without_double(world):
     assert delivery.recover(b, lease=timedelta(0)) == 1
     await delivery.deliver(b)
     assert len(x.posted) == 1
-    assert "sent:1" in chat.keys()
+    assert "sent:1" in chat.sent_keys()
 
 
 async def test_lost_chat_post_is_found_not_reposted(world):
@@ -207,7 +159,7 @@ async def test_lost_chat_post_is_found_not_reposted(world):
     await delivery.deliver(b)
     clock.advance(seconds=10)
     await delivery.deliver(b)
-    assert chat.keys() == ["root:1"]
+    assert chat.sent_keys() == ["root:1"]
     with b.store.tx() as tx:
         t = tx.ticket(1)
         assert t is not None and t.root == chat.posts[0][0]
@@ -248,7 +200,7 @@ async def test_same_conversation_is_a_followup(world):
     ]
     assert await tweets.poll(b) == 2
     await delivery.deliver(b)
-    assert chat.keys() == ["root:1", "followup:12"]
+    assert chat.sent_keys() == ["root:1", "followup:12"]
 
 
 async def test_confirm_mode_waits_for_send(world):

@@ -1,0 +1,536 @@
+"""SlackPlatform against the local Slack stand-in, over real HTTP both ways.
+
+The stand-in (sandbox/slack_api.py) serves the Web API and sends signed events to the
+adapter's `handle_http`, mounted on its own aiohttp server, as Slack would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any, TypeVar
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from adapters import slack as slack_module
+from adapters.slack import SlackPlatform
+from bot.domain import (
+    Action,
+    ChannelId,
+    ChatMessage,
+    ChatUserId,
+    MessageId,
+    Outgoing,
+    Quote,
+    Rich,
+    Text,
+    ThreadRef,
+    TweetId,
+)
+from bot.ports import CommandContext, PlatformRefused
+
+slack_api = pytest.importorskip("sandbox.slack_api")
+
+TOKEN = "xoxb-test-token"
+SECRET = "test-signing-secret"
+HEALTH = ChannelId("C0HEALTH")
+WATER = ChannelId("C0WATER")
+ASHA = "U0AGENT1"
+RAVI = "U0AGENT2"
+DEADLINE = 5.0
+T = TypeVar("T")
+
+
+class DictKeyValue:
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.seen: set[tuple[str, str]] = set()
+
+    def get(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    def put(self, key: str, value: str) -> None:
+        self.values[key] = value
+
+    def first_sight(self, scope: str, event_id: str) -> bool:
+        if (scope, event_id) in self.seen:
+            return False
+        self.seen.add((scope, event_id))
+        return True
+
+
+@dataclass
+class Recorder:
+    """What the core would have been told, with a condition to wait on."""
+
+    messages: list[ChatMessage] = field(default_factory=list)
+    commands: list[tuple[str, CommandContext]] = field(default_factory=list)
+    actions: list[tuple[str, str, ChatUserId]] = field(default_factory=list)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    hold_commands: asyncio.Event | None = None  # set: the core is slow until released
+
+    async def _note(self, bucket: list[Any], item: Any) -> None:
+        async with self.changed:
+            bucket.append(item)
+            self.changed.notify_all()
+
+    async def on_message(self, message: ChatMessage) -> None:
+        await self._note(self.messages, message)
+
+    async def on_command(self, text: str, ctx: CommandContext) -> Rich:
+        await self._note(self.commands, (text, ctx))
+        if self.hold_commands is not None:
+            await self.hold_commands.wait()
+        return Rich.of(Text(f"#{text.split()[-1] if text else '?'}", bold=True), " is <open>")
+
+    async def on_action(self, action_id: str, value: str, user: ChatUserId) -> None:
+        await self._note(self.actions, (action_id, value, user))
+
+    async def until(self, predicate: Callable[[], bool]) -> None:
+        async with self.changed:
+            await asyncio.wait_for(self.changed.wait_for(predicate), DEADLINE)
+
+
+@dataclass
+class World:
+    state: Any
+    slack: SlackPlatform
+    rec: Recorder
+    kv: DictKeyValue
+    http: aiohttp.ClientSession
+    api_url: str
+    sandbox_url: str
+    events_url: str
+
+    async def control(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        async with self.http.post(f"{self.sandbox_url}/{path}", json=body) as resp:
+            data: dict[str, Any] = await resp.json()
+            assert resp.status == 200, data
+            return data
+
+    async def snapshot(self) -> dict[str, Any]:
+        async with self.http.get(f"{self.sandbox_url}/state") as resp:
+            data: dict[str, Any] = await resp.json()
+            return data
+
+    async def channel_messages(self, channel: str) -> list[dict[str, Any]]:
+        snap = await self.snapshot()
+        return next(c["messages"] for c in snap["channels"] if c["id"] == channel)
+
+    async def say(self, user: str, channel: str, text: str, thread_ts: str | None = None) -> dict:
+        body: dict[str, Any] = {"user": user, "channel": channel, "text": text}
+        if thread_ts:
+            body["thread_ts"] = thread_ts
+        return await self.control("messages", body)
+
+    async def fence(self, channel: str = HEALTH) -> ChatMessage:
+        """A fresh human message; once it arrives, everything sent before it was handled."""
+        before = len(self.rec.messages)
+        sent = await self.say(RAVI, channel, f"fence {time.monotonic_ns()}")
+        await self.rec.until(lambda: len(self.rec.messages) > before)
+        last = self.rec.messages[-1]
+        assert last.id == sent["ts"]
+        return last
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool]) -> T:
+    """Polls the stand-in until `done(value)` or the deadline: what the user would see, soon."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        value = await probe()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.01)
+
+
+async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[World]:
+    state = slack_api.SlackState(
+        TOKEN,
+        SECRET,
+        None,
+        channels=[(HEALTH, "health"), (WATER, "water")],
+        users=[(ASHA, "asha", "Asha Rao"), (RAVI, "ravi", "Ravi Kumar")],
+        rate_limit_per_channel=0,
+    )
+    stand_in = web.Application()
+    stand_in.add_subapp("/slack", slack_api.build_slack_app(state))
+    stand_in_runner, stand_in_url = await _serve(stand_in)
+
+    http = aiohttp.ClientSession()
+    kv = DictKeyValue()
+    slack = SlackPlatform(
+        bot_token=TOKEN,
+        signing_secret=SECRET,
+        kv=kv,
+        api_base_url=f"{stand_in_url}/slack/api/",
+        post_rate_per_channel=0,  # the stand-in is unlimited too, except where a test says
+        session=http,
+    )
+    bot_app = web.Application()
+    bot_app.router.add_post("/slack/events", slack.handle_http)
+    bot_runner, bot_url = await _serve(bot_app)
+
+    rec = Recorder()
+    await slack.start(rec.on_message, rec.on_command, rec.on_action)
+    w = World(
+        state,
+        slack,
+        rec,
+        kv,
+        http,
+        api_url=f"{stand_in_url}/slack/api/",
+        sandbox_url=f"{stand_in_url}/slack/sandbox",
+        events_url=f"{bot_url}/slack/events",
+    )
+    await w.control("config", {"events_url": w.events_url})
+    try:
+        yield w
+    finally:
+        await state.drain()
+        await slack.stop()
+        await bot_runner.cleanup()
+        await stand_in_runner.cleanup()
+        await http.close()
+
+
+def root(ticket: int, body: Rich, channel: ChannelId = HEALTH) -> Outgoing:
+    return Outgoing(
+        key=f"root:{ticket}",
+        channel=channel,
+        body=body,
+        ticket=ticket,
+        tweet_id=TweetId(f"18{ticket:04d}"),
+    )
+
+
+# --- posting -----------------------------------------------------------------------
+
+
+async def test_a_ticket_root_carries_the_spec_metadata_and_escaped_text(world: World) -> None:
+    body = Rich.of(
+        Text("#42", bold=True),
+        " from @citizen ",
+        Quote("<!channel> no water since Monday @here\n<http://evil.example|official form>"),
+    )
+    ts = await world.slack.post(root(42, body))
+
+    [msg] = await world.channel_messages(HEALTH)
+    assert msg["ts"] == ts
+    assert msg["metadata"] == {
+        "event_type": "seva_ticket",
+        "event_payload": {"ticket": 42, "tweet_id": "180042", "key": "root:42"},
+    }
+    assert "<!channel>" not in msg["text"] and "&lt;!channel&gt;" in msg["text"]
+    assert "<http://evil.example" not in msg["text"]
+    assert "@here" not in msg["text"]
+    assert msg["text"].startswith("*#42* from @citizen \n>")
+    assert world.slack.health() == {"connected": True, "mode": "http", "error": None}
+
+
+async def test_a_thread_post_carries_its_key_and_lands_in_the_thread(world: World) -> None:
+    root_ts = await world.slack.post(root(1, Rich.of("root")))
+    reply = Outgoing("followup:99", HEALTH, Rich.of("more"), thread_root=root_ts, ticket=1)
+    reply_ts = await world.slack.post(reply)
+
+    messages = {m["ts"]: m for m in await world.channel_messages(HEALTH)}
+    assert messages[reply_ts]["thread_ts"] == root_ts
+    assert messages[reply_ts]["metadata"] == {
+        "event_type": "seva_post",
+        "event_payload": {"key": "followup:99", "ticket": 1},
+    }
+
+
+async def test_find_returns_a_landed_post_by_key_and_none_otherwise(world: World) -> None:
+    root_ts = await world.slack.post(root(7, Rich.of("ticket 7")))
+    await world.slack.post(root(8, Rich.of("ticket 8"), channel=WATER))
+    reply = Outgoing("reply:7:1", HEALTH, Rich.of("answer"), thread_root=root_ts, ticket=7)
+    reply_ts = await world.slack.post(reply)
+
+    assert await world.slack.find(root(7, Rich.of("ticket 7"))) == root_ts
+    assert await world.slack.find(root(8, Rich.of("ticket 8"))) is None  # other channel
+    assert await world.slack.find(reply) == reply_ts
+    other = Outgoing("reply:7:2", HEALTH, Rich.of("answer"), thread_root=root_ts, ticket=7)
+    assert await world.slack.find(other) is None
+
+
+async def test_find_ignores_a_human_message_that_looks_like_ours(world: World) -> None:
+    await world.say(ASHA, HEALTH, "root:5")
+    assert await world.slack.find(root(5, Rich.of("x"))) is None
+
+
+async def test_pacing_at_5_per_second_spaces_posts_per_channel(world: World) -> None:
+    paced = SlackPlatform(
+        bot_token=TOKEN,
+        signing_secret=SECRET,
+        kv=world.kv,
+        api_base_url=world.api_url,
+        post_rate_per_channel=5,
+        session=world.http,
+    )
+
+    def post(n: int, channel: ChannelId) -> Outgoing:
+        return Outgoing(f"p:{channel}:{n}", channel, Rich.of(f"post {n}"))
+
+    health = [asyncio.create_task(paced.post(post(n, HEALTH))) for n in range(5)]
+    water = [asyncio.create_task(paced.post(post(n, WATER))) for n in range(2)]
+    health_ts = sorted(float(ts) for ts in await asyncio.gather(*health))
+    water_ts = sorted(float(ts) for ts in await asyncio.gather(*water))
+
+    gaps = [b - a for a, b in pairwise(health_ts)]
+    assert min(gaps) >= 0.18, gaps  # 1/5 s apart (a little slack for clock granularity)
+    assert health_ts[-1] - health_ts[0] >= 0.75
+    # Channels are independent: the water channel's first post did not queue behind health.
+    assert water_ts[0] - health_ts[0] < 0.15
+    await paced.stop()
+
+
+async def test_a_429_is_retried_after_retry_after_and_the_post_lands_once(world: World) -> None:
+    # The stand-in allows 3 posts at once per channel, then 1 per second.
+    await world.control("config", {"rate_limit_per_channel": 1})
+    stamps = [
+        float(await world.slack.post(Outgoing(f"burst:{n}", HEALTH, Rich.of(f"burst {n}"))))
+        for n in range(4)
+    ]
+
+    texts = [m["text"] for m in await world.channel_messages(HEALTH)]
+    assert texts == [f"burst {n}" for n in range(4)]
+    assert stamps[3] - stamps[2] >= 0.9  # the fourth waited for Retry-After
+    assert world.slack.health()["connected"] is True
+
+
+async def test_buttons_are_rendered_and_a_press_reaches_on_action(world: World) -> None:
+    confirm = Outgoing(
+        "confirm:3:1",
+        HEALTH,
+        Rich.of("Tweet this? ", Quote("Water tankers reach ward 5 by 6 pm")),
+        ticket=3,
+        actions=(Action("seva_send", "Send", "3:1"), Action("seva_cancel", "Cancel", "3:1")),
+    )
+    ts = await world.slack.post(confirm)
+    [msg] = await world.channel_messages(HEALTH)
+    buttons = msg["blocks"][1]["elements"]
+    assert [(b["action_id"], b["value"]) for b in buttons] == [
+        ("seva_send", "3:1"),
+        ("seva_cancel", "3:1"),
+    ]
+    assert buttons[0]["style"] == "primary" and "style" not in buttons[1]
+
+    answer = await world.control(
+        "actions", {"user": ASHA, "channel": HEALTH, "message_ts": ts, "action_id": "seva_send"}
+    )
+    assert answer["status"] == 200
+    await world.rec.until(lambda: len(world.rec.actions) == 1)
+    assert world.rec.actions == [("seva_send", "3:1", ChatUserId(ASHA))]
+
+
+async def test_mark_mirrors_states_as_reactions_idempotently(world: World) -> None:
+    root_ts = await world.slack.post(root(9, Rich.of("ticket 9")))
+    thread = ThreadRef("slack", HEALTH, root_ts)
+
+    async def reactions() -> set[str]:
+        [msg] = await world.channel_messages(HEALTH)
+        return {r["name"] for r in msg["reactions"]}
+
+    await world.slack.mark(thread, "claimed")
+    await world.slack.mark(thread, "closed")
+    await world.slack.mark(thread, "closed")
+    assert await reactions() == {"eyes", "white_check_mark"}
+    await world.slack.mark(thread, "open")
+    await world.slack.mark(thread, "open")
+    assert await reactions() == {"eyes"}
+
+
+# --- receiving ---------------------------------------------------------------------
+
+
+async def test_a_human_thread_reply_reaches_on_message_as_typed(world: World) -> None:
+    root_ts = await world.slack.post(root(4, Rich.of("ticket 4")))
+    sent = await world.say(ASHA, HEALTH, "Tankers & crews <on the way> <@U0AGENT2>", root_ts)
+    assert sent["status"] == 200
+
+    await world.rec.until(lambda: len(world.rec.messages) == 1)
+    [msg] = world.rec.messages
+    assert msg == ChatMessage(
+        platform="slack",
+        channel=HEALTH,
+        id=MessageId(sent["ts"]),
+        sender=ChatUserId(ASHA),
+        text="Tankers & crews <on the way> @U0AGENT2",
+        thread_root=root_ts,
+        event_id=sent["event_id"],
+    )
+
+
+async def test_a_top_level_human_message_has_no_thread_root(world: World) -> None:
+    msg = await world.fence()
+    assert msg.thread_root is None and msg.sender == RAVI
+
+
+async def test_own_posts_edits_and_redeliveries_reach_on_message_once(world: World) -> None:
+    root_ts = await world.slack.post(root(5, Rich.of("ticket 5")))
+    await world.slack.post(Outgoing("note:5", HEALTH, Rich.of("bot note"), thread_root=root_ts))
+    sent = await world.say(ASHA, HEALTH, "first answer", root_ts)
+    await world.control(
+        "messages/edit", {"user": ASHA, "channel": HEALTH, "ts": sent["ts"], "text": "edited"}
+    )
+    redelivered = await world.control("redeliver", {"event_id": sent["event_id"]})
+    assert redelivered["status"] == 200  # acknowledged, so Slack stops retrying
+    await world.state.drain()  # the stand-in's deliveries of the bot's own posts are done
+
+    await world.fence()
+    texts = [m.text for m in world.rec.messages]
+    assert texts[:-1] == ["first answer"]
+
+
+async def test_a_bang_command_in_a_thread_is_answered_ephemerally_there(world: World) -> None:
+    root_ts = await world.slack.post(root(12, Rich.of("ticket 12")))
+    await world.say(ASHA, HEALTH, "!close duplicate", root_ts)
+    await world.say(ASHA, HEALTH, "!ticket status 12")
+
+    await world.rec.until(lambda: len(world.rec.commands) == 2)
+    ephemeral = await eventually(
+        lambda: _ephemeral(world), lambda notes: len(notes) >= 2
+    )  # respond() follows on_command
+    assert world.rec.commands == [
+        ("close duplicate", CommandContext("slack", HEALTH, ChatUserId(ASHA), root_ts)),
+        ("status 12", CommandContext("slack", HEALTH, ChatUserId(ASHA), None)),
+    ]
+    assert sorted((e["text"], e["user"], e["thread_ts"] or "") for e in ephemeral) == [
+        ("*#12* is &lt;open&gt;", ASHA, ""),  # asked outside a thread: answered outside
+        ("*#duplicate* is &lt;open&gt;", ASHA, root_ts),  # asked in the thread: answered there
+    ]
+    assert world.rec.messages == []  # commands are not messages
+    assert len(await world.channel_messages(HEALTH)) == 3  # nothing public was posted
+
+
+async def test_slash_command_is_answered_in_the_ack_as_an_ephemeral(world: World) -> None:
+    result = await world.control(
+        "commands", {"user": RAVI, "channel": WATER, "text": "status 4", "command": "/ticket"}
+    )
+    assert result["status"] == 200
+    assert result["response"] == {"response_type": "ephemeral", "text": "*#4* is &lt;open&gt;"}
+    assert world.rec.commands == [
+        ("status 4", CommandContext("slack", WATER, ChatUserId(RAVI), None))
+    ]
+    ephemeral = await _ephemeral(world)
+    assert [(e["user"], e["channel"], e["text"]) for e in ephemeral] == [
+        (RAVI, WATER, "*#4* is &lt;open&gt;")
+    ]
+
+
+async def test_a_slow_slash_command_is_acked_in_time_and_answered_later(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(slack_module, "_SLASH_ANSWER_BUDGET", 0.05)
+    world.rec.hold_commands = asyncio.Event()  # the core is slow (a busy database, say)
+    result = await world.control("commands", {"user": RAVI, "channel": WATER, "text": "list"})
+    assert result["response"] == {"response_type": "ephemeral", "text": "Working on it…"}
+    world.rec.hold_commands.set()
+    ephemeral = await eventually(lambda: _ephemeral(world), lambda notes: len(notes) >= 2)
+    assert [(e["user"], e["text"]) for e in ephemeral] == [
+        (RAVI, "Working on it…"),
+        (RAVI, "*#list* is &lt;open&gt;"),
+    ]
+
+
+async def _ephemeral(world: World) -> list[dict[str, Any]]:
+    return list((await world.snapshot())["ephemeral"])
+
+
+def _event_body(event_id: str) -> bytes:
+    return json.dumps(
+        {
+            "type": "event_callback",
+            "team_id": "T0SEVA",
+            "api_app_id": "A0SEVA",
+            "event_id": event_id,
+            "event_time": int(time.time()),
+            "event": {
+                "type": "message",
+                "channel": HEALTH,
+                "user": ASHA,
+                "text": "forged reply",
+                "ts": "1700000000.000100",
+            },
+        }
+    ).encode()
+
+
+def _signature(timestamp: str, body: bytes, secret: str = SECRET) -> str:
+    base = b"v0:" + timestamp.encode() + b":" + body
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize("forgery", ["unsigned", "wrong secret", "tampered", "six minutes old"])
+async def test_a_badly_signed_request_gets_401_and_changes_nothing(
+    world: World, forgery: str
+) -> None:
+    body = _event_body("EvFORGED1")
+    now = str(int(time.time()))
+    headers = {"Content-Type": "application/json"}
+    if forgery == "wrong secret":
+        headers |= {
+            "X-Slack-Request-Timestamp": now,
+            "X-Slack-Signature": _signature(now, body, "x"),
+        }
+    elif forgery == "tampered":
+        headers |= {"X-Slack-Request-Timestamp": now, "X-Slack-Signature": _signature(now, body)}
+        body = body.replace(b"forged reply", b"forged reply!")
+    elif forgery == "six minutes old":
+        old = str(int(time.time()) - 360)
+        headers |= {"X-Slack-Request-Timestamp": old, "X-Slack-Signature": _signature(old, body)}
+
+    async with world.http.post(world.events_url, data=body, headers=headers) as resp:
+        assert resp.status == 401
+
+    assert world.kv.seen == set()  # not even recorded as seen
+    await world.fence()
+    assert [m.text for m in world.rec.messages][:-1] == []
+
+
+async def test_a_correctly_signed_request_is_accepted(world: World) -> None:
+    """The control for the forgery test: the same request, signed, is delivered."""
+    body = _event_body("EvGENUINE1")
+    now = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": now,
+        "X-Slack-Signature": _signature(now, body),
+    }
+    async with world.http.post(world.events_url, data=body, headers=headers) as resp:
+        assert resp.status == 200
+    await world.rec.until(lambda: len(world.rec.messages) == 1)
+    assert world.rec.messages[0].text == "forged reply"
+
+
+async def test_a_wrong_token_is_refused_at_start_with_a_clear_message(world: World) -> None:
+    bad = SlackPlatform(
+        bot_token="xoxb-wrong",
+        signing_secret=SECRET,
+        kv=DictKeyValue(),
+        api_base_url=world.api_url,
+        session=world.http,
+    )
+    with pytest.raises(PlatformRefused, match="invalid_auth") as refused:
+        await bad.start(world.rec.on_message, world.rec.on_command, world.rec.on_action)
+    assert "xoxb-wrong" not in str(refused.value)
+    assert bad.health()["connected"] is False
+    await bad.stop()

@@ -1,0 +1,100 @@
+"""The ticket store on SQLite and PostgreSQL: the constraints the guarantees rest on."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from adapters.db import Store, TicketTweetRow
+from bot import migrate
+from bot.config import parse_config
+from bot.domain import ChannelId, ChatUserId, DepartmentId, Outgoing, Rich
+from handlers import delivery, tweets
+from handlers.context import Bridge
+from tests.conftest import migrated_store
+from tests.fakes import FakeChat, FakeClock, FakeX, tweet
+from tests.unit.conftest import CONFIG
+
+
+@pytest.fixture
+def store(db_url):
+    s = migrated_store(db_url, FakeClock())
+    yield s
+    s.dispose()
+
+
+def new_ticket(store: Store, tid: int = 10):
+    with store.tx() as tx:
+        return tx.create_ticket(
+            tweet(tid, "@SevaHelp help"),
+            DepartmentId("health"),
+            "slack",
+            ChannelId("C1"),
+            ChatUserId("U1"),
+        )
+
+
+def test_migrations_reach_head_and_report_it(db_url):
+    s = Store(db_url)
+    assert migrate.current(s.engine) is None
+    assert not migrate.is_current(s.engine)
+    migrate.upgrade(s.engine)
+    assert migrate.is_current(s.engine)
+    migrate.upgrade(s.engine)  # idempotent
+    s.dispose()
+
+
+def test_one_ticket_per_tweet_is_a_database_constraint(store):
+    t = new_ticket(store)
+    assert t.number == 1
+    with pytest.raises(IntegrityError), store.tx() as tx:
+        tx.s.add(TicketTweetRow(tweet_id="10", ticket=1, kind="query", created_at=tx.now))
+    with pytest.raises(IntegrityError):
+        new_ticket(store)
+    with store.tx() as tx:
+        assert [x.number for x in tx.tickets(open_only=False)] == [1]
+
+
+def test_one_public_reply_per_chat_message(store):
+    t = new_ticket(store)
+    with store.tx() as tx:
+        first = tx.add_reply(t, "slack", "C1", "1.1", ChatUserId("U1"), "hi", ["hi"], False)
+        again = tx.add_reply(t, "slack", "C1", "1.1", ChatUserId("U1"), "hi", ["hi"], False)
+    assert first is not None and again is None
+    assert len(store.due_parts()) == 1
+
+
+def test_claims_are_compare_and_set(store):
+    t = new_ticket(store)
+    with store.tx() as tx:
+        assert tx.enqueue(Outgoing("root:1", t.channel, Rich.of("x"), ticket=1), "slack", False)
+        assert not tx.enqueue(Outgoing("root:1", t.channel, Rich.of("x"), ticket=1), "slack", False)
+    (post,) = store.due_posts()
+    assert store.claim_post(post.id, "pending")
+    assert not store.claim_post(post.id, "pending")  # a second instance loses
+    assert store.due_posts() == []
+
+
+def test_replay_guard_and_key_value(store):
+    assert store.first_sight("slack", "Ev1")
+    assert not store.first_sight("slack", "Ev1")
+    assert store.first_sight("matrix", "Ev1")
+    assert store.get("k") is None
+    store.put("k", "v1")
+    store.put("k", "v2")
+    assert store.get("k") == "v2"
+
+
+async def test_ingest_and_reply_flow_on_this_database(db_url):
+    clock = FakeClock()
+    store = migrated_store(db_url, clock)
+    x, chat = FakeX(), FakeChat()
+    b = Bridge(parse_config(CONFIG, "t"), store, x, x, {"slack": chat}, clock=clock)
+    x.mentions_queue = [tweet(i, f"@SevaHelp oxygen {i}") for i in range(100, 250)]
+    assert await tweets.poll(b) == 150
+    assert await tweets.poll(b) == 0
+    await delivery.deliver(b)
+    assert len(chat.posts) == 150
+    with store.tx() as tx:
+        assert tx.ticket(150) is not None and tx.ticket(150).root is not None  # type: ignore[union-attr]
+    store.dispose()

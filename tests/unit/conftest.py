@@ -1,0 +1,55 @@
+"""The core wired to fakes of X and chat, on a fresh SQLite database."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.config import parse_config
+from handlers.context import Bridge
+from tests.conftest import migrated_store
+from tests.fakes import FakeChat, FakeClock, FakeX
+
+CONFIG = {
+    "departments": [
+        {
+            "id": "health",
+            "name": "Health",
+            "slack_channel": "C0HEALTH",
+            "keywords": ["oxygen", "hospital"],
+            "agents": ["U0AGENT1"],
+            "oncall": {
+                "members": ["U0AGENT1", "U0AGENT2"],
+                "shift_hours": 24,
+                "starts": "2026-11-30T09:00:00+05:30",
+            },
+            "escalate_after_minutes": 30,
+            "escalate_to": ["U0LEAD"],
+        },
+        {
+            "id": "transport",
+            "name": "Transport",
+            "slack_channel": "C0TRANSPORT",
+            "hashtags": ["railways"],
+            "reply_mode": "confirm",
+        },
+    ],
+    "default_department": "health",
+}
+
+
+@pytest.fixture
+def world(tmp_path):
+    clock = FakeClock()
+    store = migrated_store(f"sqlite:///{tmp_path / 'core.db'}", clock)
+    x = FakeX()
+    chat = FakeChat()
+    b = Bridge(
+        config=parse_config(CONFIG, "test.yaml"),
+        store=store,
+        source=x,
+        sink=x,
+        platforms={"slack": chat},
+        clock=clock,
+    )
+    yield b, x, chat, clock
+    store.dispose()
