@@ -8,9 +8,13 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from bot.config import Config, ConfigError, Env, cross_check, load_config, load_env
+
+if TYPE_CHECKING:
+    from bot.app import App
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
@@ -153,45 +157,48 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_app(env, config)
 
 
-def run_app(env: Env, config: Config, *, after_start: object = None) -> int:
-    """Runs the bridge until SIGINT/SIGTERM; `after_start` is an optional coroutine factory."""
-    from bot.app import App, SchemaOutOfDate
-    from bot.ports import PlatformRefused
-
-    async def main() -> int:
-        app = App(env, config)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await app.start()
-        except SchemaOutOfDate as e:
-            print(f"seva: {e}", file=sys.stderr)
-            await app.stop()
-            return EXIT_CONFIG
-        except PlatformRefused as e:
-            print(f"seva: {e}", file=sys.stderr)
-            await app.stop()
-            return EXIT_CONFIG
-        extra = None
-        if callable(after_start):
-            extra = asyncio.create_task(after_start(app))
-        try:
-            await stop.wait()
-        finally:
-            if extra is not None:
-                extra.cancel()
-            await app.stop()
-        return EXIT_OK
-
+def run_app(env: Env, config: Config) -> int:
     try:
-        return asyncio.run(main())
+        return asyncio.run(serve(env, config))
     except KeyboardInterrupt:
         return EXIT_OK
     except Exception:
         log.exception("seva.crashed")
         return EXIT_FAILURE
+
+
+async def serve(
+    env: Env,
+    config: Config,
+    *,
+    started: Callable[[App], Awaitable[None]] | None = None,
+) -> int:
+    """Runs the bridge until SIGINT/SIGTERM; `started` runs beside it once it is up."""
+    from bot.app import App, SchemaOutOfDate
+    from bot.ports import PlatformRefused
+
+    app = App(env, config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await app.start()
+    except (SchemaOutOfDate, PlatformRefused) as e:
+        print(f"seva: {e}", file=sys.stderr)
+        await app.stop()
+        return EXIT_CONFIG
+    except BaseException:
+        await app.stop()
+        raise
+    beside = asyncio.create_task(started(app)) if started is not None else None
+    try:
+        await stop.wait()
+    finally:
+        if beside is not None:
+            beside.cancel()
+        await app.stop()
+    return EXIT_OK
 
 
 def parser() -> argparse.ArgumentParser:
