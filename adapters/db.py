@@ -9,6 +9,7 @@ can share one PostgreSQL database.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -135,6 +136,7 @@ class OutboxRow(Base):
     message_id: Mapped[str | None] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(32), index=True)
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
@@ -211,6 +213,15 @@ class AuditRow(Base):
 
 
 # --- Plain records handed to the core
+
+
+@dataclass(frozen=True, slots=True)
+class NewTicket:
+    tweet: Tweet
+    department: DepartmentId
+    platform: Platform
+    channel: ChannelId
+    oncall: ChatUserId | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,27 +339,37 @@ class Tx:
         channel: ChannelId,
         oncall: ChatUserId | None,
     ) -> Ticket:
-        row = TicketRow(
-            tweet_id=tweet.id,
-            conversation_id=tweet.conversation_id or tweet.id,
-            department=department,
-            state=TicketState.OPEN.value,
-            author_id=tweet.author_id,
-            author_username=tweet.author_username,
-            text=tweet.text,
-            created_at=tweet.created_at or self.now,
-            platform=platform,
-            channel=channel,
-            oncall=oncall,
-            reply_to=tweet.id,
-        )
-        self.s.add(row)
+        return self.create_tickets([NewTicket(tweet, department, platform, channel, oncall)])[0]
+
+    def create_tickets(self, items: Sequence[NewTicket]) -> list[Ticket]:
+        """Opens tickets in bulk: one INSERT for the lot, numbered in the given order."""
+        rows = [
+            TicketRow(
+                tweet_id=n.tweet.id,
+                conversation_id=n.tweet.conversation_id or n.tweet.id,
+                department=n.department,
+                state=TicketState.OPEN.value,
+                author_id=n.tweet.author_id,
+                author_username=n.tweet.author_username,
+                text=n.tweet.text,
+                created_at=n.tweet.created_at or self.now,
+                platform=n.platform,
+                channel=n.channel,
+                oncall=n.oncall,
+                reply_to=n.tweet.id,
+            )
+            for n in items
+        ]
+        self.s.add_all(rows)
         self.s.flush()
-        self.s.add(
-            TicketTweetRow(tweet_id=tweet.id, ticket=row.number, kind="query", created_at=self.now)
-        )
-        self.audit(row.number, "x", "created", f"@{tweet.author_username} → {department}")
-        return _ticket(row)
+        for n, row in zip(items, rows, strict=True):
+            self.s.add(
+                TicketTweetRow(
+                    tweet_id=n.tweet.id, ticket=row.number, kind="query", created_at=self.now
+                )
+            )
+            self.audit(row.number, "x", "created", f"@{n.tweet.author_username} → {n.department}")
+        return [_ticket(r) for r in rows]
 
     def add_followup(self, ticket: int, tweet: Tweet) -> None:
         self.s.add(
@@ -432,9 +453,15 @@ class Tx:
 
     # --- the chat outbox
 
-    def enqueue(self, out: Outgoing, platform: Platform, in_thread: bool) -> bool:
-        """Queues a chat post; False when one with this key exists already."""
-        if self.s.scalar(select(OutboxRow.id).where(OutboxRow.key == out.key)) is not None:
+    def enqueue(
+        self, out: Outgoing, platform: Platform, in_thread: bool, *, new_key: bool = False
+    ) -> bool:
+        """Queues a chat post; False when one with this key exists already.
+
+        `new_key` skips the look-up for keys that cannot exist yet (a new ticket's root);
+        the unique constraint still guards them.
+        """
+        if not new_key and self.s.scalar(select(OutboxRow.id).where(OutboxRow.key == out.key)):
             return False
         self.s.add(
             OutboxRow(
@@ -654,6 +681,29 @@ class Store:
             )
             return [_pending_post(row, root) for row, root in t.s.execute(q)]
 
+    def claim_posts(self, posts: Sequence[PendingPost]) -> list[PendingPost]:
+        """Claims what nobody else has claimed meanwhile (compare-and-set on the state)."""
+        won: list[PendingPost] = []
+        with self.tx() as t:
+            for state in ("pending", "unknown"):
+                ids = [p.id for p in posts if p.state == state]
+                if not ids:
+                    continue
+                token = uuid.uuid4().hex
+                t.s.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id.in_(ids), OutboxRow.state == state)
+                    .values(
+                        state="sending",
+                        claimed_at=t.now,
+                        claimed_by=token,
+                        attempts=OutboxRow.attempts + 1,
+                    )
+                )
+                got = set(t.s.scalars(select(OutboxRow.id).where(OutboxRow.claimed_by == token)))
+                won += [p for p in posts if p.id in got and p.state == state]
+        return sorted(won, key=lambda p: p.id)
+
     def claim_post(self, post_id: int, from_state: str) -> bool:
         with self.tx() as t:
             done = t.s.execute(
@@ -663,15 +713,15 @@ class Store:
             )
             return bool(done.rowcount)  # type: ignore[attr-defined]
 
-    def post_done(self, post_id: int, message_id: MessageId) -> None:
+    def post_done(self, post: PendingPost, message_id: MessageId) -> None:
         with self.tx() as t:
-            row = t.s.get(OutboxRow, post_id)
-            assert row is not None
-            row.state = "done"
-            row.message_id = message_id
-            row.error = None
-            if row.key.startswith("root:") and row.ticket is not None:
-                t.set_root(row.ticket, message_id)
+            t.s.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == post.id)
+                .values(state="done", message_id=message_id, error=None)
+            )
+            if post.outgoing.key.startswith("root:") and post.outgoing.ticket is not None:
+                t.set_root(post.outgoing.ticket, message_id)
 
     def post_retry(self, post_id: int, not_before: datetime, error: str, *, unknown: bool) -> None:
         with self.tx() as t:

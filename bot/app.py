@@ -17,7 +17,7 @@ from adapters.db import Store
 from adapters.http import HttpServer
 from bot import migrate
 from bot.config import Config, Env
-from bot.domain import ChatMessage, ChatUserId, Platform, Rich
+from bot.domain import ChannelId, ChatMessage, ChatUserId, Platform, Rich
 from bot.ports import ChatPlatform, Clock, CommandContext
 from handlers import commands, delivery, oncall, replies, tweets
 from handlers.context import Bridge, SystemClock
@@ -81,13 +81,14 @@ class App:
 
             rooms = [d.channel for d in self.config.departments if d.platform == "matrix"]
             out["matrix"] = MatrixPlatform(
-                homeserver=env.MATRIX_HOMESERVER or "",
-                user_id=env.MATRIX_USER_ID or "",
+                env.MATRIX_HOMESERVER or "",
+                env.MATRIX_USER_ID or "",
                 access_token=_secret(env.MATRIX_ACCESS_TOKEN) or None,
                 password=_secret(env.MATRIX_PASSWORD) or None,
-                rooms=rooms,  # type: ignore[arg-type]
-                kv=store,
+                rooms=[ChannelId(r) for r in rooms],
+                state=store,
                 min_power_level=self.config.matrix.min_power_level,
+                clock=self.clock,
             )
         return out
 
@@ -102,6 +103,7 @@ class App:
             consumer_secret=_secret(env.X_API_SECRET),
             access_token=_secret(env.X_ACCESS_TOKEN),
             access_token_secret=_secret(env.X_ACCESS_TOKEN_SECRET),
+            timeout=10,  # well inside the delivery lease
         )
 
     # --- running

@@ -8,8 +8,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from bot.config import Config, ConfigError, Env, cross_check, load_config, load_env
 
@@ -171,7 +171,7 @@ async def serve(
     env: Env,
     config: Config,
     *,
-    started: Callable[[App], Awaitable[None]] | None = None,
+    started: Callable[[App], Coroutine[Any, Any, None]] | None = None,
 ) -> int:
     """Runs the bridge until SIGINT/SIGTERM; `started` runs beside it once it is up."""
     from bot.app import App, SchemaOutOfDate

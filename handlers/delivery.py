@@ -78,11 +78,11 @@ async def deliver_posts(b: Bridge) -> int:
 
 async def _post_lane(b: Bridge, lane: list[PendingPost]) -> int:
     """One channel's posts, in order (the adapter paces them)."""
+    platform = b.platform(lane[0].platform)
+    if platform is None:
+        return 0
     n = 0
-    for post in lane:
-        platform = b.platform(post.platform)
-        if platform is None or not b.store.claim_post(post.id, post.state):
-            continue
+    for post in b.store.claim_posts(lane):
         out = post.outgoing
         try:
             found = await platform.find(out) if post.state == "unknown" else None
@@ -94,7 +94,7 @@ async def _post_lane(b: Bridge, lane: list[PendingPost]) -> int:
             log.warning("chat.post_failed key=%s error=%s", out.key, type(e).__name__)
             b.store.post_retry(post.id, b.clock.now() + BACKOFF, repr(e), unknown=True)
             continue
-        b.store.post_done(post.id, message_id)
+        b.store.post_done(post, message_id)
         b.metrics.chat_posts.labels(post.platform).inc()
         n += 1
     return n

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 
-from adapters.db import Tx
+from adapters.db import NewTicket, Tx
 from bot.config import Department
 from bot.domain import (
+    ChannelId,
     ChatUserId,
     Link,
     Mention,
@@ -71,10 +72,10 @@ def ingest(b: Bridge, tweets: list[Tweet]) -> int:
     assert b.me is not None
     b.metrics.mentions.inc(len(tweets))
     ordered = sorted(tweets, key=lambda t: int(t.id))
-    reopened: list[Ticket] = []
     taken = 0
     with b.store.tx() as tx:
         known = tx.known_tweets([t.id for t in ordered])
+        batch = _Batch()
         for tweet in ordered:
             if tweet.id in known or tweet.author_id == b.me.id or tweet.is_retweet:
                 continue
@@ -82,17 +83,44 @@ def ingest(b: Bridge, tweets: list[Tweet]) -> int:
             taken += 1
             ticket = _followup_target(tx, tweet)
             if ticket is not None:
-                if _add_followup(b, tx, ticket, tweet):
-                    reopened.append(ticket)
+                _add_followup(b, tx, ticket, tweet)
+            elif (first := batch.followup_of(tweet)) is not None:
+                batch.followups.append((first, tweet))  # its ticket is opened just below
             else:
-                _open_ticket(b, tx, tweet)
+                batch.add(b, tweet)
+        opened = tx.create_tickets(batch.new) if batch.new else []
+        for ticket, new in zip(opened, batch.new, strict=True):
+            _announce(b, tx, ticket, new)
+        for first, tweet in batch.followups:
+            _add_followup(b, tx, opened[first], tweet)
         current = tx.get(CURSOR)
         newest = ordered[-1].id
         if current is None or int(newest) > int(current):
             tx.put(CURSOR, newest)
-    for ticket in reopened:
-        log.info("ticket.reopened ticket=%d by=followup", ticket.number)
     return taken
+
+
+class _Batch:
+    """The tickets one poll opens, so later tweets of the same poll can follow up on them."""
+
+    def __init__(self) -> None:
+        self.new: list[NewTicket] = []
+        self.followups: list[tuple[int, Tweet]] = []
+        self._index: dict[str, int] = {}
+
+    def add(self, b: Bridge, tweet: Tweet) -> None:
+        cfg = b.config
+        dept = b.department(route(tweet.text, cfg.departments, cfg.default_department))
+        oncall = shift_at(dept.oncall, b.clock.now()).member if dept.oncall else None
+        self._index[tweet.id] = len(self.new)
+        self._index.setdefault(tweet.conversation_id or tweet.id, len(self.new))
+        self.new.append(NewTicket(tweet, dept.id, dept.platform, ChannelId(dept.channel), oncall))
+
+    def followup_of(self, tweet: Tweet) -> int | None:
+        for ref in (tweet.replied_to, tweet.quoted, tweet.conversation_id):
+            if ref is not None and ref != tweet.id and ref in self._index:
+                return self._index[ref]
+        return None
 
 
 def _followup_target(tx: Tx, tweet: Tweet) -> Ticket | None:
@@ -106,28 +134,31 @@ def _followup_target(tx: Tx, tweet: Tweet) -> Ticket | None:
     return None
 
 
-def _open_ticket(b: Bridge, tx: Tx, tweet: Tweet) -> None:
-    cfg = b.config
-    dept = b.department(route(tweet.text, cfg.departments, cfg.default_department))
-    oncall = shift_at(dept.oncall, b.clock.now()).member if dept.oncall else None
-    ticket = tx.create_ticket(tweet, dept.id, dept.platform, dept.channel, oncall)  # type: ignore[arg-type]
+def _announce(b: Bridge, tx: Tx, ticket: Ticket, new: NewTicket) -> None:
+    dept = b.department(ticket.department)
     tx.enqueue(
         Outgoing(
             key=f"root:{ticket.number}",
             channel=ticket.channel,
-            body=root_body(ticket, dept, oncall),
+            body=root_body(ticket, dept, new.oncall),
             ticket=ticket.number,
-            tweet_id=tweet.id,
+            tweet_id=ticket.tweet_id,
         ),
-        dept.platform,
+        ticket.platform,
         in_thread=False,
+        new_key=True,
     )
     b.metrics.tickets.labels(dept.id).inc()
-    log.info("ticket.created ticket=%d tweet=%s department=%s", ticket.number, tweet.id, dept.id)
+    log.info(
+        "ticket.created ticket=%d tweet=%s department=%s", ticket.number, ticket.tweet_id, dept.id
+    )
 
 
-def _add_followup(b: Bridge, tx: Tx, ticket: Ticket, tweet: Tweet) -> bool:
-    """Posts a follow-up into the ticket's thread; True when it reopened the ticket."""
+def _add_followup(b: Bridge, tx: Tx, ticket: Ticket, tweet: Tweet) -> None:
+    """Posts a follow-up into the ticket's thread, reopening a closed ticket.
+
+    The reopening shows in the thread's follow-up message itself.
+    """
     tx.add_followup(ticket.number, tweet)
     reopen = ticket.state is TicketState.CLOSED
     if reopen:
@@ -154,8 +185,7 @@ def _add_followup(b: Bridge, tx: Tx, ticket: Ticket, tweet: Tweet) -> bool:
         in_thread=True,
     )
     b.metrics.followups.inc()
-    log.info("ticket.followup ticket=%d tweet=%s", ticket.number, tweet.id)
-    return reopen
+    log.info("ticket.followup ticket=%d tweet=%s reopened=%s", ticket.number, tweet.id, reopen)
 
 
 def root_body(ticket: Ticket, dept: Department, oncall: ChatUserId | None) -> Rich:

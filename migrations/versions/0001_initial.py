@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-29 18:04:55.243422
+Create Date: 2026-11-29 18:13:01.335737
 """
 
 from collections.abc import Sequence
@@ -96,6 +96,7 @@ def upgrade() -> None:
         sa.Column("message_id", sa.String(length=255), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("claimed_at", sa.DateTime(), nullable=True),
+        sa.Column("claimed_by", sa.String(length=32), nullable=True),
         sa.Column("not_before", sa.DateTime(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
@@ -107,6 +108,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("key"),
     )
     with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_outbox_claimed_by"), ["claimed_by"], unique=False)
         batch_op.create_index("ix_outbox_state", ["state", "id"], unique=False)
         batch_op.create_index(batch_op.f("ix_outbox_ticket"), ["ticket"], unique=False)
 
@@ -191,6 +193,7 @@ def downgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_outbox_ticket"))
         batch_op.drop_index("ix_outbox_state")
+        batch_op.drop_index(batch_op.f("ix_outbox_claimed_by"))
 
     op.drop_table("outbox")
     with op.batch_alter_table("audit_log", schema=None) as batch_op:

@@ -1,0 +1,396 @@
+"""X API v2 adapter: tweepy's sync client behind the TweetSource and TweetSink ports.
+
+tweepy hard-codes https://api.twitter.com; a transport adapter mounted on the session
+sends every call to `base_url` instead (the sandbox stand-in, or X itself). tweepy is
+asked for raw `requests.Response`s so the rate-limit headers are ours to read: the
+adapter never sleeps, it raises RateLimited with the time X named.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import ipaddress
+import logging
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import tweepy
+from requests.adapters import HTTPAdapter
+
+from bot.domain import Tweet, TweetId, XUser, XUserId
+from bot.ports import Clock, RateLimited, TweetRefused, Unavailable
+
+log = logging.getLogger(__name__)
+
+X_API_BASE_URL = "https://api.twitter.com"
+MENTION_FIELDS = [
+    "author_id",
+    "created_at",
+    "conversation_id",
+    "in_reply_to_user_id",
+    "referenced_tweets",
+]
+FALLBACK_WAIT = timedelta(minutes=15)  # a 429 without a usable reset header
+MIN_WAIT = timedelta(seconds=60)  # a reset already in the past (clock skew)
+# Above this many mentions since the cursor, X may have dropped older ones (it keeps 800).
+MENTIONS_REACHABLE = 800
+
+# These loggers print request headers or OAuth base strings at DEBUG.
+_CHATTY_LOGGERS = ("tweepy", "requests_oauthlib", "oauthlib")
+_LEADING_MENTIONS = re.compile(r"^(?:[@＠][A-Za-z0-9_]{1,15}\s+)+")
+_URLS = re.compile(r"https?://\S+", re.IGNORECASE)
+_SPACES = re.compile(r"\s+")
+
+
+class _Redirect(HTTPAdapter):
+    """Sends what tweepy addresses to api.twitter.com to `base_url`, with a timeout
+    (tweepy sets none, and a hung socket would hold a worker thread forever)."""
+
+    def __init__(self, base_url: str, timeout: float) -> None:
+        super().__init__()
+        self._base = base_url.rstrip("/")
+        self._timeout = timeout
+        self._loopback = _is_loopback(self._base)
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+        verify: bool | str = True,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        url = request.url or ""
+        if self._base != X_API_BASE_URL and url.startswith(X_API_BASE_URL + "/"):
+            request.url = self._base + url[len(X_API_BASE_URL) :]
+            if self._loopback:
+                proxies = {}  # any proxy was picked for api.twitter.com, not for here
+        return super().send(
+            request,
+            stream=stream,
+            timeout=self._timeout if timeout is None else timeout,
+            verify=verify,
+            cert=cert,
+            proxies=proxies,
+        )
+
+
+class XClient:
+    """The bot's X account: reads its mentions, posts its replies.
+
+    Reads use the bearer token when there is one (the app's larger limits), else the
+    user context; posting and users/me always use OAuth 1.0a user context.
+    """
+
+    def __init__(
+        self,
+        *,
+        consumer_key: str,
+        consumer_secret: str,
+        access_token: str,
+        access_token_secret: str,
+        bearer_token: str | None = None,
+        base_url: str = X_API_BASE_URL,
+        timeout: float = 30.0,
+        own_reply_pages: int = 3,
+        clock: Clock | None = None,
+    ) -> None:
+        for name in _CHATTY_LOGGERS:
+            chatty = logging.getLogger(name)
+            if chatty.getEffectiveLevel() < logging.INFO:
+                chatty.setLevel(logging.INFO)
+        credentials = {
+            "consumer_key": consumer_key,
+            "consumer_secret": consumer_secret,
+            "access_token": access_token,
+            "access_token_secret": access_token_secret,
+        }
+        # Two sessions, so a long mentions poll never queues a reply behind it.
+        self._reader = self._client(bearer_token or None, credentials, base_url, timeout)
+        self._writer = self._client(None, credentials, base_url, timeout)
+        self._read_as_user = not bearer_token
+        self._own_reply_pages = own_reply_pages
+        self._clock = clock
+        self._me: XUser | None = None
+        self._me_lock = asyncio.Lock()
+
+    @staticmethod
+    def _client(
+        bearer: str | None, credentials: dict[str, str], base_url: str, timeout: float
+    ) -> Any:
+        client = tweepy.Client(
+            bearer_token=bearer,
+            return_type=requests.Response,
+            wait_on_rate_limit=False,
+            **credentials,
+        )
+        client.session.mount(X_API_BASE_URL, _Redirect(base_url, timeout))
+        return client
+
+    def close(self) -> None:
+        """Closes the HTTP connection pools (at shutdown)."""
+        self._reader.session.close()
+        self._writer.session.close()
+
+    # --- TweetSource -----------------------------------------------------------------
+
+    async def me(self) -> XUser:
+        """The authenticated account (users/me), asked once and then remembered."""
+        async with self._me_lock:
+            if self._me is None:
+                body, _ = await self._read_json(
+                    "users/me", self._writer.get_me, user_auth=True, user_fields=["username"]
+                )
+                data = body.get("data")
+                if not isinstance(data, dict) or not data.get("id") or not data.get("username"):
+                    raise Unavailable("X users/me: the answer named no account")
+                self._me = XUser(
+                    XUserId(str(data["id"])), str(data["username"]), str(data.get("name", ""))
+                )
+                log.info("x.me id=%s username=%s", self._me.id, self._me.username)
+            return self._me
+
+    async def mentions(self, since_id: TweetId | None) -> list[Tweet]:
+        me = await self.me()
+        tweets: list[Tweet] = []
+        seen: set[str] = set()
+        token: str | None = None
+        pages = 0
+        while True:
+            body, headers = await self._read_json(
+                "mentions",
+                self._reader.get_users_mentions,
+                me.id,
+                user_auth=self._read_as_user,
+                since_id=since_id,
+                max_results=100,
+                pagination_token=token,
+                expansions=["author_id"],
+                tweet_fields=MENTION_FIELDS,
+                user_fields=["username"],
+            )
+            pages += 1
+            users = {
+                str(u["id"]): str(u["username"])
+                for u in (body.get("includes") or {}).get("users") or []
+            }
+            for item in body.get("data") or []:
+                tweet = _tweet(item, users)
+                if tweet.id in seen or tweet.author_id == me.id:
+                    continue
+                seen.add(tweet.id)
+                tweets.append(tweet)
+            if body.get("errors"):
+                log.info("x.mentions.partial_errors count=%d", len(body["errors"]))
+            token = (body.get("meta") or {}).get("next_token")
+            if not token:
+                break
+            if headers.get("x-rate-limit-remaining") == "0":
+                # The caller commits its cursor only after storing, so it simply polls
+                # again later; nothing read here is lost.
+                until = self._reset(headers)
+                log.warning("x.rate_limited what=mentions pages=%d until=%s", pages, until)
+                raise RateLimited(until, "mentions")
+        if since_id and len(tweets) >= MENTIONS_REACHABLE:
+            log.warning("x.mentions.possible_gap since_id=%s count=%d", since_id, len(tweets))
+        log.debug("x.mentions count=%d pages=%d", len(tweets), pages)
+        return tweets
+
+    # --- TweetSink -------------------------------------------------------------------
+
+    async def post(self, text: str, in_reply_to: TweetId) -> TweetId:
+        try:
+            response = await asyncio.to_thread(
+                self._writer.create_tweet,
+                text=text,
+                in_reply_to_tweet_id=in_reply_to,
+                user_auth=True,
+            )
+        except tweepy.HTTPException as e:
+            raise self._post_error(e, in_reply_to) from e
+        except requests.RequestException as e:
+            # A timeout may hide a tweet that did go out: the caller checks
+            # find_own_reply before trying again.
+            raise Unavailable(f"X unreachable while posting: {type(e).__name__}") from e
+        try:
+            tweet_id = TweetId(str(response.json()["data"]["id"]))
+        except (ValueError, KeyError, TypeError) as e:
+            raise Unavailable("X accepted the tweet but its answer was unreadable") from e
+        log.info("x.posted tweet_id=%s in_reply_to=%s", tweet_id, in_reply_to)
+        return tweet_id
+
+    async def find_own_reply(self, in_reply_to: TweetId, text: str) -> TweetId | None:
+        me = await self.me()
+        wanted = _comparable(text)
+        token: str | None = None
+        for _ in range(self._own_reply_pages):
+            body, headers = await self._read_json(
+                "users/tweets",
+                self._reader.get_users_tweets,
+                me.id,
+                user_auth=self._read_as_user,
+                since_id=in_reply_to,  # a reply is always newer than what it answers
+                max_results=100,
+                pagination_token=token,
+                tweet_fields=["referenced_tweets", "created_at"],
+                exclude=["retweets"],
+            )
+            for item in body.get("data") or []:
+                replied = {
+                    str(r.get("id"))
+                    for r in item.get("referenced_tweets") or []
+                    if r.get("type") == "replied_to"
+                }
+                if in_reply_to in replied and _comparable(str(item.get("text", ""))) == wanted:
+                    return TweetId(str(item["id"]))
+            token = (body.get("meta") or {}).get("next_token")
+            if not token:
+                return None
+            if headers.get("x-rate-limit-remaining") == "0":
+                raise RateLimited(self._reset(headers), "users/tweets")
+        return None
+
+    # --- plumbing --------------------------------------------------------------------
+
+    async def _read_json(
+        self, what: str, call: Callable[..., Any], *args: Any, **params: Any
+    ) -> tuple[dict[str, Any], Mapping[str, str]]:
+        """One read call, off the event loop; its JSON and headers, or a port error."""
+        try:
+            response = await asyncio.to_thread(call, *args, **params)
+        except tweepy.TooManyRequests as e:
+            until = self._reset(e.response.headers)
+            log.warning("x.rate_limited what=%s until=%s", what, until.isoformat())
+            raise RateLimited(until, what) from e
+        except tweepy.TwitterServerError as e:
+            raise Unavailable(f"X {what}: {e.response.status_code} {_reason(e)}") from e
+        except tweepy.HTTPException as e:
+            # 400/401/403/404 on a read: our request or credentials are wrong. Retrying
+            # later is all the caller can do; the message says what to fix.
+            status = getattr(e.response, "status_code", "?")
+            raise Unavailable(f"X {what} refused: {status} {_reason(e)}") from e
+        except requests.RequestException as e:
+            raise Unavailable(f"X {what} unreachable: {type(e).__name__}") from e
+        try:
+            body = response.json()
+        except ValueError as e:
+            raise Unavailable(f"X {what}: the answer was not JSON") from e
+        if not isinstance(body, dict):
+            raise Unavailable(f"X {what}: unexpected answer")
+        return body, response.headers
+
+    def _post_error(self, e: tweepy.HTTPException, in_reply_to: TweetId) -> Exception:
+        status = getattr(e.response, "status_code", 0)
+        if isinstance(e, tweepy.TooManyRequests):
+            until = self._reset(e.response.headers)
+            log.warning("x.rate_limited what=post until=%s", until.isoformat())
+            return RateLimited(until, "post")
+        if isinstance(e, tweepy.TwitterServerError):
+            return Unavailable(f"X could not take the reply: {status} {_reason(e)}")
+        problem = _problem_type(e)
+        if isinstance(e, tweepy.BadRequest | tweepy.Forbidden) and not problem.endswith(
+            ("unsupported-authentication", "client-forbidden")
+        ):
+            reason = _reason(e)
+            log.info("x.refused in_reply_to=%s status=%s reason=%s", in_reply_to, status, reason)
+            return TweetRefused(reason, status)
+        return Unavailable(f"X refused our credentials for posting: {status} {_reason(e)}")
+
+    def _now(self) -> datetime:
+        return self._clock.now() if self._clock is not None else datetime.now(UTC)
+
+    def _reset(self, headers: Mapping[str, str]) -> datetime:
+        """When to ask again: the latest reset among the exhausted limits (the 24-hour
+        posting caps are not in x-rate-limit-reset), else x-rate-limit-reset."""
+        now = self._now()
+        exhausted = [
+            _epoch(headers.get(f"{family}-reset"))
+            for family in ("x-rate-limit", "x-user-limit-24hour", "x-app-limit-24hour")
+            if headers.get(f"{family}-remaining") == "0"
+        ]
+        resets = [r for r in exhausted if r is not None]
+        if not resets:
+            plain = _epoch(headers.get("x-rate-limit-reset"))
+            resets = [plain] if plain is not None else []
+        if not resets:
+            return now + FALLBACK_WAIT
+        latest = max(resets)
+        return latest if latest > now else now + MIN_WAIT
+
+
+def _tweet(item: Mapping[str, Any], users: Mapping[str, str]) -> Tweet:
+    refs = {str(r.get("type")): str(r.get("id")) for r in item.get("referenced_tweets") or []}
+    author_id = str(item.get("author_id", ""))
+    created = item.get("created_at")
+    conversation = item.get("conversation_id")
+    reply_user = item.get("in_reply_to_user_id")
+    return Tweet(
+        id=TweetId(str(item["id"])),
+        text=html.unescape(str(item.get("text", ""))),  # X sends &amp; &lt; &gt;
+        author_id=XUserId(author_id),
+        # "i" keeps the tweet link working when X withheld the author (x.com/i/status/…)
+        author_username=users.get(author_id, "i"),
+        created_at=datetime.fromisoformat(created) if created else None,
+        conversation_id=TweetId(str(conversation)) if conversation else None,
+        in_reply_to_user_id=XUserId(str(reply_user)) if reply_user else None,
+        replied_to=TweetId(refs["replied_to"]) if "replied_to" in refs else None,
+        quoted=TweetId(refs["quoted"]) if "quoted" in refs else None,
+        is_retweet="retweeted" in refs,
+    )
+
+
+def _comparable(text: str) -> str:
+    """Text as X may give it back: entities decoded, leading @mentions and t.co-wrapped
+    URLs made neutral, whitespace collapsed."""
+    text = unicodedata.normalize("NFC", html.unescape(text))
+    text = _LEADING_MENTIONS.sub("", text.strip())
+    text = _URLS.sub("<url>", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def _reason(e: tweepy.HTTPException) -> str:
+    """X's own words: the problem's `detail`, or the messages of its `errors`."""
+    messages = [str(m) for m in e.api_messages if m]
+    if messages:
+        return " ".join(messages)
+    try:
+        body = e.response.json()
+    except ValueError:
+        body = {}
+    if isinstance(body, dict):
+        for key in ("detail", "title"):
+            if body.get(key):
+                return str(body[key])
+    return f"HTTP {getattr(e.response, 'status_code', '?')}"
+
+
+def _problem_type(e: tweepy.HTTPException) -> str:
+    try:
+        body = e.response.json()
+    except ValueError:
+        return ""
+    return str(body.get("type", "")) if isinstance(body, dict) else ""
+
+
+def _epoch(value: str | None) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(str(value)), UTC) if value else None
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
