@@ -70,3 +70,7 @@ def migrated_store(url: str, clock=None) -> Store:
     store = Store(url, clock=clock)
     migrate.upgrade(store.engine)
     return store
+
+
+# One Synapse for the whole session, shared by every module that needs it.
+from tests.synapse import synapse  # noqa: E402, F401

@@ -217,8 +217,15 @@ class Stand:
 class Bot:
     """The real `seva run` process."""
 
-    def __init__(self, stand: Stand, workdir: Path, config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        stand: Stand,
+        workdir: Path,
+        config: dict[str, Any] | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.stand = stand
+        self.extra_env = extra_env or {}
         self.workdir = workdir
         self.config_path = workdir / "seva.yaml"
         self.config_path.write_text(yaml.safe_dump(config or CONFIG))
@@ -242,21 +249,11 @@ class Bot:
             X_API_BASE_URL=self.stand.sandbox.x_base_url,  # type: ignore[union-attr]
             SLACK_API_BASE_URL=self.stand.sandbox.slack_api_url,  # type: ignore[union-attr]
         )
+        env.update(self.extra_env)
         return env
 
     def start(self) -> Bot:
-        self.starts += 1
-        log = self.log_path.open("a")
-        log.write(f"\n--- start {self.starts}\n")
-        log.flush()
-        self.proc = subprocess.Popen(
-            [str(SEVA), "run", "--config", str(self.config_path)],
-            cwd=self.workdir,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        self.spawn()
         start_mark = self.starts
 
         def started() -> int | None:
@@ -270,6 +267,22 @@ class Bot:
         self.port = wait_for("seva to start", started, timeout=30)
         self.stand.set_events_url(f"http://127.0.0.1:{self.port}/slack/events")
         return self
+
+    def spawn(self) -> subprocess.Popen[str]:
+        """Starts the process without waiting for it to come up."""
+        self.starts += 1
+        log = self.log_path.open("a")
+        log.write(f"\n--- start {self.starts}\n")
+        log.flush()
+        self.proc = subprocess.Popen(
+            [str(SEVA), "run", "--config", str(self.config_path)],
+            cwd=self.workdir,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        return self.proc
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""

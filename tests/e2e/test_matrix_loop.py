@@ -1,0 +1,178 @@
+"""The real `seva run` process with one department in a room on a real Synapse and one
+on Slack (the stand-in): mention, reply, power levels, commands, restarts, encryption."""
+
+from __future__ import annotations
+
+import copy
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import CONFIG, HANDLE, Bot, Stand, wait_for
+from tests.synapse import Homeserver, MatrixUser
+
+pytestmark = [pytest.mark.e2e, pytest.mark.synapse]
+
+
+class Room:
+    def __init__(self, hs: Homeserver, *, encrypted: bool = False) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.hs = hs
+        self.admin = hs.register(f"admin{tag}")
+        self.bot = hs.register(f"seva{tag}")
+        self.agent = hs.register(f"agent{tag}")
+        self.visitor = hs.register(f"visitor{tag}")
+        self.id = hs.create_room(
+            self.admin,
+            invite=(self.bot, self.agent, self.visitor),
+            power_levels={self.agent.user_id: 50, self.bot.user_id: 50},
+            encrypted=encrypted,
+        )
+        hs.join(self.agent, self.id)
+        hs.join(self.visitor, self.id)
+
+    def events(self) -> list[dict[str, Any]]:
+        return self.hs.messages(self.admin, self.id, limit=200)
+
+    def by_bot(self) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.events()
+            if e["sender"] == self.bot.user_id and e["type"] == "m.room.message"
+        ]
+
+    def root(self, ticket: int) -> dict[str, Any] | None:
+        key = f"root:{ticket}"
+        return next(
+            (e for e in self.by_bot() if e["content"].get("org.sevabridge.key") == key), None
+        )
+
+    def in_thread(self, root_id: str) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.by_bot()
+            if (e["content"].get("m.relates_to") or {}).get("event_id") == root_id
+        ]
+
+    def say(self, user: MatrixUser, text: str, thread: str | None = None) -> str:
+        if thread:
+            return self.hs.send_thread_reply(user, self.id, thread, text)
+        return self.hs.send_text(user, self.id, text)
+
+
+def mixed_config(room: Room) -> dict[str, Any]:
+    config = copy.deepcopy(CONFIG)
+    health = config["departments"][0]
+    del health["slack_channel"]
+    health["matrix_room"] = room.id
+    health["agents"] = []  # anyone at or above matrix.min_power_level
+    health["oncall"]["members"] = [room.agent.user_id]
+    health["escalate_to"] = [room.admin.user_id]
+    config["matrix"] = {"min_power_level": 50}
+    return config
+
+
+def matrix_env(hs: Homeserver, room: Room) -> dict[str, str]:
+    return {
+        "MATRIX_HOMESERVER": hs.base_url,
+        "MATRIX_USER_ID": room.bot.user_id,
+        "MATRIX_ACCESS_TOKEN": room.bot.access_token or "",
+    }
+
+
+@pytest.fixture
+def room(synapse: Homeserver) -> Room:
+    return Room(synapse)
+
+
+@pytest.fixture
+def mixed_bot(stand: Stand, synapse: Homeserver, room: Room, tmp_path):
+    bot = Bot(stand, tmp_path, mixed_config(room), matrix_env(synapse, room)).start()
+    yield bot
+    bot.kill()
+
+
+def test_mention_root_reply_and_confirmation_in_a_room(stand: Stand, room: Room, mixed_bot: Bot):
+    asked = stand.tweet("citizen_asha", "@SevaHelp oxygen? <b>now</b> @room <a href='x'>x</a>")
+    root = wait_for("the root in the room", lambda: room.root(1))
+    content = root["content"]
+    assert content["m.mentions"] == {"user_ids": [room.agent.user_id]}
+    assert f'href="https://matrix.to/#/{room.agent.user_id}"' in content["formatted_body"]
+    assert "<b>now</b>" not in content["formatted_body"]
+    assert "&lt;b&gt;now&lt;/b&gt;" in content["formatted_body"]
+    assert "@room" not in content["body"]
+    assert f"https://x.com/citizen_asha/status/{asked['id']}" in content["body"]
+
+    room.say(room.agent, "note: checking", root["event_id"])
+    room.say(room.visitor, "I am below the power level", root["event_id"])
+    room.say(room.agent, "Yes, the oxygen desk is open.", root["event_id"])
+    (reply,) = wait_for("the reply tweet", stand.bot_tweets)
+    assert reply["in_reply_to_tweet_id"] == asked["id"]
+    assert reply["text"] == "Yes, the oxygen desk is open."
+
+    def confirmed():
+        return [e for e in room.in_thread(root["event_id"]) if reply["id"] in e["content"]["body"]]
+
+    wait_for("the confirmation in the thread", confirmed)
+    time.sleep(0.5)
+    assert len(stand.bot_tweets()) == 1
+
+
+def test_commands_in_the_room_and_in_a_thread(stand: Stand, room: Room, mixed_bot: Bot):
+    stand.tweet("citizen_asha", "@SevaHelp hospital beds?")
+    root = wait_for("the root in the room", lambda: room.root(1))
+    room.say(room.agent, "!ticket status 1")
+
+    def notice(text: str):
+        return lambda: [
+            e
+            for e in room.by_bot()
+            if e["content"].get("msgtype") == "m.notice" and text in e["content"]["body"]
+        ]
+
+    (answer,) = wait_for("the status answer", notice("Ticket #1"))
+    assert "open" in answer["content"]["body"]
+    room.say(room.agent, "!close resolved by phone", root["event_id"])
+    (closed,) = wait_for("the close answer", notice("closed"))
+    assert (closed["content"].get("m.relates_to") or {}).get("event_id") == root["event_id"]
+    assert stand.bot_tweets() == []
+
+
+def test_both_platforms_at_once(stand: Stand, room: Room, mixed_bot: Bot):
+    stand.tweet("citizen_asha", "@SevaHelp oxygen?")
+    stand.tweet("ravi_k", "@SevaHelp is the 5:40 train late?")
+    wait_for("the Matrix root", lambda: room.root(1) or room.root(2))
+    wait_for("the Slack root", lambda: stand.roots("C0TRANSPORT"))
+
+
+def test_restart_neither_replays_nor_loses_room_events(
+    stand: Stand, synapse: Homeserver, room: Room, tmp_path
+):
+    bot = Bot(stand, tmp_path, mixed_config(room), matrix_env(synapse, room)).start()
+    asked = stand.tweet("citizen_asha", "@SevaHelp oxygen?")
+    root = wait_for("the root", lambda: room.root(1))
+    room.say(room.agent, "First answer.", root["event_id"])
+    wait_for("the first reply", stand.bot_tweets)
+    assert bot.stop() == 0
+    room.say(room.agent, "Second answer, sent while the bot was down.", root["event_id"])
+    bot.start()
+    tweets = wait_for(
+        "the second reply", lambda: len(stand.bot_tweets()) >= 2 and stand.bot_tweets()
+    )
+    time.sleep(1.0)
+    texts = [t["text"] for t in stand.bot_tweets()]
+    assert texts == ["First answer.", "Second answer, sent while the bot was down."]
+    assert tweets[1]["in_reply_to_tweet_id"] == asked["id"]
+    bot.kill()
+
+
+def test_encrypted_room_is_refused_by_name(stand: Stand, synapse: Homeserver, tmp_path):
+    room = Room(synapse, encrypted=True)
+    bot = Bot(stand, tmp_path, mixed_config(room), matrix_env(synapse, room))
+    proc = bot.spawn()
+    assert proc.wait(60) == 2
+    log = bot.log()
+    assert room.id in log and "encrypt" in log.lower()
+    assert HANDLE not in [t["username"] for t in stand.x_state()["tweets"]]
