@@ -159,22 +159,55 @@ class XClient:
 
     async def mentions(self, since_id: TweetId | None) -> list[Tweet]:
         me = await self.me()
+        tweets = await self._pages(
+            "mentions",
+            self._reader.get_users_mentions,
+            me.id,
+            token_param="pagination_token",
+            since_id=since_id,
+        )
+        if since_id and len(tweets) >= MENTIONS_REACHABLE:
+            log.warning("x.mentions.possible_gap since_id=%s count=%d", since_id, len(tweets))
+        return tweets
+
+    async def search(self, query: str, since_id: TweetId | None) -> list[Tweet]:
+        """Recent search (the last 7 days), newest first; at most 8 pages a call."""
+        return await self._pages(
+            "search/recent",
+            self._reader.search_recent_tweets,
+            query,
+            token_param="next_token",
+            since_id=since_id,
+            max_pages=MENTIONS_REACHABLE // 100,
+        )
+
+    async def _pages(
+        self,
+        what: str,
+        call: Callable[..., Any],
+        *args: Any,
+        token_param: str,
+        since_id: TweetId | None,
+        max_pages: int | None = None,
+    ) -> list[Tweet]:
+        """Every page of a timeline read, newest first, without the account's own posts."""
+        me = await self.me()
         tweets: list[Tweet] = []
         seen: set[str] = set()
         token: str | None = None
         pages = 0
         while True:
             body, headers = await self._read_json(
-                "mentions",
-                self._reader.get_users_mentions,
-                me.id,
+                what,
+                call,
+                *args,
                 user_auth=self._read_as_user,
                 since_id=since_id,
                 max_results=100,
-                pagination_token=token,
                 expansions=["author_id"],
                 tweet_fields=MENTION_FIELDS,
                 user_fields=["username"],
+                **{token_param: token},
             )
             pages += 1
             users = {
@@ -188,19 +221,17 @@ class XClient:
                 seen.add(tweet.id)
                 tweets.append(tweet)
             if body.get("errors"):
-                log.info("x.mentions.partial_errors count=%d", len(body["errors"]))
+                log.info("x.partial_errors what=%s count=%d", what, len(body["errors"]))
             token = (body.get("meta") or {}).get("next_token")
-            if not token:
+            if not token or (max_pages is not None and pages >= max_pages):
                 break
             if headers.get("x-rate-limit-remaining") == "0":
                 # The caller commits its cursor only after storing, so it simply polls
                 # again later; nothing read here is lost.
                 until = self._reset(headers)
-                log.warning("x.rate_limited what=mentions pages=%d until=%s", pages, until)
-                raise RateLimited(until, "mentions")
-        if since_id and len(tweets) >= MENTIONS_REACHABLE:
-            log.warning("x.mentions.possible_gap since_id=%s count=%d", since_id, len(tweets))
-        log.debug("x.mentions count=%d pages=%d", len(tweets), pages)
+                log.warning("x.rate_limited what=%s pages=%d until=%s", what, pages, until)
+                raise RateLimited(until, what)
+        log.debug("x.read what=%s count=%d pages=%d", what, len(tweets), pages)
         return tweets
 
     # --- TweetSink -------------------------------------------------------------------

@@ -62,6 +62,10 @@ class TweetSource(Protocol):
         """
         ...
 
+    async def search(self, query: str, since_id: TweetId | None) -> list[Tweet]:
+        """Recent-search results newer than `since_id`, newest first (`x.search_query`)."""
+        ...
+
 
 class TweetSink(Protocol):
     async def post(self, text: str, in_reply_to: TweetId) -> TweetId:

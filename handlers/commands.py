@@ -122,17 +122,6 @@ def _who(user: ChatUserId | None) -> Segment:
     return Mention(user) if user else Text("nobody")
 
 
-async def _mirror(b: Bridge, ticket: Ticket, state: str) -> None:
-    """Shows a state change on the thread root; best effort, the database is the truth."""
-    platform = b.platform(ticket.platform)
-    if platform is None or ticket.thread is None:
-        return
-    try:
-        await platform.mark(ticket.thread, state)
-    except Exception as e:
-        log.warning("ticket.mirror_failed ticket=%d error=%s", ticket.number, type(e).__name__)
-
-
 # --- the commands
 
 
@@ -196,7 +185,7 @@ async def claim(b: Bridge, args: Args) -> Rich:
     t = _take_ticket(b, args)
     with b.store.tx() as tx:
         tx.set_assignee(t.number, args.ctx.user, args.ctx.user)
-    await _mirror(b, t, "claimed")
+    await b.mirror(t, "claimed")
     return Rich.of(Text(f"You now have ticket #{t.number}."))
 
 
@@ -208,7 +197,7 @@ async def assign(b: Bridge, args: Args) -> Rich:
     user = _user(args.words[0])
     with b.store.tx() as tx:
         tx.set_assignee(t.number, user, args.ctx.user)
-    await _mirror(b, t, "claimed")
+    await b.mirror(t, "claimed")
     return Rich.of(Text(f"Ticket #{t.number} assigned to "), Mention(user), Text("."))
 
 
@@ -220,7 +209,7 @@ async def close(b: Bridge, args: Args) -> Rich:
     reason = " ".join(args.words)
     with b.store.tx() as tx:
         tx.set_state(t.number, TicketState.CLOSED, args.ctx.user, reason)
-    await _mirror(b, t, "closed")
+    await b.mirror(t, "closed")
     return Rich.of(Text(f"Ticket #{t.number} closed" + (f": {reason}" if reason else ".")))
 
 
@@ -231,7 +220,7 @@ async def reopen(b: Bridge, args: Args) -> Rich:
         return Rich.of(Text(f"Ticket #{t.number} is already open."))
     with b.store.tx() as tx:
         tx.set_state(t.number, TicketState.OPEN, args.ctx.user)
-    await _mirror(b, t, "open")
+    await b.mirror(t, "open")
     return Rich.of(Text(f"Ticket #{t.number} reopened."))
 
 

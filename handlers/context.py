@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from adapters.db import Store
 from bot.config import Config, Department
-from bot.domain import Platform, XUser
+from bot.domain import Platform, Ticket, XUser
 from bot.metrics import Metrics
 from bot.ports import ChatPlatform, Clock, TweetSink, TweetSource
+
+log = logging.getLogger("seva.bridge")
 
 
 class SystemClock:
@@ -47,3 +50,13 @@ class Bridge:
 
     def platform(self, name: Platform) -> ChatPlatform | None:
         return self.platforms.get(name)
+
+    async def mirror(self, ticket: Ticket, state: str) -> None:
+        """Shows a state change on the thread root; best effort, the database is the truth."""
+        platform = self.platforms.get(ticket.platform)
+        if platform is None or ticket.thread is None:
+            return
+        try:
+            await platform.mark(ticket.thread, state)
+        except Exception as e:
+            log.warning("ticket.mirror_failed ticket=%d error=%s", ticket.number, type(e).__name__)

@@ -134,6 +134,7 @@ async def _send_part(b: Bridge, part: PendingPart) -> int:
         b.store.part_retry(part.id, b.clock.now() + BACKOFF, unknown=True)
         return 0
     b.metrics.tweets.inc()
+    answered = None
     with b.store.tx() as tx:
         if tx.part_sent(part, tweet_id):
             info = tx.reply(part.reply)
@@ -150,7 +151,10 @@ async def _send_part(b: Bridge, part: PendingPart) -> int:
                 True,
             )
             b.metrics.reply_latency.observe(max(0.0, (tx.now - part.queued_at).total_seconds()))
+            answered = ticket
     b.kick()
+    if answered is not None:
+        await b.mirror(answered, "answered")
     return 1
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy.exc import IntegrityError
+
 from adapters.db import NewTicket, Tx
 from bot.config import Department
 from bot.domain import (
@@ -33,6 +35,7 @@ from handlers.context import Bridge
 log = logging.getLogger("seva.ingest")
 
 CURSOR = "x.since_id"
+SEARCH_CURSOR = "x.search_since_id"
 
 
 async def poll(b: Bridge) -> int:
@@ -43,8 +46,11 @@ async def poll(b: Bridge) -> int:
     try:
         if b.me is None:
             b.me = await b.source.me()
-        since = b.store.get(CURSOR)
-        tweets = await b.source.mentions(TweetId(since) if since else None)
+        tweets = await b.source.mentions(_cursor(b, CURSOR))
+        taken = ingest(b, tweets)
+        if b.config.x.search_query:
+            found = await b.source.search(b.config.x.search_query, _cursor(b, SEARCH_CURSOR))
+            taken += ingest(b, found, SEARCH_CURSOR)
     except RateLimited as e:
         b.poll_blocked_until = e.until
         b.poll_error = "rate limited"
@@ -56,8 +62,13 @@ async def poll(b: Bridge) -> int:
         b.metrics.poll_errors.labels("unavailable").inc()
         log.warning("poll.unavailable error=%s", e)
         return 0
+    except IntegrityError:
+        # Another instance stored the same mentions first: its tickets stand, ours rolled
+        # back whole, and the next poll starts from its cursor.
+        b.metrics.poll_errors.labels("raced").inc()
+        log.info("poll.raced")
+        return 0
     b.poll_blocked_until = None
-    taken = ingest(b, tweets)
     b.last_poll_ok = b.clock.now()
     b.poll_error = None
     if taken:
@@ -65,7 +76,12 @@ async def poll(b: Bridge) -> int:
     return taken
 
 
-def ingest(b: Bridge, tweets: list[Tweet]) -> int:
+def _cursor(b: Bridge, key: str) -> TweetId | None:
+    value = b.store.get(key)
+    return TweetId(value) if value else None
+
+
+def ingest(b: Bridge, tweets: list[Tweet], cursor: str = CURSOR) -> int:
     """Stores new tickets and follow-ups with the cursor, in one transaction."""
     if not tweets:
         return 0
@@ -93,10 +109,10 @@ def ingest(b: Bridge, tweets: list[Tweet]) -> int:
             _announce(b, tx, ticket, new)
         for first, tweet in batch.followups:
             _add_followup(b, tx, opened[first], tweet)
-        current = tx.get(CURSOR)
+        current = tx.get(cursor)
         newest = ordered[-1].id
         if current is None or int(newest) > int(current):
-            tx.put(CURSOR, newest)
+            tx.put(cursor, newest)
     return taken
 
 

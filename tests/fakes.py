@@ -44,6 +44,7 @@ class FakeX:
     """Mentions to hand out, and the tweets the bot posted."""
 
     mentions_queue: list[Tweet] = field(default_factory=list)
+    search_pool: list[Tweet] = field(default_factory=list)
     posted: list[tuple[str, str, str]] = field(default_factory=list)  # id, text, in_reply_to
     refuse: str | None = None
     fail_after_post: int = 0  # the next N posts land on X but the caller sees an error
@@ -55,6 +56,12 @@ class FakeX:
     async def mentions(self, since_id: TweetId | None) -> list[Tweet]:
         newer = [t for t in self.mentions_queue if since_id is None or int(t.id) > int(since_id)]
         return sorted(newer, key=lambda t: int(t.id), reverse=True)
+
+    async def search(self, query: str, since_id: TweetId | None) -> list[Tweet]:
+        """Plain terms, all of which must appear (enough for the core's tests)."""
+        terms = query.casefold().split()
+        found = [t for t in self.search_pool if all(w in t.text.casefold() for w in terms)]
+        return [t for t in found if since_id is None or int(t.id) > int(since_id)][::-1]
 
     async def post(self, text: str, in_reply_to: TweetId) -> TweetId:
         if self.refuse:

@@ -245,3 +245,27 @@ async def test_answered_ticket_is_not_escalated(world):
     await delivery.deliver(b)
     clock.advance(hours=2)
     assert await oncall.escalate(b) == 0
+
+
+async def test_search_query_adds_tickets_once(world):
+    b, x, chat, _ = world
+    b.config = b.config.model_copy(
+        update={"x": b.config.x.model_copy(update={"search_query": "oxygen"})}
+    )
+    x.mentions_queue = [tweet(10, "@SevaHelp oxygen please")]
+    x.search_pool = [tweet(10, "@SevaHelp oxygen please"), tweet(11, "no oxygen in ward 4")]
+    assert await tweets.poll(b) == 2  # the mention, and the search hit not addressed to us
+    assert await tweets.poll(b) == 0
+    await delivery.deliver(b)
+    assert chat.sent_keys() == ["root:1", "root:2"]
+    assert b.store.get(tweets.SEARCH_CURSOR) == "11"
+
+
+async def test_answer_is_mirrored_on_the_root(world):
+    b, x, chat, _ = world
+    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
+    await tweets.poll(b)
+    await delivery.deliver(b)
+    await replies.on_message(b, thread_msg(chat, "root:1", "Yes."))
+    await delivery.deliver(b)
+    assert [state for _, state in chat.marks] == ["answered"]
