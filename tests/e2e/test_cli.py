@@ -1,0 +1,78 @@
+"""The `seva` command as an operator meets it: check, migrate, and start-up refusals."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+import yaml
+
+from tests.e2e.harness import CONFIG, SEVA, TOKENS
+
+pytestmark = pytest.mark.e2e
+
+
+def seva(*args: str, cwd, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SEVA_", "X_", "SLACK_", "MATRIX_"))
+    }
+    base.update(env or {})
+    return subprocess.run(
+        [str(SEVA), *args], cwd=cwd, env=base, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_check_lists_every_problem_with_its_key_and_exits_2(tmp_path):
+    bad = {
+        "x": {"poll_seconds": 15, "pol_seconds": 3},
+        "departments": [
+            {"id": "Health", "name": "H", "slack_channel": "C1", "matrix_room": "!r:hs"},
+        ],
+        "default_department": "transport",
+    }
+    (tmp_path / "seva.yaml").write_text(yaml.safe_dump(bad))
+    out = seva("check", cwd=tmp_path, env={"SLACK_BOT_TOKEN": "replace-me-xoxb-bot-token"})
+    assert out.returncode == 2
+    err = out.stderr
+    assert "seva.yaml: x.pol_seconds: unknown key" in err
+    assert "departments[0].id: expected lower-case letters" in err
+    assert "departments[0]: expected exactly one of slack_channel / matrix_room" in err
+    assert "default_department: 'transport' is not one of the departments" in err
+    assert "SLACK_BOT_TOKEN: still the example value" in err
+    assert "X_API_KEY" in err  # missing credentials are named too
+    assert "replace-me" not in err.replace("still the example value", "")
+
+
+def test_check_accepts_a_good_config(tmp_path):
+    (tmp_path / "seva.yaml").write_text(yaml.safe_dump(CONFIG))
+    out = seva("check", cwd=tmp_path, env=TOKENS)
+    assert out.returncode == 0, out.stderr
+    assert "Configuration OK: 2 department(s)" in out.stdout
+
+
+def test_a_department_on_an_unconfigured_platform_is_a_config_error(tmp_path):
+    (tmp_path / "seva.yaml").write_text(yaml.safe_dump(CONFIG))
+    env = {k: v for k, v in TOKENS.items() if not k.startswith("SLACK_")}
+    out = seva("run", "--config", "seva.yaml", cwd=tmp_path, env=env)
+    assert out.returncode == 2
+    assert "departments[0].slack_channel" in out.stderr and "SLACK_BOT_TOKEN" in out.stderr
+
+
+def test_missing_config_file_is_named(tmp_path):
+    out = seva("check", "--config", "nowhere.yaml", cwd=tmp_path, env=TOKENS)
+    assert out.returncode == 2
+    assert "nowhere.yaml: config file not found" in out.stderr
+
+
+def test_run_refuses_an_old_postgresql_schema_until_migrated(pg_url, tmp_path):
+    (tmp_path / "seva.yaml").write_text(yaml.safe_dump(CONFIG))
+    env = {**TOKENS, "SEVA_DATABASE_URL": pg_url}
+    out = seva("run", cwd=tmp_path, env=env)
+    assert out.returncode == 2
+    assert "seva migrate" in out.stderr
+    migrated = seva("migrate", cwd=tmp_path, env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "Database at revision" in migrated.stdout
