@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -131,7 +131,7 @@ class OutboxRow(Base):
     body: Mapped[Any] = mapped_column(JSON)
     actions: Mapped[Any] = mapped_column(JSON, default=list)
     tweet_id: Mapped[str | None] = mapped_column(String(32))
-    # pending -> sending -> done; `unknown` when a post's outcome was not seen.
+    # pending -> sending -> done | failed; `unknown` when a post's outcome was not seen.
     state: Mapped[str] = mapped_column(String(16), default="pending")
     message_id: Mapped[str | None] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -177,6 +177,7 @@ class ReplyPartRow(Base):
     state: Mapped[str] = mapped_column(String(16), default="pending")
     tweet_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(32))
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
 
@@ -230,6 +231,7 @@ class PendingPost:
     outgoing: Outgoing
     platform: Platform
     state: str
+    token: str = ""  # set once claimed: every later update is fenced on it
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +245,8 @@ class PendingPart:
     in_reply_to: TweetId
     state: str
     queued_at: datetime
+    attempts: int = 0
+    token: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -564,12 +568,17 @@ class Tx:
         )
 
     def part_sent(self, part: PendingPart, tweet_id: TweetId) -> bool:
-        """Records a part X accepted; True when it completed its reply."""
-        self.s.execute(
+        """Records a part X accepted; True when it completed its reply.
+
+        Fenced on the claim: if it expired meanwhile, nothing is recorded twice.
+        """
+        done = self.s.execute(
             update(ReplyPartRow)
-            .where(ReplyPartRow.id == part.id)
-            .values(state="sent", tweet_id=tweet_id)
+            .where(ReplyPartRow.id == part.id, ReplyPartRow.claimed_by == part.token)
+            .values(state="sent", tweet_id=tweet_id, claimed_by=None)
         )
+        if not done.rowcount:  # type: ignore[attr-defined]
+            return False
         if not self.tweet_known(tweet_id):
             self.s.add(
                 TicketTweetRow(
@@ -582,6 +591,15 @@ class Tx:
             self.first_response(part.ticket)
             self.audit(part.ticket, "x", "replied", tweet_id)
         return last
+
+    def reply_tweet_ids(self, ticket: int) -> set[str]:
+        return set(
+            self.s.scalars(
+                select(TicketTweetRow.tweet_id).where(
+                    TicketTweetRow.ticket == ticket, TicketTweetRow.kind == "reply"
+                )
+            )
+        )
 
     def part_refused(self, part: PendingPart, reason: str) -> None:
         self.s.execute(
@@ -638,6 +656,10 @@ class Store:
         with self.tx() as t:
             t.put(key, value)
 
+    def was_seen(self, scope: str, event_id: str) -> bool:
+        with self.tx() as t:
+            return t.s.get(SeenEventRow, (scope, event_id)) is not None
+
     def first_sight(self, scope: str, event_id: str) -> bool:
         try:
             with self.tx() as t:
@@ -669,17 +691,19 @@ class Store:
             )
             return [_pending_post(row, root) for row, root in t.s.execute(q)]
 
-    def stale_posts(self, lease: timedelta) -> list[PendingPost]:
-        """Posts claimed long ago and never finished: a crash hid their outcome."""
+    def expire_claims(self, lease: timedelta) -> int:
+        """Claims older than `lease` belong to a process that died: their outcome is unknown."""
         cutoff = self.now() - lease
+        n = 0
         with self.tx() as t:
-            q = (
-                select(OutboxRow, TicketRow.root)
-                .outerjoin(TicketRow, TicketRow.number == OutboxRow.ticket)
-                .where(OutboxRow.state == "sending", OutboxRow.claimed_at <= cutoff)
-                .order_by(OutboxRow.id)
-            )
-            return [_pending_post(row, root) for row, root in t.s.execute(q)]
+            for table in (OutboxRow, ReplyPartRow):
+                done = t.s.execute(
+                    update(table)
+                    .where(table.state == "sending", table.claimed_at <= cutoff)
+                    .values(state="unknown", claimed_by=None, not_before=None)
+                )
+                n += done.rowcount  # type: ignore[attr-defined]
+        return n
 
     def claim_posts(self, posts: Sequence[PendingPost]) -> list[PendingPost]:
         """Claims what nobody else has claimed meanwhile (compare-and-set on the state)."""
@@ -701,36 +725,45 @@ class Store:
                     )
                 )
                 got = set(t.s.scalars(select(OutboxRow.id).where(OutboxRow.claimed_by == token)))
-                won += [p for p in posts if p.id in got and p.state == state]
+                won += [replace(p, token=token) for p in posts if p.id in got and p.state == state]
         return sorted(won, key=lambda p: p.id)
 
-    def claim_post(self, post_id: int, from_state: str) -> bool:
+    def post_done(self, post: PendingPost, message_id: MessageId) -> bool:
+        """Records a landed post; False if our claim had expired (then it changes nothing)."""
         with self.tx() as t:
             done = t.s.execute(
                 update(OutboxRow)
-                .where(OutboxRow.id == post_id, OutboxRow.state == from_state)
-                .values(state="sending", claimed_at=t.now, attempts=OutboxRow.attempts + 1)
+                .where(OutboxRow.id == post.id, OutboxRow.claimed_by == post.token)
+                .values(state="done", message_id=message_id, error=None, claimed_by=None)
             )
-            return bool(done.rowcount)  # type: ignore[attr-defined]
-
-    def post_done(self, post: PendingPost, message_id: MessageId) -> None:
-        with self.tx() as t:
-            t.s.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id == post.id)
-                .values(state="done", message_id=message_id, error=None)
-            )
+            if not done.rowcount:  # type: ignore[attr-defined]
+                return False
             if post.outgoing.key.startswith("root:") and post.outgoing.ticket is not None:
                 t.set_root(post.outgoing.ticket, message_id)
+            return True
 
-    def post_retry(self, post_id: int, not_before: datetime, error: str, *, unknown: bool) -> None:
+    def post_retry(
+        self, post: PendingPost, not_before: datetime, error: str, *, unknown: bool
+    ) -> None:
+        self._release(
+            OutboxRow,
+            post.id,
+            post.token,
+            "unknown" if unknown else "pending",
+            not_before=not_before,
+            error=error,
+        )
+
+    def post_failed(self, post: PendingPost, error: str) -> None:
+        """The platform refused for good (no access to the channel): stop and say so."""
+        self._release(OutboxRow, post.id, post.token, "failed", error=error)
+
+    def _release(self, table: Any, row_id: int, token: str, state: str, **values: Any) -> None:
         with self.tx() as t:
             t.s.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id == post_id)
-                .values(
-                    state="unknown" if unknown else "pending", not_before=not_before, error=error
-                )
+                update(table)
+                .where(table.id == row_id, table.claimed_by == token)
+                .values(state=state, claimed_by=None, **values)
             )
 
     # --- reply parts
@@ -772,56 +805,37 @@ class Store:
                                 TweetId(prev),
                                 p.state,
                                 r.created_at,
+                                p.attempts,
                             )
                         )
                     break
             return out
 
-    def stale_parts(self, lease: timedelta) -> list[PendingPart]:
-        cutoff = self.now() - lease
-        with self.tx() as t:
-            rows = t.s.scalars(
-                select(ReplyPartRow).where(
-                    ReplyPartRow.state == "sending", ReplyPartRow.claimed_at <= cutoff
-                )
-            ).all()
-            return [p for p in (self._part(t, r) for r in rows) if p is not None]
-
-    def _part(self, t: Tx, p: ReplyPartRow) -> PendingPart | None:
-        r = t.s.get(ReplyRow, p.reply)
-        if r is None:
-            return None
-        count = t.s.scalar(select(func.count()).where(ReplyPartRow.reply == r.id)) or 0
-        prev = r.in_reply_to
-        if p.idx > 0:
-            prev = (
-                t.s.scalar(
-                    select(ReplyPartRow.tweet_id).where(
-                        ReplyPartRow.reply == r.id, ReplyPartRow.idx == p.idx - 1
-                    )
-                )
-                or prev
-            )
-        return PendingPart(
-            p.id, r.id, r.ticket, p.idx, count, p.text, TweetId(prev), p.state, r.created_at
-        )
-
-    def claim_part(self, part_id: int, from_state: str) -> bool:
+    def claim_part(self, part: PendingPart) -> PendingPart | None:
+        token = uuid.uuid4().hex
         with self.tx() as t:
             done = t.s.execute(
                 update(ReplyPartRow)
-                .where(ReplyPartRow.id == part_id, ReplyPartRow.state == from_state)
-                .values(state="sending", claimed_at=t.now, attempts=ReplyPartRow.attempts + 1)
+                .where(ReplyPartRow.id == part.id, ReplyPartRow.state == part.state)
+                .values(
+                    state="sending",
+                    claimed_at=t.now,
+                    claimed_by=token,
+                    attempts=ReplyPartRow.attempts + 1,
+                )
             )
-            return bool(done.rowcount)  # type: ignore[attr-defined]
+            if not done.rowcount:  # type: ignore[attr-defined]
+                return None
+        return replace(part, token=token, attempts=part.attempts + 1)
 
-    def part_retry(self, part_id: int, not_before: datetime, *, unknown: bool) -> None:
-        with self.tx() as t:
-            t.s.execute(
-                update(ReplyPartRow)
-                .where(ReplyPartRow.id == part_id)
-                .values(state="unknown" if unknown else "pending", not_before=not_before)
-            )
+    def part_retry(self, part: PendingPart, not_before: datetime, *, unknown: bool) -> None:
+        self._release(
+            ReplyPartRow,
+            part.id,
+            part.token,
+            "unknown" if unknown else "pending",
+            not_before=not_before,
+        )
 
     def counts(self) -> dict[str, int]:
         """Gauges for /metrics."""

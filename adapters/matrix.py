@@ -84,7 +84,15 @@ CREATOR_POWER_LEVEL = 2**53 - 1  # above any level canonical JSON can express
 ACTION_KEYS = ("✅", "❌", "3️⃣", "4️⃣", "5️⃣")
 CONFIRM_ALIASES = frozenset({"✅", "✔", "☑", "👍"})
 # How a ticket state shows on its thread root; states mapped to None show nothing.
-STATE_MARKS: dict[str, str | None] = {"closed": "✅", "open": None, "reopened": None}
+# One mark at a time: the root shows the ticket's latest state.
+STATE_MARKS: dict[str, str | None] = {
+    "closed": "✅",
+    "claimed": "👀",
+    "answered": "💬",
+    "escalated": "🚨",
+    "open": None,
+    "reopened": None,
+}
 
 _ROOM_PING = re.compile(r"@(?=room)", re.IGNORECASE)
 _USER_ID = re.compile(r"^@[^:\s]+:[^\s]+$")
@@ -166,6 +174,26 @@ def parse_command(body: str) -> str | None:
     if head.lower() == "ticket":
         return rest.strip()
     return text
+
+
+_PILL = re.compile(
+    r'<a\s+href="https://matrix\.to/#/(@[^"/?]+)"[^>]*>.*?</a>', re.IGNORECASE | re.S
+)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _with_user_ids(body: str, content: dict[str, Any]) -> str:
+    """A command's text with mention pills as user ids (`!assign 5 @asha:hs`).
+
+    Element writes a pill's display name into `body`; the id is only in the HTML.
+    """
+    formatted = content.get("formatted_body")
+    if content.get("format") != "org.matrix.custom.html" or not isinstance(formatted, str):
+        return body
+    if not _PILL.search(formatted):
+        return body
+    text = _PILL.sub(lambda m: urllib.parse.unquote(m.group(1)), formatted)
+    return html.unescape(_TAG.sub("", text.replace("<br>", "\n").replace("<br/>", "\n")))
 
 
 def _normalise_key(key: str) -> str:
@@ -652,7 +680,7 @@ class MatrixPlatform:
             return
         if kind == "m.room.message" and not self._is_human_text(content):
             return
-        if not self._kv.first_sight("matrix", event_id):
+        if self._kv.was_seen("matrix", event_id):
             _log(logging.DEBUG, "matrix.replay_skipped", event=event_id)
             return
         try:
@@ -665,6 +693,9 @@ class MatrixPlatform:
                 "matrix.handler_failed",
                 extra={"event": "matrix.handler_failed", "fields": {"event_id": event_id}},
             )
+        # Recorded once handled: a crash in between replays the event (the core's
+        # constraints make that harmless) instead of losing it.
+        self._kv.first_sight("matrix", event_id)
 
     @staticmethod
     def _is_human_text(content: dict[str, Any]) -> bool:
@@ -685,7 +716,7 @@ class MatrixPlatform:
         if "m.in_reply_to" in relates and not relates.get("is_falling_back"):
             body = _strip_reply_fallback(body)
         thread_root = MessageId(root) if isinstance(root, str) else None
-        command = parse_command(body)
+        command = parse_command(_with_user_ids(body, content))
         if command is not None:
             ctx = CommandContext("matrix", ChannelId(room_id), ChatUserId(sender), thread_root)
             assert self._on_command is not None

@@ -20,7 +20,6 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
@@ -205,7 +204,8 @@ class SlackPlatform:
         command: str = "/ticket",
         post_rate_per_channel: float = 1.0,
         session: aiohttp.ClientSession | None = None,
-        max_rate_limit_retries: int = 3,
+        max_rate_limit_retries: int = 0,
+        timeout: int = 10,
     ) -> None:
         if post_rate_per_channel < 0:
             raise ValueError("post_rate_per_channel must be >= 0")
@@ -220,9 +220,12 @@ class SlackPlatform:
             token=bot_token,
             base_url=api_base_url if api_base_url.endswith("/") else api_base_url + "/",
             session=session,
+            timeout=timeout,
+            # No connection-error retries: a dropped connection may hide a message that
+            # was created, and only the outbox may decide to post again (after `find`).
+            # A 429 becomes RateLimited, and the outbox waits out Retry-After itself.
             retry_handlers=[
-                AsyncConnectionErrorRetryHandler(max_retry_count=2),
-                AsyncRateLimitErrorRetryHandler(max_retry_count=max_rate_limit_retries),
+                AsyncRateLimitErrorRetryHandler(max_retry_count=max_rate_limit_retries)
             ],
         )
         self._app = AsyncApp(

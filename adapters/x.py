@@ -14,7 +14,7 @@ import ipaddress
 import logging
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -257,7 +257,9 @@ class XClient:
         log.info("x.posted tweet_id=%s in_reply_to=%s", tweet_id, in_reply_to)
         return tweet_id
 
-    async def find_own_reply(self, in_reply_to: TweetId, text: str) -> TweetId | None:
+    async def find_own_reply(
+        self, in_reply_to: TweetId, text: str, exclude: Collection[str] = ()
+    ) -> TweetId | None:
         me = await self.me()
         wanted = _comparable(text)
         token: str | None = None
@@ -279,6 +281,8 @@ class XClient:
                     for r in item.get("referenced_tweets") or []
                     if r.get("type") == "replied_to"
                 }
+                if str(item.get("id")) in exclude:
+                    continue
                 if in_reply_to in replied and _comparable(str(item.get("text", ""))) == wanted:
                     return TweetId(str(item["id"]))
             token = (body.get("meta") or {}).get("next_token")

@@ -88,7 +88,7 @@ async def bench(args: argparse.Namespace, url: str) -> None:
         start = time.perf_counter()
         while True:
             counts = app.bridge.store.counts()
-            if counts["outbox_pending"] == 0 and app.bridge.last_poll_ok is not None:
+            if counts["outbox_pending"] == 0 and app.bridge.mentions.last_ok is not None:
                 break
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - start

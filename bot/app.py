@@ -132,12 +132,13 @@ class App:
             self.env.SEVA_HTTP_PORT,
             health=self.health,
             metrics=self.metrics,
-            slack=getattr(slack, "handle_http", None),
+            # Socket Mode opens no public endpoint: then /slack/events does not exist.
+            slack=getattr(slack, "handle_http", None) if not self.env.SLACK_APP_TOKEN else None,
         )
         await self.http.start()
         # SQLite means one instance: its unfinished claims are ours, from before a crash.
         embedded = store.engine.dialect.name == "sqlite"
-        delivery.recover(b, lease=timedelta(0) if embedded else delivery.LEASE)
+        await delivery.recover(b, lease=timedelta(0) if embedded else delivery.LEASE)
         self._tasks.append(asyncio.create_task(delivery.run_forever(b), name="delivery"))
         self._scheduler = s = AsyncIOScheduler(timezone=UTC)
         now = datetime.now(UTC)
@@ -213,18 +214,23 @@ class App:
         if b is None:
             return {"status": "starting"}
         now = self.clock.now()
-        lag = (now - (b.last_poll_ok or b.started_at)).total_seconds()
-        x_ok = b.poll_error is None and lag < max(3 * self.config.x.poll_seconds, 60)
+        m = b.mentions
+        lag = (now - (m.last_ok or b.started_at)).total_seconds()
+        x_ok = m.error is None and lag < max(3 * self.config.x.poll_seconds, 60)
         platforms: dict[str, Any] = {
             "x": {
                 "ok": x_ok,
-                "last_poll": b.last_poll_ok.isoformat() if b.last_poll_ok else None,
-                "error": b.poll_error,
-                "rate_limited_until": b.poll_blocked_until.isoformat()
-                if b.poll_blocked_until
-                else None,
+                "last_poll": m.last_ok.isoformat() if m.last_ok else None,
+                "error": m.error,
+                "rate_limited_until": m.blocked_until.isoformat() if m.blocked_until else None,
             }
         }
+        if self.config.x.search_query:
+            q = b.search
+            platforms["x"]["search"] = {
+                "last_poll": q.last_ok.isoformat() if q.last_ok else None,
+                "error": q.error,
+            }
         for name, p in b.platforms.items():
             platforms[name] = p.health()
         ok = x_ok and all(bool(p.get("connected", True)) for n, p in platforms.items() if n != "x")
@@ -241,6 +247,6 @@ class App:
         counts = b.store.counts()
         b.metrics.open_tickets.set(counts["tickets_open"])
         b.metrics.outbox_pending.set(counts["outbox_pending"])
-        if b.last_poll_ok is not None:
-            b.metrics.poll_lag.set((self.clock.now() - b.last_poll_ok).total_seconds())
+        if b.mentions.last_ok is not None:
+            b.metrics.poll_lag.set((self.clock.now() - b.mentions.last_ok).total_seconds())
         return b.metrics.render()

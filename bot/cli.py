@@ -39,6 +39,15 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+def database_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).password or ""
+    except Exception:
+        return ""
+
+
 def setup_logging(env: Env | None, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
@@ -48,6 +57,7 @@ def setup_logging(env: Env | None, level: str = "INFO") -> None:
             for name in type(env).model_fields
             if hasattr(getattr(env, name), "get_secret_value")
         ]
+        secrets.append(database_password(env.SEVA_DATABASE_URL))
         handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]

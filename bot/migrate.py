@@ -14,9 +14,10 @@ import migrations
 
 
 def _config(engine: Engine) -> AlembicConfig:
+    # No `sqlalchemy.url`: the connection is handed over in `attributes`, and a URL (with
+    # its password, and `%` that ConfigParser would choke on) never enters the config.
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
-    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     return cfg
 
 

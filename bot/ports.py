@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -72,8 +72,11 @@ class TweetSink(Protocol):
         """Posts one reply; raises TweetRefused, RateLimited or Unavailable."""
         ...
 
-    async def find_own_reply(self, in_reply_to: TweetId, text: str) -> TweetId | None:
-        """Our own tweet replying to `in_reply_to` with this text, if one went out."""
+    async def find_own_reply(
+        self, in_reply_to: TweetId, text: str, exclude: Collection[str] = ()
+    ) -> TweetId | None:
+        """Our own tweet replying to `in_reply_to` with this text, if one went out;
+        tweets in `exclude` (already recorded for other replies) never count."""
         ...
 
 
@@ -143,6 +146,10 @@ class KeyValue(Protocol):
     def get(self, key: str) -> str | None: ...
 
     def put(self, key: str, value: str) -> None: ...
+
+    def was_seen(self, scope: str, event_id: str) -> bool:
+        """Whether `first_sight` recorded this event already (without recording it)."""
+        ...
 
     def first_sight(self, scope: str, event_id: str) -> bool:
         """Records the event; True only the first time it is seen (replay guard)."""

@@ -22,6 +22,15 @@ class SystemClock:
 
 
 @dataclass
+class PollState:
+    """One X timeline the bot reads (mentions, search): its health between polls."""
+
+    last_ok: datetime | None = None
+    blocked_until: datetime | None = None
+    error: str | None = None
+
+
+@dataclass
 class Bridge:
     config: Config
     store: Store
@@ -31,9 +40,8 @@ class Bridge:
     metrics: Metrics = field(default_factory=Metrics)
     clock: Clock = field(default_factory=SystemClock)
     me: XUser | None = None
-    last_poll_ok: datetime | None = None
-    poll_blocked_until: datetime | None = None
-    poll_error: str | None = None
+    mentions: PollState = field(default_factory=lambda: PollState())
+    search: PollState = field(default_factory=lambda: PollState())
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 

@@ -16,13 +16,19 @@ from datetime import timedelta
 
 from adapters.db import PendingPart, PendingPost
 from bot.domain import Link, Outgoing, Rich, Text, TweetId, tweet_url
-from bot.ports import RateLimited, TweetRefused
+from bot.ports import ChatPlatform, PlatformRefused, RateLimited, TweetRefused
 from handlers.context import Bridge
 
 log = logging.getLogger("seva.delivery")
 
-LEASE = timedelta(seconds=20)  # longer than any single HTTP call may take
+# A claim outlives any call made under it (HTTP timeouts are 10-30 s), so another
+# instance only takes over work whose owner is really gone.
+LEASE = timedelta(minutes=2)
 BACKOFF = timedelta(seconds=5)
+VERIFY_BACKOFF = timedelta(seconds=30)
+MAX_VERIFY = 6
+CLAIM_CHUNK = 10
+REPLY_CONCURRENCY = 8
 
 
 async def deliver(b: Bridge) -> None:
@@ -47,15 +53,9 @@ async def run_forever(b: Bridge, idle: float = 1.0) -> None:
             await asyncio.sleep(idle)
 
 
-def recover(b: Bridge, lease: timedelta = LEASE) -> int:
+async def recover(b: Bridge, lease: timedelta = LEASE) -> int:
     """Turns claims whose owner died into `unknown`, to be verified then retried."""
-    n = 0
-    for post in b.store.stale_posts(lease):
-        b.store.post_retry(post.id, b.clock.now(), "claim expired", unknown=True)
-        n += 1
-    for part in b.store.stale_parts(lease):
-        b.store.part_retry(part.id, b.clock.now(), unknown=True)
-        n += 1
+    n = b.store.expire_claims(lease)
     if n:
         log.warning("delivery.recovered count=%d", n)
         b.kick()
@@ -77,27 +77,43 @@ async def deliver_posts(b: Bridge) -> int:
 
 
 async def _post_lane(b: Bridge, lane: list[PendingPost]) -> int:
-    """One channel's posts, in order (the adapter paces them)."""
+    """One channel's posts, in order (the adapter paces them).
+
+    Claimed a few at a time, so a paced queue never holds a claim longer than its lease.
+    """
     platform = b.platform(lane[0].platform)
     if platform is None:
         return 0
     n = 0
-    for post in b.store.claim_posts(lane):
-        out = post.outgoing
-        try:
-            found = await platform.find(out) if post.state == "unknown" else None
-            message_id = found or await platform.post(out)
-        except RateLimited as e:
-            b.store.post_retry(post.id, e.until, str(e), unknown=False)
-            continue
-        except Exception as e:
-            log.warning("chat.post_failed key=%s error=%s", out.key, type(e).__name__)
-            b.store.post_retry(post.id, b.clock.now() + BACKOFF, repr(e), unknown=True)
-            continue
-        b.store.post_done(post, message_id)
-        b.metrics.chat_posts.labels(post.platform).inc()
-        n += 1
+    for i in range(0, len(lane), CLAIM_CHUNK):
+        for post in b.store.claim_posts(lane[i : i + CLAIM_CHUNK]):
+            n += await _post_one(b, platform, post)
     return n
+
+
+async def _post_one(b: Bridge, platform: ChatPlatform, post: PendingPost) -> int:
+    out = post.outgoing
+    unknown = post.state == "unknown"
+    try:
+        found = await platform.find(out) if unknown else None
+        unknown = False  # looked: whatever happens next starts from a known state
+        message_id = found or await platform.post(out)
+    except RateLimited as e:
+        b.store.post_retry(post, e.until, str(e), unknown=unknown)
+        return 0
+    except PlatformRefused as e:
+        log.error("chat.post_refused key=%s channel=%s error=%s", out.key, out.channel, e)
+        b.store.post_failed(post, str(e))
+        return 0
+    except Exception as e:
+        log.warning("chat.post_failed key=%s error=%s", out.key, type(e).__name__)
+        b.store.post_retry(post, b.clock.now() + BACKOFF, repr(e), unknown=True)
+        return 0
+    if not b.store.post_done(post, message_id):
+        log.error("chat.claim_lost key=%s message=%s", out.key, message_id)
+        return 0
+    b.metrics.chat_posts.labels(post.platform).inc()
+    return 1
 
 
 # --- reply tweets
@@ -107,31 +123,47 @@ async def deliver_replies(b: Bridge) -> int:
     due = b.store.due_parts()
     if not due:
         return 0
-    sent = await asyncio.gather(*(_send_part(b, part) for part in due))
+    gate = asyncio.Semaphore(REPLY_CONCURRENCY)
+
+    async def one(part: PendingPart) -> int:
+        async with gate:  # claim only what is about to be sent, within its lease
+            return await _send_part(b, part)
+
+    sent = await asyncio.gather(*(one(part) for part in due))
     return sum(sent)
 
 
-async def _send_part(b: Bridge, part: PendingPart) -> int:
-    if not b.store.claim_part(part.id, part.state):
+async def _send_part(b: Bridge, due: PendingPart) -> int:
+    part = b.store.claim_part(due)
+    if part is None:
         return 0
     text = part.text
+    unknown = part.state == "unknown"
     try:
         tweet_id = None
-        if part.state == "unknown":
-            tweet_id = await b.sink.find_own_reply(part.in_reply_to, text)
+        if unknown:
+            with b.store.tx() as tx:
+                ours = tx.reply_tweet_ids(part.ticket)
+            tweet_id = await b.sink.find_own_reply(part.in_reply_to, text, exclude=ours)
+            unknown = False
         if tweet_id is None:
             tweet_id = await b.sink.post(text, part.in_reply_to)
     except TweetRefused as e:
+        if part.state == "unknown" and _duplicate(e) and part.attempts < MAX_VERIFY:
+            # X has this text from us already: the post whose answer was lost landed,
+            # and X's timeline has not shown it yet. Look again later; never post again.
+            b.store.part_retry(part, b.clock.now() + VERIFY_BACKOFF, unknown=True)
+            return 0
         _refused(b, part, e.reason)
         return 0
     except RateLimited as e:
-        b.store.part_retry(part.id, e.until, unknown=False)
+        b.store.part_retry(part, e.until, unknown=unknown)
         log.warning("reply.rate_limited until=%s", e.until.isoformat())
         return 0
     except Exception as e:
         # The tweet may or may not exist now: look before posting again.
         log.warning("reply.post_failed part=%d error=%s", part.id, type(e).__name__)
-        b.store.part_retry(part.id, b.clock.now() + BACKOFF, unknown=True)
+        b.store.part_retry(part, b.clock.now() + BACKOFF, unknown=True)
         return 0
     b.metrics.tweets.inc()
     answered = None
@@ -167,6 +199,10 @@ def _confirmation(b: Bridge, tweet_ids: tuple[TweetId, ...]) -> Rich:
     for i, link in enumerate(links):
         body += Rich.of(Text(", " if i else ""), link)
     return body
+
+
+def _duplicate(e: TweetRefused) -> bool:
+    return "duplicate" in e.reason.casefold()
 
 
 def _refused(b: Bridge, part: PendingPart, reason: str) -> None:

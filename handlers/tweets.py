@@ -8,6 +8,7 @@ twice; `ticket_tweets.tweet_id` being a primary key makes a repeat harmless.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.exc import IntegrityError
 
@@ -30,7 +31,7 @@ from bot.domain import (
 from bot.oncall import shift_at
 from bot.ports import RateLimited, Unavailable
 from bot.routing import route
-from handlers.context import Bridge
+from handlers.context import Bridge, PollState
 
 log = logging.getLogger("seva.ingest")
 
@@ -39,40 +40,57 @@ SEARCH_CURSOR = "x.search_since_id"
 
 
 async def poll(b: Bridge) -> int:
-    """One poll of the mentions timeline; returns how many tweets were taken in."""
+    """One poll of the mentions (and the optional search); returns tweets taken in.
+
+    The two reads keep separate rate-limit and error states: a failing search never
+    holds up the mentions.
+    """
+    taken = await _read(b, "mentions", b.mentions, CURSOR, b.source.mentions)
+    query = b.config.x.search_query
+    if query and b.me is not None:
+
+        async def search(since: TweetId | None) -> list[Tweet]:
+            return await b.source.search(query, since)
+
+        taken += await _read(b, "search", b.search, SEARCH_CURSOR, search)
+    if taken:
+        b.kick()
+    return taken
+
+
+async def _read(
+    b: Bridge,
+    what: str,
+    state: PollState,
+    cursor: str,
+    fetch: Callable[[TweetId | None], Awaitable[list[Tweet]]],
+) -> int:
     now = b.clock.now()
-    if b.poll_blocked_until is not None and now < b.poll_blocked_until:
+    if state.blocked_until is not None and now < state.blocked_until:
         return 0
     try:
         if b.me is None:
             b.me = await b.source.me()
-        tweets = await b.source.mentions(_cursor(b, CURSOR))
-        taken = ingest(b, tweets)
-        if b.config.x.search_query:
-            found = await b.source.search(b.config.x.search_query, _cursor(b, SEARCH_CURSOR))
-            taken += ingest(b, found, SEARCH_CURSOR)
+        taken, reopened = ingest(b, await fetch(_cursor(b, cursor)), cursor)
     except RateLimited as e:
-        b.poll_blocked_until = e.until
-        b.poll_error = "rate limited"
-        b.metrics.poll_errors.labels("rate_limited").inc()
-        log.warning("poll.rate_limited until=%s", e.until.isoformat())
+        state.blocked_until, state.error = e.until, "rate limited"
+        b.metrics.poll_errors.labels(f"{what}_rate_limited").inc()
+        log.warning("poll.rate_limited what=%s until=%s", what, e.until.isoformat())
         return 0
     except Unavailable as e:
-        b.poll_error = str(e)
-        b.metrics.poll_errors.labels("unavailable").inc()
-        log.warning("poll.unavailable error=%s", e)
+        state.error = str(e)
+        b.metrics.poll_errors.labels(f"{what}_unavailable").inc()
+        log.warning("poll.unavailable what=%s error=%s", what, e)
         return 0
     except IntegrityError:
-        # Another instance stored the same mentions first: its tickets stand, ours rolled
+        # Another instance stored the same tweets first: its tickets stand, ours rolled
         # back whole, and the next poll starts from its cursor.
-        b.metrics.poll_errors.labels("raced").inc()
-        log.info("poll.raced")
+        b.metrics.poll_errors.labels(f"{what}_raced").inc()
+        log.info("poll.raced what=%s", what)
         return 0
-    b.poll_blocked_until = None
-    b.last_poll_ok = b.clock.now()
-    b.poll_error = None
-    if taken:
-        b.kick()
+    state.blocked_until, state.error, state.last_ok = None, None, b.clock.now()
+    for ticket in reopened:
+        await b.mirror(ticket, "open")
     return taken
 
 
@@ -81,14 +99,18 @@ def _cursor(b: Bridge, key: str) -> TweetId | None:
     return TweetId(value) if value else None
 
 
-def ingest(b: Bridge, tweets: list[Tweet], cursor: str = CURSOR) -> int:
-    """Stores new tickets and follow-ups with the cursor, in one transaction."""
+def ingest(b: Bridge, tweets: list[Tweet], cursor: str = CURSOR) -> tuple[int, list[Ticket]]:
+    """Stores new tickets and follow-ups with the cursor, in one transaction.
+
+    Returns how many tweets were taken in, and the closed tickets a follow-up reopened.
+    """
     if not tweets:
-        return 0
+        return 0, []
     assert b.me is not None
     b.metrics.mentions.inc(len(tweets))
     ordered = sorted(tweets, key=lambda t: int(t.id))
     taken = 0
+    reopened: list[Ticket] = []
     with b.store.tx() as tx:
         known = tx.known_tweets([t.id for t in ordered])
         batch = _Batch()
@@ -99,7 +121,8 @@ def ingest(b: Bridge, tweets: list[Tweet], cursor: str = CURSOR) -> int:
             taken += 1
             ticket = _followup_target(tx, tweet)
             if ticket is not None:
-                _add_followup(b, tx, ticket, tweet)
+                if _add_followup(b, tx, ticket, tweet):
+                    reopened.append(ticket)
             elif (first := batch.followup_of(tweet)) is not None:
                 batch.followups.append((first, tweet))  # its ticket is opened just below
             else:
@@ -108,12 +131,12 @@ def ingest(b: Bridge, tweets: list[Tweet], cursor: str = CURSOR) -> int:
         for ticket, new in zip(opened, batch.new, strict=True):
             _announce(b, tx, ticket, new)
         for first, tweet in batch.followups:
-            _add_followup(b, tx, opened[first], tweet)
+            _add_followup(b, tx, opened[first], tweet)  # just opened: never reopens
         current = tx.get(cursor)
         newest = ordered[-1].id
         if current is None or int(newest) > int(current):
             tx.put(cursor, newest)
-    return taken
+    return taken, reopened
 
 
 class _Batch:
@@ -170,11 +193,8 @@ def _announce(b: Bridge, tx: Tx, ticket: Ticket, new: NewTicket) -> None:
     )
 
 
-def _add_followup(b: Bridge, tx: Tx, ticket: Ticket, tweet: Tweet) -> None:
-    """Posts a follow-up into the ticket's thread, reopening a closed ticket.
-
-    The reopening shows in the thread's follow-up message itself.
-    """
+def _add_followup(b: Bridge, tx: Tx, ticket: Ticket, tweet: Tweet) -> bool:
+    """Posts a follow-up into the ticket's thread; True when it reopened the ticket."""
     tx.add_followup(ticket.number, tweet)
     reopen = ticket.state is TicketState.CLOSED
     if reopen:
@@ -202,6 +222,7 @@ def _add_followup(b: Bridge, tx: Tx, ticket: Ticket, tweet: Tweet) -> None:
     )
     b.metrics.followups.inc()
     log.info("ticket.followup ticket=%d tweet=%s reopened=%s", ticket.number, tweet.id, reopen)
+    return reopen
 
 
 def root_body(ticket: Ticket, dept: Department, oncall: ChatUserId | None) -> Rich:

@@ -11,14 +11,8 @@ target_metadata = Base.metadata
 def run() -> None:
     connection = config.attributes.get("connection")
     if connection is None:
-        from adapters.db import make_engine
-
-        engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
-        with engine.connect() as conn:
-            _migrate(conn)
-        engine.dispose()
-    else:
-        _migrate(connection)
+        raise RuntimeError("run migrations through `seva migrate`, which supplies the connection")
+    _migrate(connection)
 
 
 def _migrate(connection: object) -> None:

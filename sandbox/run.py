@@ -71,7 +71,8 @@ async def _main(config, *, scenario: bool, log_level: str) -> int:  # type: igno
     db = _fresh_database()
     env = Env(  # type: ignore[call-arg]
         _env_file=None,
-        SEVA_DATABASE_URL=os.environ.get("SEVA_DATABASE_URL", f"sqlite:///{db}"),
+        # Never $SEVA_DATABASE_URL: the sandbox must not drain a real deployment's outbox.
+        SEVA_DATABASE_URL=f"sqlite:///{db}",
         SEVA_HTTP_HOST="127.0.0.1",
         SEVA_HTTP_PORT=int(os.environ.get("SEVA_HTTP_PORT", 0)),
         X_BEARER_TOKEN=tokens["bearer"],

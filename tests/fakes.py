@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -45,6 +46,7 @@ class FakeX:
 
     mentions_queue: list[Tweet] = field(default_factory=list)
     search_pool: list[Tweet] = field(default_factory=list)
+    search_fails: Exception | None = None
     posted: list[tuple[str, str, str]] = field(default_factory=list)  # id, text, in_reply_to
     refuse: str | None = None
     fail_after_post: int = 0  # the next N posts land on X but the caller sees an error
@@ -59,6 +61,8 @@ class FakeX:
 
     async def search(self, query: str, since_id: TweetId | None) -> list[Tweet]:
         """Plain terms, all of which must appear (enough for the core's tests)."""
+        if self.search_fails:
+            raise self.search_fails
         terms = query.casefold().split()
         found = [t for t in self.search_pool if all(w in t.text.casefold() for w in terms)]
         return [t for t in found if since_id is None or int(t.id) > int(since_id)][::-1]
@@ -74,9 +78,11 @@ class FakeX:
             raise ConnectionError("connection reset after the request was sent")
         return TweetId(tid)
 
-    async def find_own_reply(self, in_reply_to: TweetId, text: str) -> TweetId | None:
+    async def find_own_reply(
+        self, in_reply_to: TweetId, text: str, exclude: Collection[str] = ()
+    ) -> TweetId | None:
         for tid, t, to in self.posted:
-            if t == text and to == in_reply_to:
+            if t == text and to == in_reply_to and tid not in exclude:
                 return TweetId(tid)
         return None
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-29 18:13:01.335737
+Create Date: 2026-11-29 18:27:35.654962
 """
 
 from collections.abc import Sequence
@@ -160,6 +160,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("tweet_id", sa.String(length=32), nullable=True),
         sa.Column("claimed_at", sa.DateTime(), nullable=True),
+        sa.Column("claimed_by", sa.String(length=32), nullable=True),
         sa.Column("not_before", sa.DateTime(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(

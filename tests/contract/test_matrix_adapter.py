@@ -87,6 +87,9 @@ class MemoryKV:
     def put(self, key: str, value: str) -> None:
         self.data[key] = value
 
+    def was_seen(self, scope: str, event_id: str) -> bool:
+        return (scope, event_id) in self.seen
+
     def first_sight(self, scope: str, event_id: str) -> bool:
         if (scope, event_id) in self.seen:
             return False
@@ -565,3 +568,14 @@ class _Proxy:
                 self._writers.discard(dst)
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+def test_a_command_names_users_by_their_pill() -> None:
+    from adapters.matrix import _with_user_ids
+
+    content = {
+        "format": "org.matrix.custom.html",
+        "formatted_body": '!ticket assign 5 <a href="https://matrix.to/#/@asha:hs">Asha &amp; co</a>',
+    }
+    assert _with_user_ids("!ticket assign 5 Asha & co", content) == "!ticket assign 5 @asha:hs"
+    assert _with_user_ids("!close", {"body": "!close"}) == "!close"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy.exc import IntegrityError
 
 from adapters.db import Store, TicketTweetRow
 from bot import migrate
 from bot.config import parse_config
-from bot.domain import ChannelId, ChatUserId, DepartmentId, Outgoing, Rich
+from bot.domain import ChannelId, ChatUserId, DepartmentId, MessageId, Outgoing, Rich
 from handlers import delivery, tweets
 from handlers.context import Bridge
 from tests.conftest import migrated_store
@@ -70,9 +72,17 @@ def test_claims_are_compare_and_set(store):
         assert tx.enqueue(Outgoing("root:1", t.channel, Rich.of("x"), ticket=1), "slack", False)
         assert not tx.enqueue(Outgoing("root:1", t.channel, Rich.of("x"), ticket=1), "slack", False)
     (post,) = store.due_posts()
-    assert store.claim_post(post.id, "pending")
-    assert not store.claim_post(post.id, "pending")  # a second instance loses
+    (mine,) = store.claim_posts([post])
+    assert store.claim_posts([post]) == []  # a second instance loses
     assert store.due_posts() == []
+    # Once the claim expired and another instance took over, the first one's late
+    # answer changes nothing.
+    assert store.expire_claims(timedelta(0)) == 1
+    (theirs,) = store.claim_posts(store.due_posts())
+    assert not store.post_done(mine, MessageId("1.1"))
+    assert store.post_done(theirs, MessageId("2.2"))
+    with store.tx() as tx:
+        assert tx.ticket(1).root == "2.2"  # type: ignore[union-attr]
 
 
 def test_replay_guard_and_key_value(store):

@@ -218,3 +218,14 @@ def test_health_and_metrics(stand: Stand, bot: Bot):
     assert 'seva_tickets_total{department="health"} 1.0' in metrics
     for token in TOKENS.values():
         assert token not in bot.log()
+
+
+def test_slack_429s_are_waited_out_and_each_root_lands_once(stand: Stand, tmp_path):
+    stand._post("/slack/sandbox/config", {"rate_limit_per_channel": 2})
+    bot = Bot(stand, tmp_path).start()  # unpaced: the bot runs into the limit at once
+    ids = [stand.tweet(f"c{i}", f"@SevaHelp oxygen {i}")["id"] for i in range(8)]
+    wait_for("all eight roots", lambda: len(stand.roots("C0HEALTH")) == 8, timeout=30)
+    tweet_ids = [m["metadata"]["event_payload"]["tweet_id"] for m in stand.roots("C0HEALTH")]
+    assert sorted(tweet_ids) == sorted(ids)
+    assert "slack.api_failed error=chat.postMessage: rate limited" in bot.log()
+    bot.kill()

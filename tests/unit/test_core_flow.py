@@ -142,10 +142,10 @@ async def test_crash_between_claim_and_post_recovers_without_double(world):
     await tweets.poll(b)
     await delivery.deliver(b)
     await replies.on_message(b, thread_msg(chat, "root:1", "Answer"))
-    part = b.store.due_parts()[0]
-    assert b.store.claim_part(part.id, part.state)
+    part = b.store.claim_part(b.store.due_parts()[0])
+    assert part is not None
     await x.post(part.text, part.in_reply_to)  # ...and then the process died
-    assert delivery.recover(b, lease=timedelta(0)) == 1
+    assert await delivery.recover(b, lease=timedelta(0)) == 1
     await delivery.deliver(b)
     assert len(x.posted) == 1
     assert "sent:1" in chat.sent_keys()
@@ -269,3 +269,32 @@ async def test_answer_is_mirrored_on_the_root(world):
     await replies.on_message(b, thread_msg(chat, "root:1", "Yes."))
     await delivery.deliver(b)
     assert [state for _, state in chat.marks] == ["answered"]
+
+
+async def test_a_failing_search_never_holds_up_mentions(world):
+    from bot.ports import RateLimited
+
+    b, x, chat, clock = world
+    b.config = b.config.model_copy(
+        update={"x": b.config.x.model_copy(update={"search_query": "oxygen"})}
+    )
+    x.search_fails = RateLimited(clock.now() + timedelta(minutes=15), "search/recent")
+    x.mentions_queue = [tweet(10, "@SevaHelp oxygen please")]
+    assert await tweets.poll(b) == 1
+    x.mentions_queue.append(tweet(11, "@SevaHelp and a bed?"))
+    assert await tweets.poll(b) == 1  # the search is blocked, the mentions are not
+    assert b.mentions.error is None and b.search.error == "rate limited"
+
+
+async def test_a_followup_reopening_a_ticket_is_mirrored_on_the_root(world):
+    from bot.domain import TicketState
+
+    b, x, chat, _ = world
+    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
+    await tweets.poll(b)
+    await delivery.deliver(b)
+    with b.store.tx() as tx:
+        tx.set_state(1, TicketState.CLOSED, "U0AGENT1")
+    x.mentions_queue.append(tweet(12, "@SevaHelp still waiting", replied_to="10"))
+    await tweets.poll(b)
+    assert [state for _, state in chat.marks] == ["open"]
