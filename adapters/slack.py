@@ -76,6 +76,7 @@ _HISTORY_PAGES = 5
 _PAGE_SIZE = 200
 _SLASH_ANSWER_BUDGET = 2.5  # seconds; Slack gives 3 for the ack
 _SECTION_LIMIT = 3000
+_MAX_SECTIONS = 49  # and one actions block: Slack's limit is 50
 _BUTTON_LABEL_LIMIT = 75
 
 T = TypeVar("T")
@@ -619,8 +620,25 @@ def _matches(msg: Mapping[str, Any], message: Outgoing) -> bool:
     )
 
 
+def _sections(text: str) -> list[str]:
+    """Mrkdwn in pieces a section block takes, cut at line ends: a long preview shows
+    whole (Slack allows 50 blocks; a reply chain's preview is far below that)."""
+    out: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while len(line) > _SECTION_LIMIT:
+            out.append(line[:_SECTION_LIMIT])
+            line = line[_SECTION_LIMIT:]
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > _SECTION_LIMIT:
+            out.append(current)
+            candidate = line
+        current = candidate
+    out.append(current)
+    return [piece or " " for piece in out][:_MAX_SECTIONS]
+
+
 def _blocks(text: str, message: Outgoing) -> list[dict[str, Any]]:
-    section = text if len(text) <= _SECTION_LIMIT else text[: _SECTION_LIMIT - 1] + "…"
     buttons: list[dict[str, Any]] = []
     for i, action in enumerate(message.actions):
         label = action.label[:_BUTTON_LABEL_LIMIT] or action.id
@@ -634,7 +652,10 @@ def _blocks(text: str, message: Outgoing) -> list[dict[str, Any]]:
             button["style"] = "primary"
         buttons.append(button)
     return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": section or " "}},
+        *(
+            {"type": "section", "text": {"type": "mrkdwn", "text": piece}}
+            for piece in _sections(text)
+        ),
         {"type": "actions", "elements": buttons},
     ]
 

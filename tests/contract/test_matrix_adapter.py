@@ -575,7 +575,9 @@ def test_a_command_names_users_by_their_pill() -> None:
 
     content = {
         "format": "org.matrix.custom.html",
-        "formatted_body": '!ticket assign 5 <a href="https://matrix.to/#/@asha:hs">Asha &amp; co</a>',
+        "formatted_body": (
+            '!ticket assign 5 <a href="https://matrix.to/#/@asha:hs">Asha &amp; co</a>'
+        ),
     }
     assert _with_user_ids("!ticket assign 5 Asha & co", content) == "!ticket assign 5 @asha:hs"
     assert _with_user_ids("!close", {"body": "!close"}) == "!close"

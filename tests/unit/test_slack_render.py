@@ -129,3 +129,12 @@ def test_incoming_labelled_link_keeps_both() -> None:
 )
 def test_bang_commands(typed: str, command: str | None) -> None:
     assert command_text(typed) == command
+
+
+def test_a_long_preview_is_shown_whole_across_sections() -> None:
+    from adapters.slack import _sections
+
+    lines = [f"> part {i}: " + "word " * 60 for i in range(40)]
+    pieces = _sections("\n".join(lines))
+    assert len(pieces) > 1 and all(len(p) <= 3000 for p in pieces)
+    assert "\n".join(pieces) == "\n".join(lines)
