@@ -5,7 +5,17 @@ from __future__ import annotations
 import logging
 
 from bot.config import Department
-from bot.domain import Action, ChatMessage, ChatUserId, Outgoing, Quote, Rich, Text, Ticket
+from bot.domain import (
+    Action,
+    ChatMessage,
+    ChatUserId,
+    Mention,
+    Outgoing,
+    Quote,
+    Rich,
+    Text,
+    Ticket,
+)
 from bot.tweettext import split_reply
 from handlers.context import Bridge
 
@@ -78,7 +88,14 @@ async def on_action(b: Bridge, action_id: str, value: str, user: ChatUserId) -> 
                 ticket.platform,
                 True,
             )
-        elif not tx.confirm_reply(reply_id, user):
+        elif tx.confirm_reply(reply_id, user):
+            note = Rich.of(Mention(user), Text(" confirmed: tweeting it now."))
+            tx.enqueue(
+                Outgoing(f"confirmed:{reply_id}", ticket.channel, note, ticket=ticket.number),
+                ticket.platform,
+                True,
+            )
+        else:
             return
     b.kick()
 
