@@ -27,6 +27,7 @@ from bot.domain import (
     ThreadRef,
 )
 from bot.ports import CommandContext, PlatformRefused, Unavailable
+from tests.fakes import MemoryKV
 from tests.synapse import Homeserver, MatrixUser, check_budget, free_port, synapse
 
 __all__ = ["synapse"]  # the session fixture, imported so pytest finds it here
@@ -72,29 +73,6 @@ def test_commands_are_parsed_with_or_without_the_ticket_word() -> None:
 
 
 # --- against Synapse
-
-
-class MemoryKV:
-    """The KeyValue port in a dict; the database-backed one keeps the same promises."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, str] = {}
-        self.seen: set[tuple[str, str]] = set()
-
-    def get(self, key: str) -> str | None:
-        return self.data.get(key)
-
-    def put(self, key: str, value: str) -> None:
-        self.data[key] = value
-
-    def was_seen(self, scope: str, event_id: str) -> bool:
-        return (scope, event_id) in self.seen
-
-    def first_sight(self, scope: str, event_id: str) -> bool:
-        if (scope, event_id) in self.seen:
-            return False
-        self.seen.add((scope, event_id))
-        return True
 
 
 class Recorder:

@@ -37,6 +37,7 @@ from bot.domain import (
     TweetId,
 )
 from bot.ports import CommandContext, PlatformRefused, RateLimited
+from tests.fakes import MemoryKV
 
 slack_api = pytest.importorskip("sandbox.slack_api")
 
@@ -48,27 +49,6 @@ ASHA = "U0AGENT1"
 RAVI = "U0AGENT2"
 DEADLINE = 5.0
 T = TypeVar("T")
-
-
-class DictKeyValue:
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-        self.seen: set[tuple[str, str]] = set()
-
-    def get(self, key: str) -> str | None:
-        return self.values.get(key)
-
-    def put(self, key: str, value: str) -> None:
-        self.values[key] = value
-
-    def was_seen(self, scope: str, event_id: str) -> bool:
-        return (scope, event_id) in self.seen
-
-    def first_sight(self, scope: str, event_id: str) -> bool:
-        if (scope, event_id) in self.seen:
-            return False
-        self.seen.add((scope, event_id))
-        return True
 
 
 @dataclass
@@ -108,7 +88,7 @@ class World:
     state: Any
     slack: SlackPlatform
     rec: Recorder
-    kv: DictKeyValue
+    kv: MemoryKV
     http: aiohttp.ClientSession
     api_url: str
     sandbox_url: str
@@ -179,7 +159,7 @@ async def world() -> AsyncIterator[World]:
     stand_in_runner, stand_in_url = await _serve(stand_in)
 
     http = aiohttp.ClientSession()
-    kv = DictKeyValue()
+    kv = MemoryKV()
     slack = SlackPlatform(
         bot_token=TOKEN,
         signing_secret=SECRET,
@@ -530,7 +510,7 @@ async def test_a_wrong_token_is_refused_at_start_with_a_clear_message(world: Wor
     bad = SlackPlatform(
         bot_token="xoxb-wrong",
         signing_secret=SECRET,
-        kv=DictKeyValue(),
+        kv=MemoryKV(),
         api_base_url=world.api_url,
         session=world.http,
     )

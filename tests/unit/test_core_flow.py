@@ -11,6 +11,13 @@ from handlers import delivery, oncall, replies, tweets
 from tests.fakes import ME, FakeChat, tweet
 
 
+async def ask(b, x, text: str) -> None:
+    """A citizen's mention (tweet 10), polled and posted as ticket #1's root."""
+    x.mentions_queue = [tweet(10, text)]
+    await tweets.poll(b)
+    await delivery.deliver(b)
+
+
 def thread_msg(chat: FakeChat, key: str, text: str, *, user: str = "U0AGENT1", mid: str = "900.1"):
     root, out = chat.by_key(key)
     return ChatMessage(
@@ -57,9 +64,7 @@ async def test_own_tweets_retweets_and_duplicates_are_ignored(world):
 
 async def test_agent_reply_goes_out_once_and_is_confirmed(world):
     b, x, chat, _ = world
-    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
-    await tweets.poll(b)
-    await delivery.deliver(b)
+    await ask(b, x, "@SevaHelp oxygen?")
     msg = thread_msg(chat, "root:1", "Yes, call 1075.")
     await replies.on_message(b, msg)
     await replies.on_message(b, msg)  # Slack retried the event
@@ -83,9 +88,7 @@ async def test_agent_reply_goes_out_once_and_is_confirmed(world):
 )
 async def test_notes_and_non_agents_never_tweet(world, text, user):
     b, x, chat, _ = world
-    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
-    await tweets.poll(b)
-    await delivery.deliver(b)
+    await ask(b, x, "@SevaHelp oxygen?")
     await replies.on_message(b, thread_msg(chat, "root:1", text, user=user))
     await delivery.deliver(b)
     assert x.posted == []
@@ -93,9 +96,7 @@ async def test_notes_and_non_agents_never_tweet(world, text, user):
 
 async def test_long_reply_becomes_a_numbered_chain(world):
     b, x, chat, _ = world
-    x.mentions_queue = [tweet(10, "@SevaHelp hospital beds?")]
-    await tweets.poll(b)
-    await delivery.deliver(b)
+    await ask(b, x, "@SevaHelp hospital beds?")
     answer = " ".join(f"word{i}" for i in range(120))
     await replies.on_message(b, thread_msg(chat, "root:1", answer))
     await delivery.deliver(b)
@@ -109,9 +110,7 @@ async def test_long_reply_becomes_a_numbered_chain(world):
 
 async def test_refusal_is_explained_and_not_retried(world):
     b, x, chat, _ = world
-    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
-    await tweets.poll(b)
-    await delivery.deliver(b)
+    await ask(b, x, "@SevaHelp oxygen?")
     x.refuse = "You attempted to reply to a Tweet that is deleted or not visible to you."
     await replies.on_message(b, thread_msg(chat, "root:1", "Yes."))
     await delivery.deliver(b)
@@ -123,9 +122,7 @@ async def test_refusal_is_explained_and_not_retried(world):
 
 async def test_lost_answer_from_x_is_verified_not_doubled(world):
     b, x, chat, clock = world
-    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
-    await tweets.poll(b)
-    await delivery.deliver(b)
+    await ask(b, x, "@SevaHelp oxygen?")
     x.fail_after_post = 1  # X accepts, the connection drops before we hear it
     await replies.on_message(b, thread_msg(chat, "root:1", "Yes, call 1075."))
     await delivery.deliver(b)
@@ -138,9 +135,7 @@ async def test_lost_answer_from_x_is_verified_not_doubled(world):
 async def test_crash_between_claim_and_post_recovers_without_double(world):
     """A claim left behind by a dead process is verified against X before retrying."""
     b, x, chat, _ = world
-    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
-    await tweets.poll(b)
-    await delivery.deliver(b)
+    await ask(b, x, "@SevaHelp oxygen?")
     await replies.on_message(b, thread_msg(chat, "root:1", "Answer"))
     part = b.store.claim_part(b.store.due_parts()[0])
     assert part is not None
@@ -154,9 +149,7 @@ async def test_crash_between_claim_and_post_recovers_without_double(world):
 async def test_lost_chat_post_is_found_not_reposted(world):
     b, x, chat, clock = world
     chat.fail_next = 1
-    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
-    await tweets.poll(b)
-    await delivery.deliver(b)
+    await ask(b, x, "@SevaHelp oxygen?")
     clock.advance(seconds=10)
     await delivery.deliver(b)
     assert chat.sent_keys() == ["root:1"]
@@ -167,9 +160,7 @@ async def test_lost_chat_post_is_found_not_reposted(world):
 
 async def test_followup_lands_in_the_thread_and_reopens(world):
     b, x, chat, _ = world
-    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
-    await tweets.poll(b)
-    await delivery.deliver(b)
+    await ask(b, x, "@SevaHelp oxygen?")
     await replies.on_message(b, thread_msg(chat, "root:1", "Yes."))
     await delivery.deliver(b)
     with b.store.tx() as tx:
@@ -205,9 +196,7 @@ async def test_same_conversation_is_a_followup(world):
 
 async def test_confirm_mode_waits_for_send(world):
     b, x, chat, _ = world
-    x.mentions_queue = [tweet(10, "@SevaHelp train late #railways")]
-    await tweets.poll(b)
-    await delivery.deliver(b)
+    await ask(b, x, "@SevaHelp train late #railways")
     await replies.on_message(b, thread_msg(chat, "root:1", "Sorry, 10 min delay.", user="U0X"))
     await delivery.deliver(b)
     assert x.posted == []
@@ -222,9 +211,7 @@ async def test_confirm_mode_waits_for_send(world):
 
 async def test_escalation_once_after_the_deadline(world):
     b, x, chat, clock = world
-    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
-    await tweets.poll(b)
-    await delivery.deliver(b)
+    await ask(b, x, "@SevaHelp oxygen?")
     clock.advance(minutes=28)  # the tweet is a minute older than the clock: 29 minutes
     assert await oncall.escalate(b) == 0
     clock.advance(minutes=2)
@@ -238,9 +225,7 @@ async def test_escalation_once_after_the_deadline(world):
 
 async def test_answered_ticket_is_not_escalated(world):
     b, x, chat, clock = world
-    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
-    await tweets.poll(b)
-    await delivery.deliver(b)
+    await ask(b, x, "@SevaHelp oxygen?")
     await replies.on_message(b, thread_msg(chat, "root:1", "On it."))
     await delivery.deliver(b)
     clock.advance(hours=2)
@@ -263,9 +248,7 @@ async def test_search_query_adds_tickets_once(world):
 
 async def test_answer_is_mirrored_on_the_root(world):
     b, x, chat, _ = world
-    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
-    await tweets.poll(b)
-    await delivery.deliver(b)
+    await ask(b, x, "@SevaHelp oxygen?")
     await replies.on_message(b, thread_msg(chat, "root:1", "Yes."))
     await delivery.deliver(b)
     assert [state for _, state in chat.marks] == ["answered"]
@@ -290,9 +273,7 @@ async def test_a_followup_reopening_a_ticket_is_mirrored_on_the_root(world):
     from bot.domain import TicketState
 
     b, x, chat, _ = world
-    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?")]
-    await tweets.poll(b)
-    await delivery.deliver(b)
+    await ask(b, x, "@SevaHelp oxygen?")
     with b.store.tx() as tx:
         tx.set_state(1, TicketState.CLOSED, "U0AGENT1")
     x.mentions_queue.append(tweet(12, "@SevaHelp still waiting", replied_to="10"))
