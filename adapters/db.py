@@ -194,6 +194,16 @@ class KeyValueRow(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+class LeaseRow(Base):
+    """Work only one instance should do at a time (polling X), held for a while."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class SeenEventRow(Base):
     __tablename__ = "seen_events"
 
@@ -655,6 +665,28 @@ class Store:
     def put(self, key: str, value: str) -> None:
         with self.tx() as t:
             t.put(key, value)
+
+    def hold_lease(self, name: str, owner: str, ttl: timedelta) -> bool:
+        """Takes or renews the lease `name`; False while another live owner holds it."""
+        now = self.now()
+        try:
+            with self.tx() as t:
+                done = t.s.execute(
+                    update(LeaseRow)
+                    .where(
+                        LeaseRow.name == name,
+                        or_(LeaseRow.owner == owner, LeaseRow.expires_at < now),
+                    )
+                    .values(owner=owner, expires_at=now + ttl)
+                )
+                if done.rowcount:  # type: ignore[attr-defined]
+                    return True
+                if t.s.get(LeaseRow, name) is not None:
+                    return False
+                t.s.add(LeaseRow(name=name, owner=owner, expires_at=now + ttl))
+        except IntegrityError:
+            return False  # another instance created it first
+        return True
 
     def was_seen(self, scope: str, event_id: str) -> bool:
         with self.tx() as t:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -44,6 +45,7 @@ class Bridge:
     search: PollState = field(default_factory=lambda: PollState())
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def kick(self) -> None:
         """Wakes the delivery loop: something new waits in the outbox."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 
@@ -45,6 +46,8 @@ async def poll(b: Bridge) -> int:
     The two reads keep separate rate-limit and error states: a failing search never
     holds up the mentions.
     """
+    if not b.store.hold_lease("x.poll", b.instance, _lease(b)):
+        return 0  # another instance polls; it stores what it reads for everyone
     taken = await _read(b, "mentions", b.mentions, CURSOR, b.source.mentions)
     query = b.config.x.search_query
     if query and b.me is not None:
@@ -56,6 +59,11 @@ async def poll(b: Bridge) -> int:
     if taken:
         b.kick()
     return taken
+
+
+def _lease(b: Bridge) -> timedelta:
+    """Long enough to outlive one poll, short enough that a dead poller is soon replaced."""
+    return timedelta(seconds=3 * b.config.x.poll_seconds + 30)
 
 
 async def _read(

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-29 18:27:35.654962
+Create Date: 2026-11-29 18:32:03.831515
 """
 
 from collections.abc import Sequence
@@ -23,6 +23,13 @@ def upgrade() -> None:
         sa.Column("key", sa.String(length=255), nullable=False),
         sa.Column("value", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("key"),
+    )
+    op.create_table(
+        "leases",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("owner", sa.String(length=64), nullable=False),
+        sa.Column("expires_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("name"),
     )
     op.create_table(
         "seen_events",
@@ -211,4 +218,5 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_seen_events_seen_at"))
 
     op.drop_table("seen_events")
+    op.drop_table("leases")
     op.drop_table("kv")

@@ -108,3 +108,16 @@ async def test_ingest_and_reply_flow_on_this_database(db_url):
     with store.tx() as tx:
         assert tx.ticket(150) is not None and tx.ticket(150).root is not None  # type: ignore[union-attr]
     store.dispose()
+
+
+def test_a_lease_has_one_holder_until_it_expires(db_url):
+    clock = FakeClock()
+    store = migrated_store(db_url, clock)
+    ttl = timedelta(seconds=30)
+    assert store.hold_lease("x.poll", "a", ttl)
+    assert not store.hold_lease("x.poll", "b", ttl)
+    assert store.hold_lease("x.poll", "a", ttl)  # renewed
+    clock.advance(seconds=31)
+    assert store.hold_lease("x.poll", "b", ttl)  # a stopped renewing: b takes over
+    assert not store.hold_lease("x.poll", "a", ttl)
+    store.dispose()
