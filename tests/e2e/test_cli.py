@@ -76,3 +76,25 @@ def test_run_refuses_an_old_postgresql_schema_until_migrated(pg_url, tmp_path):
     migrated = seva("migrate", cwd=tmp_path, env=env)
     assert migrated.returncode == 0, migrated.stderr
     assert "Database at revision" in migrated.stdout
+
+
+def test_check_online_calls_each_platform(stand, tmp_path):
+    from tests.e2e.harness import Stand
+
+    assert isinstance(stand, Stand) and stand.sandbox is not None
+    (tmp_path / "seva.yaml").write_text(yaml.safe_dump(CONFIG))
+    env = {
+        **TOKENS,
+        "X_API_BASE_URL": stand.sandbox.x_base_url,
+        "SLACK_API_BASE_URL": stand.sandbox.slack_api_url,
+    }
+    ok = seva("check", "--online", cwd=tmp_path, env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "X: OK, posting as @SevaHelp" in ok.stdout
+    assert "Slack: OK, bot user UBOTSEVA" in ok.stdout
+    bad = seva(
+        "check", "--online", cwd=tmp_path, env={**env, "SLACK_BOT_TOKEN": "xoxb-wrong-token"}
+    )
+    assert bad.returncode == 2
+    assert "Slack: auth.test failed (invalid_auth)" in bad.stderr
+    assert "xoxb-wrong-token" not in bad.stderr + bad.stdout

@@ -176,3 +176,34 @@ def test_encrypted_room_is_refused_by_name(stand: Stand, synapse: Homeserver, tm
     log = bot.log()
     assert room.id in log and "encrypt" in log.lower()
     assert HANDLE not in [t["username"] for t in stand.x_state()["tweets"]]
+
+
+def test_check_online_asks_matrix_whoami(stand: Stand, synapse: Homeserver, room: Room, tmp_path):
+    import subprocess
+
+    import yaml
+
+    from tests.e2e.harness import SEVA
+
+    bot = Bot(stand, tmp_path, mixed_config(room), matrix_env(synapse, room))
+    (tmp_path / "seva.yaml").write_text(yaml.safe_dump(mixed_config(room)))
+    out = subprocess.run(
+        [str(SEVA), "check", "--online"],
+        cwd=tmp_path,
+        env=bot.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"Matrix: OK, {room.bot.user_id}" in out.stdout
+    env = {**bot.env(), "MATRIX_ACCESS_TOKEN": "syt_not_a_real_token"}
+    bad = subprocess.run(
+        [str(SEVA), "check", "--online"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "Matrix: whoami failed" in bad.stderr
