@@ -1,4 +1,5 @@
-"""The ticket store on SQLAlchemy 2: the same code on SQLite and PostgreSQL.
+"""The ticket store (`bot.ports.TicketStore`) on SQLAlchemy 2: the same code on SQLite
+and PostgreSQL.
 
 The delivery guarantees rest on constraints here, not on Python checks: one ticket
 per tweet (`ticket_tweets.tweet_id` is the primary key), one public reply per chat
@@ -12,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -54,6 +55,14 @@ from bot.domain import (
     Tweet,
     TweetId,
     XUserId,
+)
+from bot.ports import (
+    AuditEntry,
+    Conflict,
+    NewTicket,
+    PendingPart,
+    PendingPost,
+    ReplyInfo,
 )
 
 
@@ -221,61 +230,6 @@ class AuditRow(Base):
     actor: Mapped[str] = mapped_column(String(255))
     action: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text, default="")
-
-
-# --- Plain records handed to the core
-
-
-@dataclass(frozen=True, slots=True)
-class NewTicket:
-    tweet: Tweet
-    department: DepartmentId
-    platform: Platform
-    channel: ChannelId
-    oncall: ChatUserId | None
-
-
-@dataclass(frozen=True, slots=True)
-class PendingPost:
-    id: int
-    outgoing: Outgoing
-    platform: Platform
-    state: str
-    token: str = ""  # set once claimed: every later update is fenced on it
-
-
-@dataclass(frozen=True, slots=True)
-class PendingPart:
-    id: int
-    reply: int
-    ticket: int
-    idx: int
-    count: int
-    text: str
-    in_reply_to: TweetId
-    state: str
-    queued_at: datetime
-    attempts: int = 0
-    token: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyInfo:
-    id: int
-    ticket: int
-    state: str
-    text: str
-    author: ChatUserId
-    tweet_ids: tuple[TweetId, ...]
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    at: datetime
-    actor: str
-    action: str
-    detail: str
 
 
 def _ticket(r: TicketRow) -> Ticket:
@@ -450,9 +404,6 @@ class Tx:
             )
         )
         return [_ticket(r) for r in rows]
-
-    def oldest_unposted_root(self) -> datetime | None:
-        return self.s.scalar(select(func.min(TicketRow.created_at)).where(TicketRow.root.is_(None)))
 
     # --- the audit log
 
@@ -646,8 +597,11 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[Tx]:
-        with self._sessions() as s, s.begin():
-            yield Tx(s, self.now())
+        try:
+            with self._sessions() as s, s.begin():
+                yield Tx(s, self.now())
+        except IntegrityError as e:
+            raise Conflict(str(e.orig)) from e
 
     def create_all(self) -> None:
         """Only for tests that skip Alembic; production uses `seva migrate`."""
@@ -684,7 +638,7 @@ class Store:
                 if t.s.get(LeaseRow, name) is not None:
                     return False
                 t.s.add(LeaseRow(name=name, owner=owner, expires_at=now + ttl))
-        except IntegrityError:
+        except Conflict:
             return False  # another instance created it first
         return True
 
@@ -696,7 +650,7 @@ class Store:
         try:
             with self.tx() as t:
                 t.s.add(SeenEventRow(scope=scope, event_id=event_id, seen_at=t.now))
-        except IntegrityError:
+        except Conflict:
             return False
         return True
 

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from bot.domain import (
     ChannelId,
     ChatMessage,
     ChatUserId,
+    DepartmentId,
     MessageId,
     Outgoing,
     Platform,
     Rich,
     ThreadRef,
+    Ticket,
+    TicketState,
     Tweet,
     TweetId,
     XUser,
@@ -38,6 +42,13 @@ class TweetRefused(Exception):
         super().__init__(reason)
         self.reason = reason
         self.status = status
+
+
+class Conflict(Exception):
+    """A uniqueness constraint said no: another instance (or a replay) got there first.
+
+    The whole unit of work was rolled back.
+    """
 
 
 class Unavailable(Exception):
@@ -154,3 +165,137 @@ class KeyValue(Protocol):
     def first_sight(self, scope: str, event_id: str) -> bool:
         """Records the event; True only the first time it is seen (replay guard)."""
         ...
+
+
+# --- The ticket store: records it hands out, and its protocols
+
+
+@dataclass(frozen=True, slots=True)
+class NewTicket:
+    tweet: Tweet
+    department: DepartmentId
+    platform: Platform
+    channel: ChannelId
+    oncall: ChatUserId | None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPost:
+    id: int
+    outgoing: Outgoing
+    platform: Platform
+    state: str
+    token: str = ""  # set once claimed: every later update is fenced on it
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPart:
+    id: int
+    reply: int
+    ticket: int
+    idx: int
+    count: int
+    text: str
+    in_reply_to: TweetId
+    state: str
+    queued_at: datetime
+    attempts: int = 0
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyInfo:
+    id: int
+    ticket: int
+    state: str
+    text: str
+    author: ChatUserId
+    tweet_ids: tuple[TweetId, ...]
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: datetime
+    actor: str
+    action: str
+    detail: str
+
+
+class UnitOfWork(Protocol):
+    """One transaction: everything done through it commits together or not at all."""
+
+    now: datetime
+
+    def known_tweets(self, tweet_ids: Sequence[str]) -> set[str]: ...
+    def ticket(self, number: int) -> Ticket | None: ...
+    def ticket_of_tweet(self, tweet_id: TweetId) -> Ticket | None: ...
+    def ticket_of_conversation(self, conversation_id: TweetId) -> Ticket | None: ...
+    def ticket_of_thread(self, platform: Platform, channel: str, root: str) -> Ticket | None: ...
+    def create_tickets(self, items: Sequence[NewTicket]) -> list[Ticket]: ...
+    def add_followup(self, ticket: int, tweet: Tweet) -> None: ...
+    def set_state(self, ticket: int, state: TicketState, actor: str, detail: str = "") -> None: ...
+    def set_assignee(self, ticket: int, assignee: ChatUserId, actor: str) -> None: ...
+    def mark_escalated(self, ticket: int) -> bool: ...
+
+    def tickets(
+        self,
+        *,
+        open_only: bool = True,
+        assignee: str | None = None,
+        department: str | None = None,
+        limit: int = 20,
+    ) -> list[Ticket]: ...
+
+    def unanswered_before(self, department: str, created_before: datetime) -> list[Ticket]: ...
+    def audit(self, ticket: int | None, actor: str, action: str, detail: str = "") -> None: ...
+    def audit_log(self, ticket: int) -> list[AuditEntry]: ...
+
+    def enqueue(
+        self, out: Outgoing, platform: Platform, in_thread: bool, *, new_key: bool = False
+    ) -> bool: ...
+
+    def add_reply(
+        self,
+        ticket: Ticket,
+        platform: Platform,
+        channel: str,
+        message_id: str,
+        author: ChatUserId,
+        text: str,
+        parts: Sequence[str],
+        confirm: bool,
+    ) -> int | None: ...
+
+    def reply(self, reply_id: int) -> ReplyInfo | None: ...
+    def confirm_reply(self, reply_id: int, user: ChatUserId) -> bool: ...
+    def finish_reply(self, reply_id: int, state: str, error: str | None = None) -> None: ...
+    def part_sent(self, part: PendingPart, tweet_id: TweetId) -> bool: ...
+    def part_refused(self, part: PendingPart, reason: str) -> None: ...
+    def reply_tweet_ids(self, ticket: int) -> set[str]: ...
+    def get(self, key: str) -> str | None: ...
+    def put(self, key: str, value: str) -> None: ...
+
+
+class TicketStore(KeyValue, Protocol):
+    """The database. Raises Conflict when a uniqueness constraint refused a transaction."""
+
+    def tx(self) -> AbstractContextManager[UnitOfWork]: ...
+    def hold_lease(self, name: str, owner: str, ttl: timedelta) -> bool: ...
+    def forget_events_before(self, when: datetime) -> None: ...
+    def counts(self) -> dict[str, int]: ...
+    # The chat outbox: claimed before the side effect, finished after it (fenced).
+    def due_posts(self, limit: int = 500) -> list[PendingPost]: ...
+    def claim_posts(self, posts: Sequence[PendingPost]) -> list[PendingPost]: ...
+    def post_done(self, post: PendingPost, message_id: MessageId) -> bool: ...
+
+    def post_retry(
+        self, post: PendingPost, not_before: datetime, error: str, *, unknown: bool
+    ) -> None: ...
+
+    def post_failed(self, post: PendingPost, error: str) -> None: ...
+    def expire_claims(self, lease: timedelta) -> int: ...
+    # Reply tweets, part by part.
+    def due_parts(self, limit: int = 200) -> list[PendingPart]: ...
+    def claim_part(self, part: PendingPart) -> PendingPart | None: ...
+    def part_retry(self, part: PendingPart, not_before: datetime, *, unknown: bool) -> None: ...

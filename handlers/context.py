@@ -8,11 +8,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from adapters.db import Store
 from bot.config import Config, Department
 from bot.domain import Platform, Ticket, XUser
 from bot.metrics import Metrics
-from bot.ports import ChatPlatform, Clock, TweetSink, TweetSource
+from bot.ports import ChatPlatform, Clock, TicketStore, TweetSink, TweetSource
 
 log = logging.getLogger("seva.bridge")
 
@@ -34,7 +33,7 @@ class PollState:
 @dataclass
 class Bridge:
     config: Config
-    store: Store
+    store: TicketStore
     source: TweetSource
     sink: TweetSink
     platforms: dict[Platform, ChatPlatform]

@@ -14,9 +14,15 @@ import logging
 from collections import defaultdict
 from datetime import timedelta
 
-from adapters.db import PendingPart, PendingPost
 from bot.domain import Link, Outgoing, Rich, Text, TweetId, tweet_url
-from bot.ports import ChatPlatform, PlatformRefused, RateLimited, TweetRefused
+from bot.ports import (
+    ChatPlatform,
+    PendingPart,
+    PendingPost,
+    PlatformRefused,
+    RateLimited,
+    TweetRefused,
+)
 from handlers.context import Bridge
 
 log = logging.getLogger("seva.delivery")

@@ -11,9 +11,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from sqlalchemy.exc import IntegrityError
-
-from adapters.db import NewTicket, Tx
 from bot.config import Department
 from bot.domain import (
     ChannelId,
@@ -30,7 +27,7 @@ from bot.domain import (
     TweetId,
 )
 from bot.oncall import shift_at
-from bot.ports import RateLimited, Unavailable
+from bot.ports import Conflict, NewTicket, RateLimited, Unavailable, UnitOfWork
 from bot.routing import route
 from handlers.context import Bridge, PollState
 
@@ -90,7 +87,7 @@ async def _read(
         b.metrics.poll_errors.labels(f"{what}_unavailable").inc()
         log.warning("poll.unavailable what=%s error=%s", what, e)
         return 0
-    except IntegrityError:
+    except Conflict:
         # Another instance stored the same tweets first: its tickets stand, ours rolled
         # back whole, and the next poll starts from its cursor.
         b.metrics.poll_errors.labels(f"{what}_raced").inc()
@@ -170,7 +167,7 @@ class _Batch:
         return None
 
 
-def _followup_target(tx: Tx, tweet: Tweet) -> Ticket | None:
+def _followup_target(tx: UnitOfWork, tweet: Tweet) -> Ticket | None:
     for ref in (tweet.replied_to, tweet.quoted):
         if ref is not None:
             ticket = tx.ticket_of_tweet(ref)
@@ -181,7 +178,7 @@ def _followup_target(tx: Tx, tweet: Tweet) -> Ticket | None:
     return None
 
 
-def _announce(b: Bridge, tx: Tx, ticket: Ticket, new: NewTicket) -> None:
+def _announce(b: Bridge, tx: UnitOfWork, ticket: Ticket, new: NewTicket) -> None:
     dept = b.department(ticket.department)
     tx.enqueue(
         Outgoing(
@@ -201,7 +198,7 @@ def _announce(b: Bridge, tx: Tx, ticket: Ticket, new: NewTicket) -> None:
     )
 
 
-def _add_followup(b: Bridge, tx: Tx, ticket: Ticket, tweet: Tweet) -> bool:
+def _add_followup(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> bool:
     """Posts a follow-up into the ticket's thread; True when it reopened the ticket."""
     tx.add_followup(ticket.number, tweet)
     reopen = ticket.state is TicketState.CLOSED

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy.exc import IntegrityError
 
 from adapters.db import Store, TicketTweetRow
 from bot import migrate
 from bot.config import parse_config
 from bot.domain import ChannelId, ChatUserId, DepartmentId, MessageId, Outgoing, Rich
+from bot.ports import Conflict
 from handlers import delivery, tweets
 from handlers.context import Bridge
 from tests.conftest import migrated_store
@@ -49,9 +49,9 @@ def test_migrations_reach_head_and_report_it(db_url):
 def test_one_ticket_per_tweet_is_a_database_constraint(store):
     t = new_ticket(store)
     assert t.number == 1
-    with pytest.raises(IntegrityError), store.tx() as tx:
+    with pytest.raises(Conflict), store.tx() as tx:
         tx.s.add(TicketTweetRow(tweet_id="10", ticket=1, kind="query", created_at=tx.now))
-    with pytest.raises(IntegrityError):
+    with pytest.raises(Conflict):
         new_ticket(store)
     with store.tx() as tx:
         assert [x.number for x in tx.tickets(open_only=False)] == [1]
