@@ -2,13 +2,17 @@
 
 The bot talks to it with the real ``slack_sdk`` client and receives signed HTTP requests from it on
 its ``POST /slack/events``, exactly as from Slack, so the demo and the end-to-end tests exercise the
-same code paths as production. Mount it under ``/slack``::
+same code paths as production. Socket Mode works as on Slack too: with an app-level token
+(``app_token="xapp-…"``) the bot calls ``apps.connections.open``, connects to the WebSocket URL it
+gets, and then receives events, slash commands and interactions as envelopes it must ack; while a
+socket is connected nothing goes to ``events_url``. Mount it under ``/slack``::
 
     state = SlackState(token, secret, "http://127.0.0.1:3000/slack/events",
                        channels=[("C0HEALTH", "health")], users=[("U0AGENT1", "asha", "Asha Rao")])
     root = web.Application()
     root.add_subapp("/slack", build_slack_app(state))
     # Web API: http://HOST:PORT/slack/api/<method>; control API: http://HOST:PORT/slack/sandbox/...
+    # Socket Mode: ws://HOST:PORT/slack/socket/<ticket>, as handed out by apps.connections.open
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ DEFAULT_RETRY_DELAYS = (1.0, 5.0, 15.0)
 MAX_EVENT_RETRIES = 3
 _KEPT_ENVELOPES = 20_000
 _KEPT_DELIVERIES = 10_000
+_KEPT_TICKETS = 100
 _US = 1_000_000
 
 
@@ -120,13 +125,33 @@ class _ResponseTarget:
 
 @dataclass(slots=True, frozen=True)
 class Delivery:
-    """One HTTP request the stand-in made to the bot, for tests and the console."""
+    """One HTTP request or Socket Mode envelope the stand-in sent to the bot."""
 
     kind: str  # "event", "command" or "block_actions"
     event_id: str | None
     retry_num: int
-    status: int | None  # None: no answer (timeout or connection failure)
-    reason: str | None  # None: 2xx; else http_timeout / http_error / connection_failed
+    status: int | None  # None: no answer (timeout or connection failure); 200: socket ack
+    # None: 2xx or acked; else http_timeout / http_error / connection_failed (HTTP),
+    # timeout / connection_failed (socket)
+    reason: str | None
+    transport: str = "http"  # or "socket"
+
+
+class _SocketGone(Exception):
+    """The socket an envelope went out on closed before its ack arrived."""
+
+
+@dataclass(slots=True, eq=False)
+class _Socket:
+    """One Socket Mode connection of the bot."""
+
+    number: int
+    ws: web.WebSocketResponse
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self.lock:
+            await self.ws.send_str(json.dumps(message, separators=(",", ":")))
 
 
 @dataclass(slots=True, frozen=True)
@@ -257,8 +282,11 @@ class SlackState:
         delivery_timeout: float = 3.0,
         retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS,
         public_base_url: str | None = None,
+        app_token: str | None = None,
     ) -> None:
         self.bot_token = bot_token
+        # The app-level token (xapp-…) that may call apps.connections.open; None: no Socket Mode.
+        self.app_token = app_token
         self.signing_secret = signing_secret
         self.events_url = events_url
         self.team_id = team_id
@@ -296,8 +324,14 @@ class SlackState:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._background_slots = asyncio.Semaphore(16)
+        self._tickets: dict[str, None] = {}  # unused Socket Mode tickets, oldest first
+        self._sockets: list[_Socket] = []  # connected, oldest first; the newest gets envelopes
+        self._socket_count = 0
+        self._socket_used = False  # once the bot used Socket Mode, retries wait for it to return
+        self._pending: dict[str, tuple[_Socket, asyncio.Future[dict[str, Any]]]] = {}
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "api.test": lambda args: {"args": args},
+            "apps.connections.open": self._apps_connections_open,
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
@@ -352,14 +386,20 @@ class SlackState:
 
     # ------------------------------------------------------------------ the Web API
 
-    def check_token(self, authorization: str | None, token: Any = None) -> None:
+    def check_token(self, authorization: str | None, token: Any = None, method: str = "") -> None:
+        """The bot token for every method, except the app token for ``apps.connections.open``."""
         supplied = token
         if authorization and authorization.lower().startswith("bearer "):
             supplied = authorization[7:].strip()
         if not supplied:
             raise ApiError("not_authed")
-        if not hmac.compare_digest(str(supplied), self.bot_token):
-            raise ApiError("invalid_auth")
+        supplied = str(supplied)
+        is_bot = hmac.compare_digest(supplied, self.bot_token)
+        is_app = self.app_token is not None and hmac.compare_digest(supplied, self.app_token)
+        wanted, other = (is_app, is_bot) if method == "apps.connections.open" else (is_bot, is_app)
+        if wanted:
+            return
+        raise ApiError("not_allowed_token_type" if other else "invalid_auth")
 
     def call(self, method: str, args: Mapping[str, Any]) -> dict[str, Any]:
         """Run one Web API method (token already checked); raises ApiError / RateLimitedError."""
@@ -367,6 +407,19 @@ class SlackState:
         if handler is None:
             raise ApiError("unknown_method")
         return {"ok": True, **handler(dict(args))}
+
+    def _apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A one-time WebSocket URL on this server (the token was checked to be the app token)."""
+        base = self.public_base_url
+        if base is None:
+            raise RuntimeError("SlackState.public_base_url is unknown: set it, or make a request")
+        ticket = secrets.token_urlsafe(16)
+        self._tickets[ticket] = None
+        if len(self._tickets) > _KEPT_TICKETS:
+            del self._tickets[next(iter(self._tickets))]
+        scheme, sep, rest = base.rstrip("/").partition("://")
+        ws_base = ("wss" if scheme == "https" else "ws") + sep + rest
+        return {"url": f"{ws_base}/socket/{ticket}"}
 
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -1265,8 +1318,9 @@ def build_slack_app(state: SlackState) -> web.Application:
     async def web_api(request: web.Request) -> web.Response:
         try:
             args = await _read_args(request)
-            state.check_token(request.headers.get("Authorization"), args.pop("token", None))
-            result = state.call(request.match_info["method"], args)
+            method = request.match_info["method"]
+            state.check_token(request.headers.get("Authorization"), args.pop("token", None), method)
+            result = state.call(method, args)
         except RateLimitedError as e:
             return web.json_response(
                 {"ok": False, "error": "ratelimited"},
