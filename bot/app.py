@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -21,6 +21,9 @@ from bot.domain import ChannelId, ChatMessage, ChatUserId, Platform, Rich
 from bot.ports import ChatPlatform, Clock, CommandContext
 from handlers import commands, delivery, oncall, replies, tweets
 from handlers.context import Bridge, SystemClock
+
+if TYPE_CHECKING:
+    from adapters.x import XClient
 
 log = logging.getLogger("seva.app")
 
@@ -44,6 +47,7 @@ class App:
         self._scheduler: AsyncIOScheduler | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._started_platforms: list[ChatPlatform] = []
+        self._xclient: XClient | None = None
 
     # --- building
 
@@ -92,7 +96,7 @@ class App:
             )
         return out
 
-    def _x(self) -> Any:
+    def _x(self) -> XClient:
         from adapters.x import XClient
 
         env = self.env
@@ -110,7 +114,7 @@ class App:
 
     async def start(self) -> None:
         self.store = store = self._open_store()
-        x = self._x()
+        self._xclient = x = self._x()
         b = self.bridge = Bridge(
             config=self.config,
             store=store,
@@ -120,11 +124,7 @@ class App:
             clock=self.clock,
         )
         for platform in b.platforms.values():
-            await platform.start(
-                on_message=lambda msg: self._on_message(msg),
-                on_command=lambda text, ctx: self._on_command(text, ctx),
-                on_action=lambda action, value, user: self._on_action(action, value, user),
-            )
+            await platform.start(self._on_message, self._on_command, self._on_action)
             self._started_platforms.append(platform)
         slack = b.platforms.get("slack")
         self.http = HttpServer(
@@ -184,6 +184,8 @@ class App:
             except Exception:
                 log.exception("platform.stop_failed platform=%s", platform.name)
         self._started_platforms.clear()
+        if self._xclient is not None:
+            self._xclient.close()
         if self.store is not None:
             self.store.dispose()
         log.info("seva.stopped")
