@@ -642,6 +642,10 @@ class Store:
             return False  # another instance created it first
         return True
 
+    def release_lease(self, name: str, owner: str) -> None:
+        with self.tx() as t:
+            t.s.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.owner == owner))
+
     def was_seen(self, scope: str, event_id: str) -> bool:
         with self.tx() as t:
             return t.s.get(SeenEventRow, (scope, event_id)) is not None

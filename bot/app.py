@@ -122,6 +122,7 @@ class App:
             sink=x,
             platforms=self._platforms(store),
             clock=self.clock,
+            shared=store.engine.dialect.name != "sqlite",
         )
         for platform in b.platforms.values():
             await platform.start(self._on_message, self._on_command, self._on_action)
@@ -137,8 +138,7 @@ class App:
         )
         await self.http.start()
         # SQLite means one instance: its unfinished claims are ours, from before a crash.
-        embedded = store.engine.dialect.name == "sqlite"
-        await delivery.recover(b, lease=timedelta(0) if embedded else delivery.LEASE)
+        await delivery.recover(b, lease=delivery.LEASE if b.shared else timedelta(0))
         self._tasks.append(asyncio.create_task(delivery.run_forever(b), name="delivery"))
         self._scheduler = s = AsyncIOScheduler(timezone=UTC)
         now = datetime.now(UTC)
@@ -186,6 +186,9 @@ class App:
         self._started_platforms.clear()
         if self._xclient is not None:
             self._xclient.close()
+        if self.store is not None and self.bridge is not None:
+            # The next poller need not wait for the lease to run out.
+            self.store.release_lease(tweets.POLL_LEASE, self.bridge.instance)
         if self.store is not None:
             self.store.dispose()
         log.info("seva.stopped")

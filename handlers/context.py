@@ -45,6 +45,7 @@ class Bridge:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
+    shared: bool = False  # other instances may use the same database (not SQLite)
 
     def kick(self) -> None:
         """Wakes the delivery loop: something new waits in the outbox."""

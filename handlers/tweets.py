@@ -35,6 +35,7 @@ log = logging.getLogger("seva.ingest")
 
 CURSOR = "x.since_id"
 SEARCH_CURSOR = "x.search_since_id"
+POLL_LEASE = "x.poll"
 
 
 async def poll(b: Bridge) -> int:
@@ -43,7 +44,7 @@ async def poll(b: Bridge) -> int:
     The two reads keep separate rate-limit and error states: a failing search never
     holds up the mentions.
     """
-    if not b.store.hold_lease("x.poll", b.instance, _lease(b)):
+    if b.shared and not b.store.hold_lease(POLL_LEASE, b.instance, _lease(b)):
         return 0  # another instance polls; it stores what it reads for everyone
     taken = await _read(b, "mentions", b.mentions, CURSOR, b.source.mentions)
     query = b.config.x.search_query
@@ -60,7 +61,7 @@ async def poll(b: Bridge) -> int:
 
 def _lease(b: Bridge) -> timedelta:
     """Long enough to outlive one poll, short enough that a dead poller is soon replaced."""
-    return timedelta(seconds=3 * b.config.x.poll_seconds + 30)
+    return timedelta(seconds=3 * b.config.x.poll_seconds + 10)
 
 
 async def _read(

@@ -121,3 +121,12 @@ def test_a_lease_has_one_holder_until_it_expires(db_url):
     assert store.hold_lease("x.poll", "b", ttl)  # a stopped renewing: b takes over
     assert not store.hold_lease("x.poll", "a", ttl)
     store.dispose()
+
+
+def test_a_released_lease_is_free_at_once(store):
+    ttl = timedelta(minutes=5)
+    assert store.hold_lease("x.poll", "a", ttl)
+    store.release_lease("x.poll", "b")  # not b's to release
+    assert not store.hold_lease("x.poll", "b", ttl)
+    store.release_lease("x.poll", "a")
+    assert store.hold_lease("x.poll", "b", ttl)
