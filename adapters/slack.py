@@ -289,6 +289,9 @@ class SlackPlatform:
 
             self._socket = AsyncSocketModeHandler(self._app, self._app_token)
             try:
+                # slack_sdk's connect() retries every failure forever, a refused token too:
+                # ask for the first URL here, so that a refusal fails start() instead.
+                self._socket.client.wss_uri = await self._socket.client.issue_new_wss_url()
                 await self._socket.connect_async()
             except SlackApiError as e:
                 error = e.response.get("error", "unknown_error")

@@ -900,6 +900,8 @@ class SlackState:
             "response_url": self._new_response_url(target),
             "trigger_id": self._trigger_id(),
         }
+        if self._sockets:
+            return await self._run_command_on_socket(form, target)
         status, body, reason = await self._send(urlencode(form).encode(), FORM_TYPE, "command")
         if reason == "http_timeout":
             self._add_ephemeral(
@@ -917,6 +919,24 @@ class SlackState:
                 response = json.loads(body)
             except ValueError:
                 response = body
+            self.respond(target, response)
+        return CommandResult(status, response)
+
+    async def _run_command_on_socket(
+        self, form: dict[str, str], target: _ResponseTarget
+    ) -> CommandResult:
+        """A ``slash_commands`` envelope; the ack's payload is the answer the person sees."""
+        status, ack, reason = await self._send_socket(
+            "slash_commands", dict(form), "command", accepts_response_payload=True
+        )
+        if reason is not None:
+            error = "operation_timeout" if reason == "timeout" else "dispatch_failed"
+            self._add_ephemeral(
+                target.channel, target.user, f'{form["command"]} failed with the error "{error}"'
+            )
+            return CommandResult(status, None)
+        response = (ack or {}).get("payload") or None
+        if response is not None:
             self.respond(target, response)
         return CommandResult(status, response)
 
@@ -972,6 +992,9 @@ class SlackState:
             "response_url": self._new_response_url(target),
             "actions": [action],
         }
+        if self._sockets:
+            status, _, _ = await self._send_socket("interactive", payload, "block_actions")
+            return status
         body = urlencode({"payload": json.dumps(payload)}).encode()
         status, _, _ = await self._send(body, FORM_TYPE, "block_actions")
         return status
@@ -981,9 +1004,7 @@ class SlackState:
         body = self._envelopes.get(event_id)
         if body is None:
             raise ApiError("event_not_found")
-        status, _, _ = await self._send(
-            body, JSON_TYPE, "event", event_id=event_id, retry_num=1, retry_reason=retry_reason
-        )
+        status, _ = await self._dispatch_event(event_id, body, 1, retry_reason)
         return status
 
     def respond(self, target: _ResponseTarget, response: Any) -> None:
@@ -1028,6 +1049,8 @@ class SlackState:
         return {
             "team": {"id": self.team_id, "name": self.team_name},
             "bot_user_id": self.bot_user_id,
+            "socket_connections": len(self._sockets),
+            "socket_connections_opened": self._socket_count,
             "channels": [
                 {
                     "id": chan.id,
@@ -1139,9 +1162,13 @@ class SlackState:
             del self._envelopes[next(iter(self._envelopes))]
         return event_id, body
 
+    def _deliverable(self) -> bool:
+        """Is anyone listening: a connected socket or an events URL?"""
+        return bool(self._sockets) or self.events_url is not None
+
     def _deliver_in_background(self, event: dict[str, Any]) -> None:
         """Deliver without making the poster wait (the bot's own posts and edits)."""
-        if self.events_url is None:
+        if not self._deliverable() and not self._socket_used:
             return
         try:
             asyncio.get_running_loop()
@@ -1153,29 +1180,201 @@ class SlackState:
         self, event: dict[str, Any], *, background: bool = False
     ) -> tuple[str, int | None]:
         event_id, body = self._envelope(event)
-        if self.events_url is None:
+        if not self._deliverable():
+            if self._socket_used:  # a Socket Mode bot between connections: Slack retries
+                self._not_connected("event", event_id, 0)
+                self._spawn(self._retry(event_id, body, "connection_failed"))
             return event_id, None
         if background:
             async with self._background_slots:
-                status, _, reason = await self._send(body, JSON_TYPE, "event", event_id=event_id)
+                status, reason = await self._dispatch_event(event_id, body)
         else:
-            status, _, reason = await self._send(body, JSON_TYPE, "event", event_id=event_id)
+            status, reason = await self._dispatch_event(event_id, body)
         if reason is not None:
             self._spawn(self._retry(event_id, body, reason))
         return event_id, status
+
+    async def _dispatch_event(
+        self, event_id: str, body: bytes, retry_num: int = 0, retry_reason: str | None = None
+    ) -> tuple[int | None, str | None]:
+        """One delivery attempt of an event: over the socket when one is connected, else HTTP."""
+        if self._sockets:
+            status, _, reason = await self._send_socket(
+                "events_api",
+                json.loads(body),
+                "event",
+                event_id=event_id,
+                retry_num=retry_num,
+                retry_reason=retry_reason,
+            )
+        else:
+            status, _, reason = await self._send(
+                body,
+                JSON_TYPE,
+                "event",
+                event_id=event_id,
+                retry_num=retry_num,
+                retry_reason=retry_reason,
+            )
+        return status, reason
 
     async def _retry(self, event_id: str, body: bytes, reason: str) -> None:
         for attempt in range(1, MAX_EVENT_RETRIES + 1):
             delays = self.retry_delays or (0.0,)
             await asyncio.sleep(delays[min(attempt, len(delays)) - 1])
-            if self.events_url is None:
-                return
-            _, _, failure = await self._send(
-                body, JSON_TYPE, "event", event_id=event_id, retry_num=attempt, retry_reason=reason
-            )
+            if not self._deliverable():
+                if not self._socket_used:
+                    return
+                self._not_connected("event", event_id, attempt)
+                reason = "connection_failed"
+                continue
+            _, failure = await self._dispatch_event(event_id, body, attempt, reason)
             if failure is None:
                 return
             reason = failure
+
+    def _not_connected(self, kind: str, event_id: str | None, retry_num: int) -> None:
+        self.deliveries.append(
+            Delivery(kind, event_id, retry_num, None, "connection_failed", "socket")
+        )
+        log.info(
+            "slack_sandbox.delivery_failed kind=%s event_id=%s retry=%s reason=no_socket",
+            kind,
+            event_id,
+            retry_num,
+        )
+
+    # ------------------------------------------------------------------ Socket Mode
+
+    @property
+    def socket_connections(self) -> int:
+        return len(self._sockets)
+
+    def redeem_ticket(self, ticket: str) -> bool:
+        """A ticket from apps.connections.open opens one connection, once."""
+        if ticket not in self._tickets:
+            return False
+        del self._tickets[ticket]
+        return True
+
+    def attach_socket(self, ws: web.WebSocketResponse) -> _Socket:
+        self._socket_count += 1
+        conn = _Socket(self._socket_count, ws)
+        self._sockets.append(conn)
+        self._socket_used = True
+        log.info(
+            "slack_sandbox.socket_connected socket=%s open=%s", conn.number, len(self._sockets)
+        )
+        return conn
+
+    def hello(self) -> dict[str, Any]:
+        return {
+            "type": "hello",
+            "num_connections": len(self._sockets),
+            "debug_info": {
+                "host": "applink-sandbox",
+                "build_number": 1,
+                "approximate_connection_time": 18060,
+            },
+            "connection_info": {"app_id": self.app_id},
+        }
+
+    def detach_socket(self, conn: _Socket) -> None:
+        """The connection closed: envelopes still waiting for its ack fail (and get retried)."""
+        if conn in self._sockets:
+            self._sockets.remove(conn)
+            log.info(
+                "slack_sandbox.socket_closed socket=%s open=%s", conn.number, len(self._sockets)
+            )
+        for envelope_id, (owner, future) in list(self._pending.items()):
+            if owner is conn and not future.done():
+                future.set_exception(_SocketGone(envelope_id))
+
+    def receive_socket_message(self, data: str) -> None:
+        """What the bot sends on the socket: acks ``{"envelope_id", "payload"?}``."""
+        try:
+            message = json.loads(data)
+        except ValueError:
+            log.info("slack_sandbox.socket_garbage")
+            return
+        envelope_id = message.get("envelope_id") if isinstance(message, dict) else None
+        pending = self._pending.get(str(envelope_id)) if envelope_id else None
+        if pending is None:
+            log.info("slack_sandbox.socket_unknown_ack envelope_id=%s", envelope_id)
+            return
+        if not pending[1].done():
+            pending[1].set_result(message)
+
+    async def disconnect_sockets(self, reason: str = "refresh_requested") -> int:
+        """Ask every connected client to reconnect, as Slack does before it rotates a host."""
+        message = {
+            "type": "disconnect",
+            "reason": reason,
+            "debug_info": {"host": "applink-sandbox"},
+        }
+        sockets = list(self._sockets)
+        for conn in sockets:
+            with contextlib.suppress(ConnectionError, RuntimeError, aiohttp.ClientError):
+                await conn.send(message)
+        return len(sockets)
+
+    async def _send_socket(
+        self,
+        envelope_type: str,
+        payload: dict[str, Any],
+        kind: str,
+        *,
+        event_id: str | None = None,
+        retry_num: int = 0,
+        retry_reason: str | None = None,
+        accepts_response_payload: bool = False,
+    ) -> tuple[int | None, dict[str, Any] | None, str | None]:
+        """One envelope on the newest socket: (200 or None, the ack, failure reason or None)."""
+        envelope_id = str(uuid.uuid4())
+        message: dict[str, Any] = {
+            "envelope_id": envelope_id,
+            "type": envelope_type,
+            "payload": payload,
+            "accepts_response_payload": accepts_response_payload,
+        }
+        if envelope_type == "events_api":
+            message["retry_attempt"] = retry_num
+            message["retry_reason"] = retry_reason or ""
+        ack: dict[str, Any] | None = None
+        reason: str | None = None
+        if not self._sockets:
+            reason = "connection_failed"
+        else:
+            conn = self._sockets[-1]
+            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            self._pending[envelope_id] = (conn, future)
+            try:
+                await conn.send(message)
+                ack = await asyncio.wait_for(future, self.delivery_timeout)
+            except TimeoutError:
+                reason = "timeout"
+            except (_SocketGone, ConnectionError, RuntimeError, aiohttp.ClientError):
+                reason = "connection_failed"
+            finally:
+                del self._pending[envelope_id]
+        status = 200 if reason is None else None
+        self.deliveries.append(Delivery(kind, event_id, retry_num, status, reason, "socket"))
+        if reason is not None:
+            log.info(
+                "slack_sandbox.delivery_failed kind=%s event_id=%s retry=%s transport=socket "
+                "reason=%s",
+                kind,
+                event_id,
+                retry_num,
+                reason,
+            )
+        return status, ack, reason
+
+    async def close_sockets(self) -> None:
+        for conn in list(self._sockets):
+            with contextlib.suppress(ConnectionError, RuntimeError, aiohttp.ClientError):
+                await conn.ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"server closing")
+            self.detach_socket(conn)
 
     async def _send(
         self,
@@ -1244,7 +1443,8 @@ class SlackState:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def aclose(self) -> None:
-        """Stop background deliveries and close the HTTP client."""
+        """Stop background deliveries, close the sockets and the HTTP client."""
+        await self.close_sockets()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -1440,6 +1640,36 @@ def build_slack_app(state: SlackState) -> web.Application:
             }
         )
 
+    @routes.get("/socket/{ticket}")
+    async def socket_mode(request: web.Request) -> web.StreamResponse:
+        """The WebSocket apps.connections.open points at: hello, then envelopes to ack."""
+        if not state.redeem_ticket(request.match_info["ticket"]):
+            return web.json_response({"ok": False, "error": "invalid_ticket"}, status=401)
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        conn = state.attach_socket(ws)
+        try:
+            await conn.send(state.hello())
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    state.receive_socket_message(msg.data)
+                elif msg.type == aiohttp.WSMsgType.ERROR:
+                    break
+        except (ConnectionError, RuntimeError, aiohttp.ClientError):
+            pass
+        finally:
+            state.detach_socket(conn)
+        return ws
+
+    @routes.post("/sandbox/socket/disconnect")
+    async def socket_disconnect(request: web.Request) -> web.Response:
+        try:
+            body = await _control_body(request) if request.can_read_body else {}
+        except ApiError as e:
+            return _control_error(e)
+        sent = await state.disconnect_sockets(str(body.get("reason") or "refresh_requested"))
+        return web.json_response({"ok": True, "sockets": sent})
+
     @routes.post("/sandbox/response/{response_id}")
     async def response_url(request: web.Request) -> web.Response:
         target = state.response_target(request.match_info["response_id"])
@@ -1464,8 +1694,12 @@ def build_slack_app(state: SlackState) -> web.Application:
 
     app.add_routes(routes)
 
+    async def close_sockets(_: web.Application) -> None:
+        await state.close_sockets()  # else the server's shutdown waits for the open sockets
+
     async def close_state(_: web.Application) -> None:
         await state.aclose()
 
+    app.on_shutdown.append(close_sockets)
     app.on_cleanup.append(close_state)
     return app

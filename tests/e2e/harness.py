@@ -95,7 +95,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 15.0) ->
 class Stand:
     """The X and Slack stand-ins on a free port, served from their own thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, app_token: str | None = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.x = XState(
             username=HANDLE,
@@ -112,6 +112,7 @@ class Stand:
             channels=CHANNELS,
             users=USERS,
             rate_limit_per_channel=0,
+            app_token=app_token,
         )
         self.sandbox: Sandbox | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)

@@ -18,11 +18,15 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import builtin_async_handlers
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from sandbox.slack_api import SlackState, build_slack_app, sign
+from sandbox.slack_api import Delivery, SlackState, build_slack_app, sign
 
 TOKEN = "xoxb-1-sandbox-test-token"
+APP_TOKEN = "xapp-1-A0SEVA-1-sandbox-app-token"
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 HEALTH, WATER = "C0HEALTH", "C0WATER"
 AGENT, CITIZEN_DESK = "U0AGENT1", "U0AGENT2"
@@ -100,6 +104,7 @@ async def stack() -> AsyncIterator[Stack]:
         users=[(AGENT, "asha", "Asha Rao"), (CITIZEN_DESK, "ravi", "Ravi Kumar")],
         clock=clock,
         retry_delays=(0.0, 0.0, 0.0),
+        app_token=APP_TOKEN,
     )
     state.rate_limit_per_channel = 0  # tests that need pacing switch it on
     root = web.Application()
@@ -626,3 +631,261 @@ async def test_control_api_validation_and_config(stack: Stack) -> None:
     snap = await stack.snapshot()
     assert snap["bot_user_id"] == "UBOTSEVA" and snap["team"]["id"] == "T0SEVA"
     assert {u["id"] for u in snap["users"]} == {AGENT, CITIZEN_DESK}
+
+
+# ---------------------------------------------------------------- Socket Mode, slack_sdk client
+
+
+@dataclass
+class SocketBot:
+    """slack_sdk's aiohttp SocketModeClient, recording what arrives and acking as told."""
+
+    client: SocketModeClient
+    messages: list[dict[str, Any]] = field(default_factory=list)  # hello included
+    requests: list[SocketModeRequest] = field(default_factory=list)
+    # The ack to send for a request; None sends none.
+    answer: Callable[[SocketModeRequest], SocketModeResponse | None] = lambda req: (
+        SocketModeResponse(envelope_id=req.envelope_id)
+    )
+
+    def of_type(self, kind: str) -> list[SocketModeRequest]:
+        return [r for r in self.requests if r.type == kind]
+
+
+@pytest.fixture
+async def sockets(stack: Stack) -> AsyncIterator[Callable[[], Awaitable[SocketBot]]]:
+    opened: list[SocketBot] = []
+
+    async def connect() -> SocketBot:
+        web_client = AsyncWebClient(base_url=f"{stack.base}/api/")
+        bot = SocketBot(SocketModeClient(app_token=APP_TOKEN, web_client=web_client))
+
+        async def on_message(client: Any, message: dict[str, Any], raw: str | None) -> None:
+            bot.messages.append(message)
+
+        async def on_request(client: Any, req: SocketModeRequest) -> None:
+            bot.requests.append(req)
+            response = bot.answer(req)
+            if response is not None:
+                await client.send_socket_mode_response(response)
+
+        bot.client.message_listeners.append(on_message)
+        bot.client.socket_mode_request_listeners.append(on_request)
+        opened.append(bot)
+        before = stack.state.socket_connections
+        await bot.client.connect()
+        await wait_for(lambda: any(m.get("type") == "hello" for m in bot.messages))
+        await wait_for(lambda: stack.state.socket_connections == before + 1)
+        return bot
+
+    yield connect
+    for bot in opened:
+        await bot.client.close()
+
+
+async def test_socket_hello_then_event_envelope_acked_once(
+    stack: Stack, sockets: Callable[[], Awaitable[SocketBot]]
+) -> None:
+    bot = await sockets()
+    hello = bot.messages[0]
+    assert hello["type"] == "hello" and hello["num_connections"] == 1
+    assert hello["connection_info"] == {"app_id": "A0SEVA"} and hello["debug_info"]
+
+    status, posted = await stack.control(
+        "messages", {"user": AGENT, "channel": HEALTH, "text": "oxygen at 5 < 10"}
+    )
+    assert status == 200 and posted["status"] == 200  # the ack came back over the socket
+    (req,) = bot.requests
+    assert req.type == "events_api" and req.envelope_id
+    assert (req.retry_attempt, req.retry_reason, req.accepts_response_payload) == (0, "", False)
+    body = req.payload
+    assert body["type"] == "event_callback" and body["event_id"] == posted["event_id"]
+    assert body["api_app_id"] == "A0SEVA" and body["authorizations"][0]["user_id"] == "UBOTSEVA"
+    event = body["event"]
+    assert (event["user"], event["channel"], event["ts"]) == (AGENT, HEALTH, posted["ts"])
+    assert event["text"] == "oxygen at 5 &lt; 10"
+
+    await stack.state.drain()
+    assert len(bot.requests) == 1  # acked: no redelivery
+    assert list(stack.state.deliveries) == [
+        Delivery("event", posted["event_id"], 0, 200, None, "socket")
+    ]
+    assert stack.seen.messages == []  # the events URL is set, but the socket wins
+    assert (await stack.snapshot())["socket_connections"] == 1
+
+
+async def test_socket_missing_ack_is_redelivered(
+    stack: Stack, sockets: Callable[[], Awaitable[SocketBot]]
+) -> None:
+    bot = await sockets()
+    bot.answer = lambda req: (
+        None if req.retry_attempt == 0 else SocketModeResponse(envelope_id=req.envelope_id)
+    )
+    stack.state.delivery_timeout = 0.2
+    _, posted = await stack.control("messages", {"user": AGENT, "channel": HEALTH, "text": "hi"})
+    assert posted["status"] is None  # no ack in time
+    await wait_for(lambda: len(bot.requests) == 2)
+    await stack.state.drain()
+    first, retry = bot.requests
+    assert first.payload == retry.payload and retry.payload["event_id"] == posted["event_id"]
+    assert (retry.retry_attempt, retry.retry_reason) == (1, "timeout")
+    assert retry.envelope_id != first.envelope_id
+    assert [(d.retry_num, d.status, d.reason, d.transport) for d in stack.state.deliveries] == [
+        (0, None, "timeout", "socket"),
+        (1, 200, None, "socket"),
+    ]
+    assert len(bot.requests) == 2 and stack.seen.messages == []
+
+
+async def test_socket_slash_command_ack_payload_is_the_ephemeral(
+    stack: Stack, sockets: Callable[[], Awaitable[SocketBot]]
+) -> None:
+    bot = await sockets()
+
+    def answer(req: SocketModeRequest) -> SocketModeResponse:
+        text = f"Ticket #42 for <@{req.payload['user_id']}>: {req.payload['text']}"
+        return SocketModeResponse(
+            envelope_id=req.envelope_id, payload={"response_type": "ephemeral", "text": text}
+        )
+
+    bot.answer = answer
+    status, result = await stack.control(
+        "commands", {"user": AGENT, "channel": HEALTH, "text": "status 42"}
+    )
+    expected = f"Ticket #42 for <@{AGENT}>: status 42"
+    assert status == 200 and result["status"] == 200
+    assert result["response"] == {"response_type": "ephemeral", "text": expected}
+    (req,) = bot.of_type("slash_commands")
+    assert req.accepts_response_payload is True
+    assert (req.payload["command"], req.payload["channel_id"], req.payload["user_name"]) == (
+        "/ticket",
+        HEALTH,
+        "asha",
+    )
+    assert req.payload["response_url"].startswith(stack.base + "/sandbox/response/")
+    snap = await stack.snapshot()
+    assert [(e["user"], e["text"]) for e in snap["ephemeral"]] == [(AGENT, expected)]
+    assert stack.messages(snap, HEALTH) == [] and stack.seen.commands == []
+
+    bot.answer = lambda req: None  # never acked: Slack tells the person, and does not retry
+    stack.state.delivery_timeout = 0.2
+    _, late = await stack.control("commands", {"user": AGENT, "channel": HEALTH, "text": "x"})
+    assert late["status"] is None and late["response"] is None
+    assert stack.state.ephemeral[-1].text == '/ticket failed with the error "operation_timeout"'
+    await stack.state.drain()
+    assert len(bot.of_type("slash_commands")) == 2
+
+
+async def test_socket_block_action_is_an_interactive_envelope(
+    stack: Stack, sockets: Callable[[], Awaitable[SocketBot]]
+) -> None:
+    bot = await sockets()
+    blocks = [
+        {
+            "type": "actions",
+            "block_id": "confirm",
+            "elements": [{"type": "button", "action_id": "send_reply", "value": "reply-7"}],
+        }
+    ]
+    prompt = await stack.client.chat_postMessage(channel=HEALTH, text="Tweet?", blocks=blocks)
+    await wait_for(lambda: bot.of_type("events_api"))  # the bot's own post, as Slack sends it
+    status, result = await stack.control(
+        "actions",
+        {"user": AGENT, "channel": HEALTH, "message_ts": prompt["ts"], "action_id": "send_reply"},
+    )
+    assert status == 200 and result["status"] == 200
+    (req,) = bot.of_type("interactive")
+    assert req.accepts_response_payload is False
+    assert req.payload["type"] == "block_actions" and req.payload["user"]["id"] == AGENT
+    assert req.payload["actions"][0]["value"] == "reply-7"
+    assert stack.seen.actions == []
+
+
+async def test_apps_connections_open_wants_the_app_token(stack: Stack) -> None:
+    api = AsyncWebClient(base_url=f"{stack.base}/api/")
+    with pytest.raises(SlackApiError) as bot_token:
+        await api.apps_connections_open(app_token=TOKEN)
+    assert bot_token.value.response["error"] == "not_allowed_token_type"
+    with pytest.raises(SlackApiError) as unknown:
+        await api.apps_connections_open(app_token="xapp-1-not-the-token")
+    assert unknown.value.response["error"] == "invalid_auth"
+    with pytest.raises(SlackApiError) as app_token_elsewhere:
+        await AsyncWebClient(token=APP_TOKEN, base_url=f"{stack.base}/api/").chat_postMessage(
+            channel=HEALTH, text="hi"
+        )
+    assert app_token_elsewhere.value.response["error"] == "not_allowed_token_type"
+
+    opened = await api.apps_connections_open(app_token=APP_TOKEN)
+    url = opened["url"]
+    assert url.startswith(stack.base.replace("http://", "ws://") + "/socket/")
+    async with stack.http.ws_connect(url) as ws:
+        hello = await ws.receive_json(timeout=5)
+        assert hello["type"] == "hello"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as reused:
+            await stack.http.ws_connect(url)  # a ticket opens one connection only
+        assert reused.value.status == 401
+
+
+async def test_socket_reconnects_and_http_resumes_without_a_socket(
+    stack: Stack, sockets: Callable[[], Awaitable[SocketBot]]
+) -> None:
+    first = await sockets()
+    # Slack asks for a refresh: slack_sdk opens a new connection and drops the old one.
+    status, sent = await stack.control("socket/disconnect", {"reason": "refresh_requested"})
+    assert status == 200 and sent["sockets"] == 1
+    await wait_for(
+        lambda: (
+            len([m for m in first.messages if m.get("type") == "hello"]) == 2
+            and stack.state.socket_connections == 1
+        )
+    )
+    _, posted = await stack.control("messages", {"user": AGENT, "channel": HEALTH, "text": "a"})
+    assert posted["status"] == 200
+    assert [r.payload["event_id"] for r in first.of_type("events_api")] == [posted["event_id"]]
+
+    await first.client.close()
+    await wait_for(lambda: stack.state.socket_connections == 0)
+    _, by_http = await stack.control("messages", {"user": AGENT, "channel": HEALTH, "text": "b"})
+    assert by_http["status"] == 200
+    await wait_for(lambda: stack.seen.messages)
+    assert stack.seen.messages[0]["event_id"] == by_http["event_id"]
+
+    second = await sockets()
+    _, again = await stack.control("messages", {"user": AGENT, "channel": HEALTH, "text": "c"})
+    assert again["status"] == 200
+    assert [r.payload["event_id"] for r in second.of_type("events_api")] == [again["event_id"]]
+    assert len(stack.seen.messages) == 1
+    transports = [(d.event_id, d.transport) for d in stack.state.deliveries]
+    assert transports == [
+        (posted["event_id"], "socket"),
+        (by_http["event_id"], "http"),
+        (again["event_id"], "socket"),
+    ]
+
+
+async def test_socket_closing_before_its_ack_is_retried_elsewhere(
+    stack: Stack, sockets: Callable[[], Awaitable[SocketBot]]
+) -> None:
+    older = await sockets()
+    newer = await sockets()  # envelopes go to the newest connection
+    assert newer.messages[0]["num_connections"] == 2
+
+    closing: list[asyncio.Task[None]] = []
+
+    def vanish(req: SocketModeRequest) -> None:  # gone without an ack
+        closing.append(asyncio.ensure_future(newer.client.close()))
+        return None
+
+    newer.answer = vanish
+    _, posted = await stack.control("messages", {"user": AGENT, "channel": HEALTH, "text": "hi"})
+    assert posted["status"] is None
+    await wait_for(lambda: older.of_type("events_api"))
+    await stack.state.drain()
+    (retry,) = older.of_type("events_api")
+    assert retry.payload["event_id"] == posted["event_id"]
+    assert (retry.retry_attempt, retry.retry_reason) == (1, "connection_failed")
+    assert [(d.retry_num, d.status, d.reason) for d in stack.state.deliveries] == [
+        (0, None, "connection_failed"),
+        (1, 200, None),
+    ]
+    await asyncio.gather(*closing)
