@@ -125,8 +125,9 @@ class App:
             shared=store.engine.dialect.name != "sqlite",
         )
         for platform in b.platforms.values():
-            await platform.start(self._on_message, self._on_command, self._on_action)
+            # Added first, so that stop() also closes a platform whose start failed.
             self._started_platforms.append(platform)
+            await platform.start(self._on_message, self._on_command, self._on_action)
         slack = b.platforms.get("slack")
         self.http = HttpServer(
             self.env.SEVA_HTTP_HOST,
