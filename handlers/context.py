@@ -42,14 +42,16 @@ class Bridge:
     me: XUser | None = None
     mentions: PollState = field(default_factory=lambda: PollState())
     search: PollState = field(default_factory=lambda: PollState())
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    wake_posts: asyncio.Event = field(default_factory=asyncio.Event)
+    wake_replies: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
     shared: bool = False  # other instances may use the same database (not SQLite)
 
     def kick(self) -> None:
-        """Wakes the delivery loop: something new waits in the outbox."""
-        self.wake.set()
+        """Wakes delivery: something new waits in an outbox."""
+        self.wake_posts.set()
+        self.wake_replies.set()
 
     def department(self, dept_id: str) -> Department:
         d = self.config.department(dept_id)

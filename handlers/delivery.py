@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import defaultdict
 from datetime import timedelta
+from typing import Any
 
 from bot.domain import Link, Outgoing, Rich, Text, TweetId, tweet_url
 from bot.ports import (
@@ -47,16 +49,53 @@ async def deliver(b: Bridge) -> None:
 
 
 async def run_forever(b: Bridge, idle: float = 1.0) -> None:
-    """The delivery loop: woken by `Bridge.kick`, and every `idle` seconds anyway."""
+    """Delivery, woken by `Bridge.kick` and every `idle` seconds anyway.
+
+    Reply tweets and chat posts run apart, and each channel in its own task, so a
+    paced burst of thread roots in one channel never delays a reply or another channel.
+    """
+    await asyncio.gather(_replies_forever(b, idle), _posts_forever(b, idle))
+
+
+async def _wait(event: asyncio.Event, idle: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout=idle)
+    event.clear()
+
+
+async def _replies_forever(b: Bridge, idle: float) -> None:
     while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(b.wake.wait(), timeout=idle)
-        b.wake.clear()
+        await _wait(b.wake_replies, idle)
         try:
-            await deliver(b)
+            while await deliver_replies(b):
+                pass
         except Exception:
-            log.exception("delivery.failed")
+            log.exception("delivery.replies_failed")
             await asyncio.sleep(idle)
+
+
+async def _posts_forever(b: Bridge, idle: float) -> None:
+    lanes: dict[tuple[str, str], asyncio.Task[int]] = {}
+    while True:
+        await _wait(b.wake_posts, idle)
+        try:
+            for key, lane in _lanes(b.store.due_posts()).items():
+                if key not in lanes:
+                    task = asyncio.create_task(_post_lane(b, lane), name=f"lane:{key[1]}")
+                    lanes[key] = task
+                    task.add_done_callback(functools.partial(_lane_done, b, lanes, key))
+        except Exception:
+            log.exception("delivery.posts_failed")
+            await asyncio.sleep(idle)
+
+
+def _lane_done(
+    b: Bridge, lanes: dict[tuple[str, str], asyncio.Task[int]], key: tuple[str, str], task: Any
+) -> None:
+    lanes.pop(key, None)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("delivery.lane_failed channel=%s error=%r", key[1], task.exception())
+    b.wake_posts.set()  # more may have queued in this channel meanwhile
 
 
 async def recover(b: Bridge, lease: timedelta = LEASE) -> int:
@@ -72,14 +111,17 @@ async def recover(b: Bridge, lease: timedelta = LEASE) -> int:
 
 
 async def deliver_posts(b: Bridge) -> int:
-    due = b.store.due_posts()
-    if not due:
-        return 0
+    """One round over every channel with posts due (the loop above runs lanes apart)."""
+    lanes = _lanes(b.store.due_posts())
+    done = await asyncio.gather(*(_post_lane(b, lane) for lane in lanes.values()))
+    return sum(done)
+
+
+def _lanes(due: list[PendingPost]) -> dict[tuple[str, str], list[PendingPost]]:
     lanes: dict[tuple[str, str], list[PendingPost]] = defaultdict(list)
     for post in due:
         lanes[(post.platform, post.outgoing.channel)].append(post)
-    done = await asyncio.gather(*(_post_lane(b, lane) for lane in lanes.values()))
-    return sum(done)
+    return lanes
 
 
 async def _post_lane(b: Bridge, lane: list[PendingPost]) -> int:

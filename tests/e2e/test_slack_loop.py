@@ -229,3 +229,28 @@ def test_slack_429s_are_waited_out_and_each_root_lands_once(stand: Stand, tmp_pa
     assert sorted(tweet_ids) == sorted(ids)
     assert "slack.api_failed error=chat.postMessage: rate limited" in bot.log()
     bot.kill()
+
+
+def test_a_paced_backlog_in_one_channel_delays_neither_replies_nor_other_channels(
+    stand: Stand, tmp_path
+):
+    import copy
+
+    from tests.e2e.harness import CONFIG
+
+    config = copy.deepcopy(CONFIG)
+    config["slack"]["post_rate_per_channel"] = 1.0  # Slack's real pace
+    bot = Bot(stand, tmp_path, config).start()
+    first = stand.tweet("citizen_asha", "@SevaHelp oxygen at the district hospital?")
+    root = root_for(stand, "C0HEALTH", first["id"])
+    for i in range(15):  # fifteen seconds of roots queue up in #health
+        stand.tweet(f"c{i}", f"@SevaHelp hospital bed {i}?")
+    wait_for("the backlog to start", lambda: len(stand.roots("C0HEALTH")) >= 2)
+    stand.say("U0AGENT1", "C0HEALTH", "Yes, open all night.", root["ts"])
+    wait_for("the reply tweet", stand.bot_tweets)
+    assert len(stand.roots("C0HEALTH")) < 16, "the reply waited for the backlog"
+    other = stand.tweet("ravi_k", "@SevaHelp is the 5:40 train late?")
+    root_for(stand, "C0TRANSPORT", other["id"])
+    assert len(stand.roots("C0HEALTH")) < 16, "the other channel waited for the backlog"
+    wait_for("the backlog to drain", lambda: len(stand.roots("C0HEALTH")) == 16, timeout=30)
+    bot.kill()
