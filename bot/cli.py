@@ -73,6 +73,7 @@ def setup_logging(env: Env | None, level: str = "INFO") -> None:
         "aiohttp.access",
         "apscheduler",
         "nio",
+        "alembic",
         "peewee",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

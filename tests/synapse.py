@@ -175,8 +175,11 @@ class Homeserver:
     # --- lifecycle
 
     @classmethod
-    def start(cls, directory: Path) -> Homeserver:
+    def start(cls, directory: Path, overrides: dict[str, Any] | None = None) -> Homeserver:
         """Generates a config in `directory` and runs Synapse until it answers.
+
+        `overrides` replace top-level config keys after the test defaults (e.g. a strict
+        `rc_message` to see M_LIMIT_EXCEEDED).
 
         Raises SynapseNotInstalled when the interpreter or the package is missing.
         """
@@ -214,6 +217,7 @@ class Homeserver:
         log_config.write_text(_LOG_CONFIG.format(path=directory / "homeserver.log"))
         config = yaml.safe_load(config_path.read_text())
         config.update(_OVERRIDES)
+        config.update(overrides or {})
         config["log_config"] = str(log_config)
 
         last_error = ""
@@ -524,10 +528,10 @@ def _encryption_state() -> dict[str, Any]:
     }
 
 
-def start_or_skip(directory: Path) -> Homeserver:
+def start_or_skip(directory: Path, overrides: dict[str, Any] | None = None) -> Homeserver:
     """Starts Synapse, or skips the calling test with how to install it."""
     try:
-        return Homeserver.start(directory)
+        return Homeserver.start(directory, overrides)
     except SynapseNotInstalled as e:
         pytest.skip(f"Synapse not installed ({e}): {INSTALL_HINT}")
 

@@ -207,3 +207,36 @@ def test_check_online_asks_matrix_whoami(stand: Stand, synapse: Homeserver, room
         timeout=60,
     )
     assert bad.returncode == 2 and "Matrix: whoami failed" in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def strict_synapse(tmp_path_factory):
+    """A homeserver that rate-limits messages hard, to see M_LIMIT_EXCEEDED for real."""
+    from tests.synapse import start_or_skip
+
+    strict = {"per_second": 1, "burst_count": 2}
+    hs = start_or_skip(tmp_path_factory.mktemp("strict-synapse"), {"rc_message": strict})
+    yield hs
+    hs.stop()
+
+
+def test_m_limit_exceeded_is_waited_out_and_each_root_lands_once(
+    stand: Stand, strict_synapse: Homeserver, tmp_path
+):
+    room = Room(strict_synapse)
+    bot = Bot(stand, tmp_path, mixed_config(room), matrix_env(strict_synapse, room)).start()
+    try:
+        for i in range(8):
+            stand.tweet(f"c{i}", f"@SevaHelp oxygen bed {i}?")
+
+        def roots() -> list[int]:
+            keys = [e["content"].get("org.sevabridge.key", "") for e in room.by_bot()]
+            return sorted(int(k.split(":")[1]) for k in keys if k.startswith("root:"))
+
+        wait_for("all eight roots", lambda: len(roots()) >= 8, timeout=60)
+        time.sleep(1.0)
+        assert roots() == list(range(1, 9)), "each root exactly once"
+        log = (strict_synapse.directory / "homeserver.log").read_text()
+        assert "429 - Too Many Requests (rc_message)" in log, "Synapse did limit the bot"
+    finally:
+        bot.kill()
