@@ -516,6 +516,20 @@ class Tx:
             self.audit(row.ticket, user, "reply", "confirmed")
         return ok
 
+    def cancel_reply(self, reply_id: int, user: ChatUserId) -> bool:
+        """Cancels a reply still awaiting confirmation (never one already sent on)."""
+        done = self.s.execute(
+            update(ReplyRow)
+            .where(ReplyRow.id == reply_id, ReplyRow.state == "confirm")
+            .values(state="cancelled")
+        )
+        ok = bool(done.rowcount)  # type: ignore[attr-defined]
+        if ok:
+            row = self.s.get(ReplyRow, reply_id)
+            assert row is not None
+            self.audit(row.ticket, user, "reply", "cancelled")
+        return ok
+
     def finish_reply(self, reply_id: int, state: str, error: str | None = None) -> None:
         self.s.execute(
             update(ReplyRow).where(ReplyRow.id == reply_id).values(state=state, error=error)
@@ -562,12 +576,18 @@ class Tx:
             )
         )
 
-    def part_refused(self, part: PendingPart, reason: str) -> None:
-        self.s.execute(
-            update(ReplyPartRow).where(ReplyPartRow.id == part.id).values(state="refused")
+    def part_refused(self, part: PendingPart, reason: str) -> bool:
+        """Records X's refusal; False if our claim had expired (then it changes nothing)."""
+        done = self.s.execute(
+            update(ReplyPartRow)
+            .where(ReplyPartRow.id == part.id, ReplyPartRow.claimed_by == part.token)
+            .values(state="refused", claimed_by=None)
         )
+        if not done.rowcount:  # type: ignore[attr-defined]
+            return False
         self.finish_reply(part.reply, "refused", reason)
         self.audit(part.ticket, "x", "refused", reason)
+        return True
 
     # --- small durable state
 
@@ -664,21 +684,33 @@ class Store:
 
     # --- chat outbox claims
 
-    def due_posts(self, limit: int = 500) -> list[PendingPost]:
-        """Pending posts whose thread (if any) exists, oldest first."""
-        now = self.now()
-        with self.tx() as t:
-            q = (
-                select(OutboxRow, TicketRow.root)
-                .outerjoin(TicketRow, TicketRow.number == OutboxRow.ticket)
-                .where(
-                    OutboxRow.state.in_(("pending", "unknown")),
-                    or_(OutboxRow.not_before.is_(None), OutboxRow.not_before <= now),
-                    or_(OutboxRow.in_thread.is_(False), TicketRow.root.is_not(None)),
-                )
-                .order_by(OutboxRow.id)
-                .limit(limit)
+    def _due(self, now: datetime) -> Any:
+        return (
+            select(OutboxRow, TicketRow.root)
+            .outerjoin(TicketRow, TicketRow.number == OutboxRow.ticket)
+            .where(
+                OutboxRow.state.in_(("pending", "unknown")),
+                or_(OutboxRow.not_before.is_(None), OutboxRow.not_before <= now),
+                or_(OutboxRow.in_thread.is_(False), TicketRow.root.is_not(None)),
             )
+        )
+
+    def due_lanes(self) -> list[tuple[Platform, str]]:
+        """The channels with posts due: each is delivered by its own lane."""
+        with self.tx() as t:
+            sub = self._due(t.now).subquery()
+            rows = t.s.execute(select(sub.c.platform, sub.c.channel).distinct())
+            return [(r[0], r[1]) for r in rows]
+
+    def due_posts(
+        self, limit: int = 500, *, platform: str | None = None, channel: str | None = None
+    ) -> list[PendingPost]:
+        """Pending posts whose thread (if any) exists, oldest first."""
+        with self.tx() as t:
+            q = self._due(t.now)
+            if platform is not None:
+                q = q.where(OutboxRow.platform == platform, OutboxRow.channel == channel)
+            q = q.order_by(OutboxRow.id).limit(limit)
             return [_pending_post(row, root) for row, root in t.s.execute(q)]
 
     def expire_claims(self, lease: timedelta) -> int:

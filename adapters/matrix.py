@@ -764,8 +764,8 @@ class MatrixPlatform:
         if level < self.min_power_level:
             _log(logging.INFO, "matrix.action.refused", room=room_id, sender=sender, level=level)
             return
-        if not self._kv.first_sight("matrix-action", f"{target}|{chosen.id}"):
-            return  # confirmed already, by this or another agent
+        # No replay guard of our own: the core's confirm/cancel are compare-and-set, so a
+        # second ✅ (or a replayed one) changes nothing, and a failed one can be retried.
         _log(logging.INFO, "matrix.action", room=room_id, sender=sender, action=chosen.id)
         assert self._on_action is not None
         await self._on_action(chosen.id, chosen.value, ChatUserId(sender))

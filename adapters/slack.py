@@ -53,6 +53,7 @@ from bot.ports import (
 log = logging.getLogger(__name__)
 
 DEFAULT_API_BASE_URL = "https://slack.com/api/"
+SOCKET_CONNECT_TIMEOUT = 30.0  # seconds
 TICKET_EVENT = "seva_ticket"
 POST_EVENT = "seva_post"
 
@@ -292,7 +293,8 @@ class SlackPlatform:
                 # slack_sdk's connect() retries every failure forever, a refused token too:
                 # ask for the first URL here, so that a refusal fails start() instead.
                 self._socket.client.wss_uri = await self._socket.client.issue_new_wss_url()
-                await self._socket.connect_async()
+                # ...and it retries an unreachable WebSocket forever too: bound the wait.
+                await asyncio.wait_for(self._socket.connect_async(), SOCKET_CONNECT_TIMEOUT)
             except SlackApiError as e:
                 error = e.response.get("error", "unknown_error")
                 self._fail(f"apps.connections.open: {error}")
@@ -301,8 +303,12 @@ class SlackPlatform:
                     "check the app-level token (xapp-…, scope connections:write)"
                 ) from e
             except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                self._socket.client.wss_uri = None
                 self._fail(f"socket mode: {type(e).__name__}")
-                raise Unavailable(f"slack socket mode: {type(e).__name__}: {e}") from e
+                raise Unavailable(
+                    f"Slack Socket Mode: could not open the WebSocket ({type(e).__name__}); "
+                    "is wss-primary.slack.com reachable from here?"
+                ) from e
 
     async def stop(self) -> None:
         self._on_message = self._on_command = self._on_action = None

@@ -227,6 +227,7 @@ class App:
             "x": {
                 "ok": x_ok,
                 "last_poll": m.last_ok.isoformat() if m.last_ok else None,
+                "standby": m.standby,
                 "error": m.error,
                 "rate_limited_until": m.blocked_until.isoformat() if m.blocked_until else None,
             }

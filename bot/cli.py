@@ -186,7 +186,7 @@ async def serve(
 ) -> int:
     """Runs the bridge until SIGINT/SIGTERM; `started` runs beside it once it is up."""
     from bot.app import App, SchemaOutOfDate
-    from bot.ports import PlatformRefused
+    from bot.ports import PlatformRefused, Unavailable
 
     app = App(env, config)
     stop = asyncio.Event()
@@ -199,6 +199,10 @@ async def serve(
         print(f"seva: {e}", file=sys.stderr)
         await app.stop()
         return EXIT_CONFIG
+    except Unavailable as e:  # a platform could not be reached at start: try again later
+        print(f"seva: {e}", file=sys.stderr)
+        await app.stop()
+        return EXIT_FAILURE
     except BaseException:
         await app.stop()
         raise

@@ -28,6 +28,7 @@ class PollState:
     last_ok: datetime | None = None
     blocked_until: datetime | None = None
     error: str | None = None
+    standby: bool = False  # another instance holds the poll lease
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Bridge:
     wake_replies: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
+    tweets_blocked_until: datetime | None = None  # X said 429 to posting
     shared: bool = False  # other instances may use the same database (not SQLite)
 
     def kick(self) -> None:

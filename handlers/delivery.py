@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
@@ -34,8 +33,8 @@ log = logging.getLogger("seva.delivery")
 LEASE = timedelta(minutes=2)
 BACKOFF = timedelta(seconds=5)
 VERIFY_BACKOFF = timedelta(seconds=30)
-MAX_VERIFY = 6
-CLAIM_CHUNK = 10
+MAX_VERIFY_BACKOFF = timedelta(minutes=10)
+TELL_AFTER_VERIFIES = 4
 REPLY_CONCURRENCY = 8
 
 
@@ -76,26 +75,41 @@ async def _replies_forever(b: Bridge, idle: float) -> None:
 
 async def _posts_forever(b: Bridge, idle: float) -> None:
     lanes: dict[tuple[str, str], asyncio.Task[int]] = {}
-    while True:
-        await _wait(b.wake_posts, idle)
-        try:
-            for key, lane in _lanes(b.store.due_posts()).items():
-                if key not in lanes:
-                    task = asyncio.create_task(_post_lane(b, lane), name=f"lane:{key[1]}")
-                    lanes[key] = task
-                    task.add_done_callback(functools.partial(_lane_done, b, lanes, key))
-        except Exception:
-            log.exception("delivery.posts_failed")
-            await asyncio.sleep(idle)
+    unserved: set[tuple[str, str]] = set()
+    try:
+        while True:
+            await _wait(b.wake_posts, idle)
+            try:
+                for key in b.store.due_lanes():
+                    platform = b.platform(key[0])
+                    if platform is None:
+                        if key not in unserved:  # say it once, then leave the posts queued
+                            unserved.add(key)
+                            log.error("chat.platform_missing platform=%s channel=%s", *key)
+                        continue
+                    if key not in lanes:
+                        task = asyncio.create_task(_post_lane(b, platform, key), name=key[1])
+                        lanes[key] = task
+                        task.add_done_callback(functools.partial(_lane_done, b, lanes, key))
+            except Exception:
+                log.exception("delivery.posts_failed")
+                await asyncio.sleep(idle)
+    finally:
+        for task in lanes.values():
+            task.cancel()
+        await asyncio.gather(*lanes.values(), return_exceptions=True)
 
 
 def _lane_done(
     b: Bridge, lanes: dict[tuple[str, str], asyncio.Task[int]], key: tuple[str, str], task: Any
 ) -> None:
     lanes.pop(key, None)
-    if not task.cancelled() and task.exception() is not None:
+    if task.cancelled():
+        return
+    if task.exception() is not None:
         log.error("delivery.lane_failed channel=%s error=%r", key[1], task.exception())
-    b.wake_posts.set()  # more may have queued in this channel meanwhile
+    elif task.result():
+        b.wake_posts.set()  # more may have queued in this channel meanwhile
 
 
 async def recover(b: Bridge, lease: timedelta = LEASE) -> int:
@@ -112,34 +126,32 @@ async def recover(b: Bridge, lease: timedelta = LEASE) -> int:
 
 async def deliver_posts(b: Bridge) -> int:
     """One round over every channel with posts due (the loop above runs lanes apart)."""
-    lanes = _lanes(b.store.due_posts())
-    done = await asyncio.gather(*(_post_lane(b, lane) for lane in lanes.values()))
+    lanes = [(p, key) for key in b.store.due_lanes() if (p := b.platform(key[0])) is not None]
+    done = await asyncio.gather(*(_post_lane(b, p, key) for p, key in lanes))
     return sum(done)
 
 
-def _lanes(due: list[PendingPost]) -> dict[tuple[str, str], list[PendingPost]]:
-    lanes: dict[tuple[str, str], list[PendingPost]] = defaultdict(list)
-    for post in due:
-        lanes[(post.platform, post.outgoing.channel)].append(post)
-    return lanes
+async def _post_lane(b: Bridge, platform: ChatPlatform, lane: tuple[str, str]) -> int:
+    """Drains one channel, oldest first, in order (the adapter paces the posts).
 
-
-async def _post_lane(b: Bridge, lane: list[PendingPost]) -> int:
-    """One channel's posts, in order (the adapter paces them).
-
-    Claimed a few at a time, so a paced queue never holds a claim longer than its lease.
+    Each post is claimed right before it is sent, so no claim waits in a paced queue;
+    a rate limit ends the round, leaving the rest for when the limit lifts.
     """
-    platform = b.platform(lane[0].platform)
-    if platform is None:
-        return 0
     n = 0
-    for i in range(0, len(lane), CLAIM_CHUNK):
-        for post in b.store.claim_posts(lane[i : i + CLAIM_CHUNK]):
-            n += await _post_one(b, platform, post)
+    while due := b.store.due_posts(50, platform=lane[0], channel=lane[1]):
+        for post in due:
+            claimed = b.store.claim_posts([post])
+            if not claimed:
+                continue  # another instance took it
+            sent = await _post_one(b, platform, claimed[0])
+            if sent is None:
+                return n
+            n += sent
     return n
 
 
-async def _post_one(b: Bridge, platform: ChatPlatform, post: PendingPost) -> int:
+async def _post_one(b: Bridge, platform: ChatPlatform, post: PendingPost) -> int | None:
+    """1 when it landed, 0 when it did not, None when the channel is rate limited."""
     out = post.outgoing
     unknown = post.state == "unknown"
     try:
@@ -148,7 +160,7 @@ async def _post_one(b: Bridge, platform: ChatPlatform, post: PendingPost) -> int
         message_id = found or await platform.post(out)
     except RateLimited as e:
         b.store.post_retry(post, e.until, str(e), unknown=unknown)
-        return 0
+        return None
     except PlatformRefused as e:
         log.error("chat.post_refused key=%s channel=%s error=%s", out.key, out.channel, e)
         b.store.post_failed(post, str(e))
@@ -168,6 +180,8 @@ async def _post_one(b: Bridge, platform: ChatPlatform, post: PendingPost) -> int
 
 
 async def deliver_replies(b: Bridge) -> int:
+    if _x_blocked(b):
+        return 0
     due = b.store.due_parts()
     if not due:
         return 0
@@ -175,10 +189,17 @@ async def deliver_replies(b: Bridge) -> int:
 
     async def one(part: PendingPart) -> int:
         async with gate:  # claim only what is about to be sent, within its lease
+            if _x_blocked(b):
+                return 0  # X said wait: the rest of this round waits too
             return await _send_part(b, part)
 
     sent = await asyncio.gather(*(one(part) for part in due))
     return sum(sent)
+
+
+def _x_blocked(b: Bridge) -> bool:
+    until = b.tweets_blocked_until
+    return until is not None and b.clock.now() < until
 
 
 async def _send_part(b: Bridge, due: PendingPart) -> int:
@@ -197,14 +218,13 @@ async def _send_part(b: Bridge, due: PendingPart) -> int:
         if tweet_id is None:
             tweet_id = await b.sink.post(text, part.in_reply_to)
     except TweetRefused as e:
-        if part.state == "unknown" and _duplicate(e) and part.attempts < MAX_VERIFY:
-            # X has this text from us already: the post whose answer was lost landed,
-            # and X's timeline has not shown it yet. Look again later; never post again.
-            b.store.part_retry(part, b.clock.now() + VERIFY_BACKOFF, unknown=True)
+        if part.state == "unknown" and _duplicate(e):
+            _not_yet_visible(b, part)
             return 0
         _refused(b, part, e.reason)
         return 0
     except RateLimited as e:
+        b.tweets_blocked_until = e.until
         b.store.part_retry(part, e.until, unknown=unknown)
         log.warning("reply.rate_limited until=%s", e.until.isoformat())
         return 0
@@ -253,10 +273,41 @@ def _duplicate(e: TweetRefused) -> bool:
     return "duplicate" in e.reason.casefold()
 
 
-def _refused(b: Bridge, part: PendingPart, reason: str) -> None:
-    b.metrics.refusals.inc()
+def _not_yet_visible(b: Bridge, part: PendingPart) -> None:
+    """X has this text from us already, so the post whose answer was lost did land; X's
+    timeline has not shown it yet. Never post again and never call it refused: look
+    again, less and less often, and tell the thread once if it takes long."""
+    delay = min(VERIFY_BACKOFF * 2 ** min(part.attempts, 6), MAX_VERIFY_BACKOFF)
+    b.store.part_retry(part, b.clock.now() + delay, unknown=True)
+    if part.attempts < TELL_AFTER_VERIFIES:
+        return
     with b.store.tx() as tx:
-        tx.part_refused(part, reason)
+        ticket = tx.ticket(part.ticket)
+        assert ticket is not None
+        tx.enqueue(
+            Outgoing(
+                key=f"unverified:{part.id}",
+                channel=ticket.channel,
+                body=Rich.of(
+                    Text("Still checking: ", bold=True),
+                    Text(
+                        "X says this reply was already tweeted (the answer to the first try "
+                        "was lost), but it has not shown up on the account's timeline yet. "
+                        "Nothing will be tweeted twice; this thread gets the link once found."
+                    ),
+                ),
+                ticket=ticket.number,
+            ),
+            ticket.platform,
+            True,
+        )
+    b.kick()
+
+
+def _refused(b: Bridge, part: PendingPart, reason: str) -> None:
+    with b.store.tx() as tx:
+        if not tx.part_refused(part, reason):
+            return  # our claim expired meanwhile: another instance owns this part now
         ticket = tx.ticket(part.ticket)
         assert ticket is not None
         already = f" The first {part.idx} part(s) of the chain did go out." if part.idx else ""
@@ -274,5 +325,6 @@ def _refused(b: Bridge, part: PendingPart, reason: str) -> None:
             ticket.platform,
             True,
         )
+    b.metrics.refusals.inc()
     log.warning("reply.refused ticket=%d reason=%s", part.ticket, reason)
     b.kick()

@@ -80,8 +80,8 @@ async def on_action(b: Bridge, action_id: str, value: str, user: ChatUserId) -> 
         if dept.agents and user not in dept.agents:
             return
         if action_id == CANCEL:
-            tx.finish_reply(reply_id, "cancelled")
-            tx.audit(ticket.number, user, "reply", "cancelled")
+            if not tx.cancel_reply(reply_id, user):
+                return
             note = Rich.of(Text("Reply cancelled; nothing was tweeted."))
             tx.enqueue(
                 Outgoing(f"cancel:{reply_id}", ticket.channel, note, ticket=ticket.number),

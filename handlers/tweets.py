@@ -45,7 +45,10 @@ async def poll(b: Bridge) -> int:
     holds up the mentions.
     """
     if b.shared and not b.store.hold_lease(POLL_LEASE, b.instance, _lease(b)):
-        return 0  # another instance polls; it stores what it reads for everyone
+        # Another live instance polls and stores what it reads for everyone.
+        b.mentions.standby, b.mentions.last_ok = True, b.clock.now()
+        return 0
+    b.mentions.standby = False
     taken = await _read(b, "mentions", b.mentions, CURSOR, b.source.mentions)
     query = b.config.x.search_query
     if query and b.me is not None:

@@ -22,6 +22,7 @@ from bot.ports import (
     CommandContext,
     CommandHandler,
     MessageHandler,
+    RateLimited,
     TweetRefused,
 )
 
@@ -50,7 +51,11 @@ class FakeX:
     posted: list[tuple[str, str, str]] = field(default_factory=list)  # id, text, in_reply_to
     refuse: str | None = None
     fail_after_post: int = 0  # the next N posts land on X but the caller sees an error
+    rate_limit_next: int = 0  # the next N posts get a 429
+    hidden: set[str] = field(default_factory=set)  # posted, not yet on the timeline
+    post_calls: int = 0
     next_id: int = 5000
+    clock: FakeClock | None = None
 
     async def me(self) -> XUser:
         return ME
@@ -68,8 +73,15 @@ class FakeX:
         return [t for t in found if since_id is None or int(t.id) > int(since_id)][::-1]
 
     async def post(self, text: str, in_reply_to: TweetId) -> TweetId:
+        self.post_calls += 1
+        if self.rate_limit_next:
+            self.rate_limit_next -= 1
+            now = self.clock.now() if self.clock else datetime.now(UTC)
+            raise RateLimited(now + timedelta(minutes=15), "post")
         if self.refuse:
             raise TweetRefused(self.refuse)
+        if any(t == text and to == in_reply_to for _, t, to in self.posted):
+            raise TweetRefused("You are not allowed to create a Tweet with duplicate content.")
         self.next_id += 1
         tid = str(self.next_id)
         self.posted.append((tid, text, in_reply_to))
@@ -82,7 +94,7 @@ class FakeX:
         self, in_reply_to: TweetId, text: str, exclude: Collection[str] = ()
     ) -> TweetId | None:
         for tid, t, to in self.posted:
-            if t == text and to == in_reply_to and tid not in exclude:
+            if t == text and to == in_reply_to and tid not in exclude and tid not in self.hidden:
                 return TweetId(tid)
         return None
 
@@ -116,9 +128,15 @@ class FakeChat:
     marks: list[tuple[ThreadRef, str]] = field(default_factory=list)
     responses: list[tuple[CommandContext, Rich]] = field(default_factory=list)
     fail_next: int = 0
+    rate_limit_next: int = 0
+    post_calls: int = 0
     n: int = 0
 
     async def post(self, message: Outgoing) -> MessageId:
+        self.post_calls += 1
+        if self.rate_limit_next:
+            self.rate_limit_next -= 1
+            raise RateLimited(datetime.now(UTC) + timedelta(seconds=30), "chat.postMessage")
         self.n += 1
         mid = MessageId(f"{self.n}.000")
         self.posts.append((mid, message))

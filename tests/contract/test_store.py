@@ -9,7 +9,7 @@ import pytest
 from adapters.db import Store, TicketTweetRow
 from bot import migrate
 from bot.config import parse_config
-from bot.domain import ChannelId, ChatUserId, DepartmentId, MessageId, Outgoing, Rich
+from bot.domain import ChannelId, ChatUserId, DepartmentId, MessageId, Outgoing, Rich, TweetId
 from bot.ports import Conflict
 from handlers import delivery, tweets
 from handlers.context import Bridge
@@ -130,3 +130,20 @@ def test_a_released_lease_is_free_at_once(store):
     assert not store.hold_lease("x.poll", "b", ttl)
     store.release_lease("x.poll", "a")
     assert store.hold_lease("x.poll", "b", ttl)
+
+
+def test_a_late_refusal_from_an_expired_claim_changes_nothing(store):
+    t = new_ticket(store)
+    with store.tx() as tx:
+        tx.add_reply(t, "slack", "C1", "1.1", ChatUserId("U1"), "hi", ["hi"], False)
+    mine = store.claim_part(store.due_parts()[0])
+    assert mine is not None
+    assert store.expire_claims(timedelta(0)) == 1
+    theirs = store.claim_part(store.due_parts()[0])
+    assert theirs is not None
+    with store.tx() as tx:
+        assert tx.part_sent(theirs, TweetId("777"))
+    with store.tx() as tx:
+        assert not tx.part_refused(mine, "duplicate content")
+        info = tx.reply(1)
+        assert info is not None and info.state == "sent" and info.tweet_ids == ("777",)

@@ -41,7 +41,7 @@ CONFIG = {
 def world(tmp_path):
     clock = FakeClock()
     store = migrated_store(f"sqlite:///{tmp_path / 'core.db'}", clock)
-    x = FakeX()
+    x = FakeX(clock=clock)
     chat = FakeChat()
     b = Bridge(
         config=parse_config(CONFIG, "test.yaml"),

@@ -279,3 +279,90 @@ async def test_a_followup_reopening_a_ticket_is_mirrored_on_the_root(world):
     x.mentions_queue.append(tweet(12, "@SevaHelp still waiting", replied_to="10"))
     await tweets.poll(b)
     assert [state for _, state in chat.marks] == ["open"]
+
+
+async def open_tickets(b, x, chat, n: int) -> None:
+    x.mentions_queue = [tweet(100 + i, f"@SevaHelp oxygen {i}?") for i in range(n)]
+    await tweets.poll(b)
+    await delivery.deliver(b)
+
+
+async def test_a_429_from_x_pauses_every_reply_not_just_one(world):
+    b, x, chat, clock = world
+    await open_tickets(b, x, chat, 5)
+    for i in range(5):
+        await replies.on_message(b, thread_msg(chat, f"root:{i + 1}", f"Answer {i}", mid=f"9{i}.1"))
+    x.rate_limit_next = 1
+    await delivery.deliver(b)
+    assert x.post_calls == 1 and x.posted == []  # the rest of the round waited
+    clock.advance(minutes=16)
+    await delivery.deliver(b)
+    assert sorted(t for _, t, _ in x.posted) == [f"Answer {i}" for i in range(5)]
+
+
+async def test_a_lost_post_that_x_calls_duplicate_is_never_refused_or_repeated(world):
+    b, x, chat, clock = world
+    await ask(b, x, "@SevaHelp oxygen?")
+    x.fail_after_post = 1  # X takes it, we never hear back ...
+    await replies.on_message(b, thread_msg(chat, "root:1", "Yes, call 1075."))
+    await delivery.deliver(b)
+    x.hidden = {x.posted[0][0]}  # ... and its timeline does not show it yet
+    for _ in range(6):
+        clock.advance(minutes=11)
+        await delivery.deliver(b)
+    assert len(x.posted) == 1
+    assert not any(k.startswith("refused:") for k in chat.sent_keys())
+    assert "unverified:1" in chat.sent_keys()  # the thread was told it is still checking
+    x.hidden = set()  # the timeline catches up
+    clock.advance(minutes=11)
+    await delivery.deliver(b)
+    assert len(x.posted) == 1 and "sent:1" in chat.sent_keys()
+
+
+async def test_a_chat_rate_limit_ends_the_channel_round(world):
+    b, x, chat, clock = world
+    chat.rate_limit_next = 1
+    x.mentions_queue = [tweet(100 + i, f"@SevaHelp oxygen {i}?") for i in range(5)]
+    await tweets.poll(b)
+    await delivery.deliver(b)
+    assert chat.post_calls == 1 and chat.posts == []
+    clock.advance(seconds=31)
+    await delivery.deliver(b)
+    assert chat.sent_keys() == [f"root:{i}" for i in range(1, 6)]  # in order, once each
+
+
+async def test_cancel_after_send_changes_nothing(world):
+    b, x, chat, _ = world
+    x.mentions_queue = [tweet(10, "@SevaHelp train late #railways")]
+    await tweets.poll(b)
+    await delivery.deliver(b)
+    await replies.on_message(b, thread_msg(chat, "root:1", "10 min delay.", user="U0X"))
+    await delivery.deliver(b)
+    send, cancel = chat.by_key("preview:1")[1].actions
+    await replies.on_action(b, send.id, send.value, ChatUserId("U0X"))
+    await replies.on_action(b, cancel.id, cancel.value, ChatUserId("U0X"))
+    await delivery.deliver(b)
+    assert [t for _, t, _ in x.posted] == ["10 min delay."]
+    assert "cancel:1" not in chat.sent_keys()
+
+
+async def test_posts_for_a_platform_not_served_wait_without_spinning(world, caplog):
+    import asyncio
+
+    b, x, chat, _ = world
+    await ask(b, x, "@SevaHelp oxygen?")
+    with b.store.tx() as tx:  # a thread on a platform this deployment no longer runs
+        from bot.domain import Outgoing, Rich
+
+        tx.enqueue(Outgoing("orphan:1", ChannelId("!room:hs"), Rich.of("x")), "matrix", False)
+    runner = asyncio.create_task(delivery.run_forever(b, idle=0.05))
+    await replies.on_message(b, thread_msg(chat, "root:1", "Yes."))
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if "sent:1" in chat.sent_keys():
+            break
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+    assert "sent:1" in chat.sent_keys()
+    missing = [r for r in caplog.records if "chat.platform_missing" in r.getMessage()]
+    assert len(missing) == 1
