@@ -732,13 +732,13 @@ class Store:
         won: list[PendingPost] = []
         with self.tx() as t:
             for state in ("pending", "unknown"):
-                ids = [p.id for p in posts if p.state == state]
-                if not ids:
+                mine = [p for p in posts if p.state == state]
+                if not mine:
                     continue
                 token = uuid.uuid4().hex
-                t.s.execute(
+                done = t.s.execute(
                     update(OutboxRow)
-                    .where(OutboxRow.id.in_(ids), OutboxRow.state == state)
+                    .where(OutboxRow.id.in_([p.id for p in mine]), OutboxRow.state == state)
                     .values(
                         state="sending",
                         claimed_at=t.now,
@@ -746,8 +746,13 @@ class Store:
                         attempts=OutboxRow.attempts + 1,
                     )
                 )
-                got = set(t.s.scalars(select(OutboxRow.id).where(OutboxRow.claimed_by == token)))
-                won += [replace(p, token=token) for p in posts if p.id in got and p.state == state]
+                if done.rowcount == len(mine):  # type: ignore[attr-defined]
+                    got = {p.id for p in mine}
+                else:
+                    got = set(
+                        t.s.scalars(select(OutboxRow.id).where(OutboxRow.claimed_by == token))
+                    )
+                won += [replace(p, token=token) for p in mine if p.id in got]
         return sorted(won, key=lambda p: p.id)
 
     def post_done(self, post: PendingPost, message_id: MessageId) -> bool:
