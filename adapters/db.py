@@ -727,18 +727,37 @@ class Store:
                 n += done.rowcount  # type: ignore[attr-defined]
         return n
 
-    def claim_posts(self, posts: Sequence[PendingPost]) -> list[PendingPost]:
-        """Claims what nobody else has claimed meanwhile (compare-and-set on the state)."""
-        won: list[PendingPost] = []
+    def post_done(self, post: PendingPost, message_id: MessageId) -> bool:
+        """Records a landed post; False if our claim had expired (then it changes nothing)."""
+        return self.settle_and_claim((post, message_id), None)[0]
+
+    def settle_and_claim(
+        self, landed: tuple[PendingPost, MessageId] | None, claim: PendingPost | None
+    ) -> tuple[bool, PendingPost | None]:
+        """Records one landed post and claims the next, in one commit.
+
+        The record is fenced on the claim token (False if the claim had expired); the
+        claim is compare-and-set on the state (None if another instance had it first).
+        """
+        recorded = False
+        claimed = None
         with self.tx() as t:
-            for state in ("pending", "unknown"):
-                mine = [p for p in posts if p.state == state]
-                if not mine:
-                    continue
+            if landed is not None:
+                post, message_id = landed
+                done = t.s.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id == post.id, OutboxRow.claimed_by == post.token)
+                    .values(state="done", message_id=message_id, error=None, claimed_by=None)
+                )
+                recorded = bool(done.rowcount)  # type: ignore[attr-defined]
+                ticket = post.outgoing.ticket
+                if recorded and post.outgoing.key.startswith("root:") and ticket is not None:
+                    t.set_root(ticket, message_id)
+            if claim is not None:
                 token = uuid.uuid4().hex
                 done = t.s.execute(
                     update(OutboxRow)
-                    .where(OutboxRow.id.in_([p.id for p in mine]), OutboxRow.state == state)
+                    .where(OutboxRow.id == claim.id, OutboxRow.state == claim.state)
                     .values(
                         state="sending",
                         claimed_at=t.now,
@@ -746,28 +765,9 @@ class Store:
                         attempts=OutboxRow.attempts + 1,
                     )
                 )
-                if done.rowcount == len(mine):  # type: ignore[attr-defined]
-                    got = {p.id for p in mine}
-                else:
-                    got = set(
-                        t.s.scalars(select(OutboxRow.id).where(OutboxRow.claimed_by == token))
-                    )
-                won += [replace(p, token=token) for p in mine if p.id in got]
-        return sorted(won, key=lambda p: p.id)
-
-    def post_done(self, post: PendingPost, message_id: MessageId) -> bool:
-        """Records a landed post; False if our claim had expired (then it changes nothing)."""
-        with self.tx() as t:
-            done = t.s.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id == post.id, OutboxRow.claimed_by == post.token)
-                .values(state="done", message_id=message_id, error=None, claimed_by=None)
-            )
-            if not done.rowcount:  # type: ignore[attr-defined]
-                return False
-            if post.outgoing.key.startswith("root:") and post.outgoing.ticket is not None:
-                t.set_root(post.outgoing.ticket, message_id)
-            return True
+                if done.rowcount:  # type: ignore[attr-defined]
+                    claimed = replace(claim, token=token)
+        return recorded, claimed
 
     def post_retry(
         self, post: PendingPost, not_before: datetime, error: str, *, unknown: bool

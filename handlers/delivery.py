@@ -15,7 +15,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from bot.domain import Link, Outgoing, Rich, Text, TweetId, tweet_url
+from bot.domain import Link, MessageId, Outgoing, Rich, Text, TweetId, tweet_url
 from bot.ports import (
     ChatPlatform,
     PendingPart,
@@ -134,24 +134,48 @@ async def deliver_posts(b: Bridge) -> int:
 async def _post_lane(b: Bridge, platform: ChatPlatform, lane: tuple[str, str]) -> int:
     """Drains one channel, oldest first, in order (the adapter paces the posts).
 
-    Each post is claimed right before it is sent, so no claim waits in a paced queue;
-    a rate limit ends the round, leaving the rest for when the limit lifts.
+    Each post is claimed right before it is sent, so no claim waits in a paced queue, in
+    the same commit that records the previous post as landed: one commit per post. (A
+    landing not yet recorded when the process dies is found again by `find`.) A rate
+    limit ends the round, leaving the rest for when the limit lifts.
     """
     n = 0
-    while due := b.store.due_posts(50, platform=lane[0], channel=lane[1]):
-        for post in due:
-            claimed = b.store.claim_posts([post])
-            if not claimed:
-                continue  # another instance took it
-            sent = await _post_one(b, platform, claimed[0])
-            if sent is None:
-                return n
-            n += sent
+    landed: Landed | None = None
+    try:
+        while due := b.store.due_posts(50, platform=lane[0], channel=lane[1]):
+            for post in due:
+                recorded, claimed = b.store.settle_and_claim(landed, post)
+                n += _count(b, landed, recorded)
+                landed = None
+                if claimed is None:
+                    continue  # another instance took it
+                outcome = await _post_one(b, platform, claimed)
+                if outcome == RATE_LIMITED:
+                    return n
+                landed = outcome if isinstance(outcome, tuple) else None
+    finally:
+        if landed is not None:
+            n += _count(b, landed, b.store.settle_and_claim(landed, None)[0])
     return n
 
 
-async def _post_one(b: Bridge, platform: ChatPlatform, post: PendingPost) -> int | None:
-    """1 when it landed, 0 when it did not, None when the channel is rate limited."""
+Landed = tuple[PendingPost, MessageId]
+RATE_LIMITED = "rate limited"
+
+
+def _count(b: Bridge, landed: Landed | None, recorded: bool) -> int:
+    if landed is None:
+        return 0
+    post, message_id = landed
+    if not recorded:
+        log.error("chat.claim_lost key=%s message=%s", post.outgoing.key, message_id)
+        return 0
+    b.metrics.chat_posts.labels(post.platform).inc()
+    return 1
+
+
+async def _post_one(b: Bridge, platform: ChatPlatform, post: PendingPost) -> Landed | str | None:
+    """Where it landed; None when it did not; RATE_LIMITED when the channel must wait."""
     out = post.outgoing
     unknown = post.state == "unknown"
     try:
@@ -160,20 +184,16 @@ async def _post_one(b: Bridge, platform: ChatPlatform, post: PendingPost) -> int
         message_id = found or await platform.post(out)
     except RateLimited as e:
         b.store.post_retry(post, e.until, str(e), unknown=unknown)
-        return None
+        return RATE_LIMITED
     except PlatformRefused as e:
         log.error("chat.post_refused key=%s channel=%s error=%s", out.key, out.channel, e)
         b.store.post_failed(post, str(e))
-        return 0
+        return None
     except Exception as e:
         log.warning("chat.post_failed key=%s error=%s", out.key, type(e).__name__)
         b.store.post_retry(post, b.clock.now() + BACKOFF, repr(e), unknown=True)
-        return 0
-    if not b.store.post_done(post, message_id):
-        log.error("chat.claim_lost key=%s message=%s", out.key, message_id)
-        return 0
-    b.metrics.chat_posts.labels(post.platform).inc()
-    return 1
+        return None
+    return post, message_id
 
 
 # --- reply tweets

@@ -72,13 +72,15 @@ def test_claims_are_compare_and_set(store):
         assert tx.enqueue(Outgoing("root:1", t.channel, Rich.of("x"), ticket=1), "slack", False)
         assert not tx.enqueue(Outgoing("root:1", t.channel, Rich.of("x"), ticket=1), "slack", False)
     (post,) = store.due_posts()
-    (mine,) = store.claim_posts([post])
-    assert store.claim_posts([post]) == []  # a second instance loses
+    _, mine = store.settle_and_claim(None, post)
+    assert mine is not None
+    assert store.settle_and_claim(None, post) == (False, None)  # a second instance loses
     assert store.due_posts() == []
     # Once the claim expired and another instance took over, the first one's late
     # answer changes nothing.
     assert store.expire_claims(timedelta(0)) == 1
-    (theirs,) = store.claim_posts(store.due_posts())
+    _, theirs = store.settle_and_claim(None, store.due_posts()[0])
+    assert theirs is not None
     assert not store.post_done(mine, MessageId("1.1"))
     assert store.post_done(theirs, MessageId("2.2"))
     with store.tx() as tx:
