@@ -581,7 +581,8 @@ class MatrixPlatform:
                     retry_in=round(delay, 2),
                 )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
 
     async def _sync_or_stop(self, client: AsyncClient) -> SyncResponse | None:
         """The next sync, or None once `stop()` is called while waiting for it."""

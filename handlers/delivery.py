@@ -57,8 +57,11 @@ async def run_forever(b: Bridge, idle: float = 1.0) -> None:
 
 
 async def _wait(event: asyncio.Event, idle: float) -> None:
+    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+    # races with the event, and the loop would then never stop.
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout=idle)
+        async with asyncio.timeout(idle):
+            await event.wait()
     event.clear()
 
 

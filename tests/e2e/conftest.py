@@ -17,3 +17,10 @@ def bot(stand, tmp_path):
     b = Bot(stand, tmp_path).start()
     yield b
     b.kill()
+
+
+@pytest.fixture(autouse=True)
+def no_bot_outlives_its_test():
+    yield
+    for bot in list(Bot.live):
+        bot.kill()

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import requests
 import yaml
@@ -218,6 +218,8 @@ class Stand:
 class Bot:
     """The real `seva run` process."""
 
+    live: ClassVar[set[Bot]] = set()  # killed after each test, whatever happened in it
+
     def __init__(
         self,
         stand: Stand,
@@ -283,6 +285,7 @@ class Bot:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        Bot.live.add(self)
         return self.proc
 
     def log(self) -> str:
@@ -297,6 +300,7 @@ class Bot:
         self.proc.send_signal(signal.SIGTERM)
         code = self.proc.wait(20)
         self.proc = None
+        Bot.live.discard(self)
         return code
 
     def kill(self) -> None:
@@ -305,3 +309,4 @@ class Bot:
             self.proc.kill()
             self.proc.wait(20)
             self.proc = None
+        Bot.live.discard(self)
