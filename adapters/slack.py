@@ -178,13 +178,17 @@ def slack_to_plain(text: str) -> str:
     return plain.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def command_text(text: str) -> str | None:
-    """`!close` -> `close`, `!ticket status 4` -> `status 4`; None when not a command."""
+def command_text(text: str, bot_user_id: str | None = None) -> str | None:
+    """`!close` -> `close`, `!ticket status 4` -> `status 4`, and the same addressed to
+    the bot (`@seva close`, Slack's other in-thread command form); None otherwise."""
     stripped = text.lstrip()
-    if not stripped.startswith("!"):
+    if stripped.startswith("!"):
+        rest = stripped[1:]
+    elif bot_user_id and stripped.startswith(f"@{bot_user_id}"):
+        rest = stripped[len(bot_user_id) + 1 :]
+    else:
         return None
-    rest = stripped[1:].lstrip()
-    return _COMMAND_WORD_RE.sub("", rest, count=1).strip()
+    return _COMMAND_WORD_RE.sub("", rest.lstrip(), count=1).strip()
 
 
 # --- The adapter ------------------------------------------------------------------
@@ -513,7 +517,7 @@ class SlackPlatform:
         ts = MessageId(str(event.get("ts", "")))
         thread_ts = _str(event.get("thread_ts"))
         text = slack_to_plain(str(event.get("text") or ""))
-        command = command_text(text)
+        command = command_text(text, self._bot_user_id)
         if command is not None:
             ctx = CommandContext(
                 platform="slack",

@@ -564,3 +564,15 @@ def test_a_command_names_users_by_their_pill() -> None:
     }
     assert _with_user_ids("!ticket assign 5 Asha & co", content) == "!ticket assign 5 @asha:hs"
     assert _with_user_ids("!close", {"body": "!close"}) == "!close"
+
+
+def test_a_message_addressed_to_the_bot_is_a_command() -> None:
+    from adapters.matrix import _with_user_ids
+
+    content = {
+        "format": "org.matrix.custom.html",
+        "formatted_body": '<a href="https://matrix.to/#/@seva:hs">Seva</a>: close done',
+    }
+    text = _with_user_ids("Seva: close done", content)
+    assert parse_command(text, "@seva:hs") == "close done"
+    assert parse_command("@asha:hs: thanks", "@seva:hs") is None

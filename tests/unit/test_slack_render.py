@@ -138,3 +138,16 @@ def test_a_long_preview_is_shown_whole_across_sections() -> None:
     pieces = _sections("\n".join(lines))
     assert len(pieces) > 1 and all(len(p) <= 3000 for p in pieces)
     assert "\n".join(pieces) == "\n".join(lines)
+
+
+def test_a_message_addressed_to_the_bot_is_a_command_not_a_reply() -> None:
+    from adapters.slack import command_text, slack_to_plain
+
+    assert command_text(slack_to_plain("<@UBOTSEVA> close resolved"), "UBOTSEVA") == (
+        "close resolved"
+    )
+    assert command_text(slack_to_plain("<@UBOTSEVA|seva> ticket status 4"), "UBOTSEVA") == (
+        "status 4"
+    )
+    assert command_text(slack_to_plain("<@U0LEAD> can you look?"), "UBOTSEVA") is None
+    assert command_text("!close", "UBOTSEVA") == "close"
