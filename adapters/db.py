@@ -753,20 +753,8 @@ class Store:
                 ticket = post.outgoing.ticket
                 if recorded and post.outgoing.key.startswith("root:") and ticket is not None:
                     t.set_root(ticket, message_id)
-            if claim is not None:
-                token = uuid.uuid4().hex
-                done = t.s.execute(
-                    update(OutboxRow)
-                    .where(OutboxRow.id == claim.id, OutboxRow.state == claim.state)
-                    .values(
-                        state="sending",
-                        claimed_at=t.now,
-                        claimed_by=token,
-                        attempts=OutboxRow.attempts + 1,
-                    )
-                )
-                if done.rowcount:  # type: ignore[attr-defined]
-                    claimed = replace(claim, token=token)
+            if claim is not None and (token := _claim(t, OutboxRow, claim.id, claim.state)):
+                claimed = replace(claim, token=token)
         return recorded, claimed
 
     def post_retry(
@@ -839,21 +827,9 @@ class Store:
             return out
 
     def claim_part(self, part: PendingPart) -> PendingPart | None:
-        token = uuid.uuid4().hex
         with self.tx() as t:
-            done = t.s.execute(
-                update(ReplyPartRow)
-                .where(ReplyPartRow.id == part.id, ReplyPartRow.state == part.state)
-                .values(
-                    state="sending",
-                    claimed_at=t.now,
-                    claimed_by=token,
-                    attempts=ReplyPartRow.attempts + 1,
-                )
-            )
-            if not done.rowcount:  # type: ignore[attr-defined]
-                return None
-        return replace(part, token=token, attempts=part.attempts + 1)
+            token = _claim(t, ReplyPartRow, part.id, part.state)
+        return replace(part, token=token, attempts=part.attempts + 1) if token else None
 
     def part_retry(self, part: PendingPart, not_before: datetime, *, unknown: bool) -> None:
         self._release(
@@ -879,6 +855,17 @@ class Store:
                 )
                 or 0,
             }
+
+
+def _claim(t: Tx, table: Any, row_id: int, state: str) -> str | None:
+    """Compare-and-set from `state` to `sending`; the claim's token, or None if lost."""
+    token = uuid.uuid4().hex
+    done = t.s.execute(
+        update(table)
+        .where(table.id == row_id, table.state == state)
+        .values(state="sending", claimed_at=t.now, claimed_by=token, attempts=table.attempts + 1)
+    )
+    return token if done.rowcount else None  # type: ignore[attr-defined]
 
 
 def _pending_post(row: OutboxRow, root: str | None) -> PendingPost:
