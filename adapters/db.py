@@ -843,17 +843,17 @@ class Store:
     def counts(self) -> dict[str, int]:
         """Gauges for /metrics."""
         with self.tx() as t:
+
+            def count(table: Any, *where: Any) -> int:
+                return t.s.scalar(select(func.count()).select_from(table).where(*where)) or 0
+
             return {
-                "tickets_open": t.s.scalar(
-                    select(func.count()).where(TicketRow.state == TicketState.OPEN.value)
-                )
-                or 0,
-                "outbox_pending": t.s.scalar(select(func.count()).where(OutboxRow.state != "done"))
-                or 0,
-                "replies_pending": t.s.scalar(
-                    select(func.count()).where(ReplyRow.state == "pending")
-                )
-                or 0,
+                "tickets_open": count(TicketRow, TicketRow.state == TicketState.OPEN.value),
+                "outbox_pending": count(
+                    OutboxRow, OutboxRow.state.in_(("pending", "unknown", "sending"))
+                ),
+                "outbox_failed": count(OutboxRow, OutboxRow.state == "failed"),
+                "replies_pending": count(ReplyRow, ReplyRow.state.in_(("pending", "confirm"))),
             }
 
 

@@ -1,6 +1,6 @@
 """Benchmark: the bridge's own pipeline, and how fast a thread reply reaches X.
 
-    .venv/bin/python bench/pipeline.py [--tickets 2000] [--replies 30]
+    .venv/bin/python bench/pipeline.py [--tickets 800] [--replies 30] [--database URL]
 
 The stand-ins run in a child process (on the other core), the bridge in this one,
 pinned to a single core, with Slack pacing off. Figures:

@@ -12,13 +12,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.db import Store
 from adapters.http import HttpServer
 from bot import migrate
 from bot.config import Config, Env
 from bot.domain import ChannelId, ChatMessage, ChatUserId, Platform, Rich
-from bot.ports import ChatPlatform, Clock, CommandContext
+from bot.ports import ChatPlatform, Clock, CommandContext, Unavailable
 from handlers import commands, delivery, oncall, replies, tweets
 from handlers.context import Bridge, SystemClock
 
@@ -52,6 +53,15 @@ class App:
     # --- building
 
     def _open_store(self) -> Store:
+        try:
+            return self._migrated_store()
+        except (SQLAlchemyError, ImportError) as e:
+            reason = getattr(e, "orig", None) or e
+            raise Unavailable(
+                f"cannot use the database in SEVA_DATABASE_URL: {str(reason).strip()}"
+            ) from e
+
+    def _migrated_store(self) -> Store:
         store = Store(self.env.SEVA_DATABASE_URL, clock=self.clock)
         if store.engine.dialect.name == "sqlite":
             migrate.upgrade(store.engine)
@@ -192,7 +202,8 @@ class App:
             self.store.release_lease(tweets.POLL_LEASE, self.bridge.instance)
         if self.store is not None:
             self.store.dispose()
-        log.info("seva.stopped")
+        if self.http is not None and self.bridge is not None:
+            log.info("seva.stopped")
 
     async def _housekeeping(self) -> None:
         """Replay guards older than a week protect nothing: Slack retries within minutes."""
@@ -254,6 +265,8 @@ class App:
         counts = b.store.counts()
         b.metrics.open_tickets.set(counts["tickets_open"])
         b.metrics.outbox_pending.set(counts["outbox_pending"])
+        b.metrics.outbox_failed.set(counts["outbox_failed"])
+        b.metrics.replies_pending.set(counts["replies_pending"])
         if b.mentions.last_ok is not None:
             b.metrics.poll_lag.set((self.clock.now() - b.mentions.last_ok).total_seconds())
         return b.metrics.render()

@@ -128,6 +128,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         if problems:
             for p in problems:
                 print(p, file=sys.stderr)
+            print(f"{len(problems)} problem(s) found.", file=sys.stderr)
             return EXIT_CONFIG
     print(f"Configuration OK: {len(config.departments)} department(s).")
     return EXIT_OK
@@ -143,13 +144,20 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         for p in e.problems:
             print(p, file=sys.stderr)
         return EXIT_CONFIG
-    engine = make_engine(env.SEVA_DATABASE_URL)
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
-        before = migrate.current(engine)
-        migrate.upgrade(engine)
-        print(f"Database at revision {migrate.current(engine)} (was {before or 'empty'}).")
-    finally:
-        engine.dispose()
+        engine = make_engine(env.SEVA_DATABASE_URL)
+        try:
+            before = migrate.current(engine)
+            migrate.upgrade(engine)
+            print(f"Database at revision {migrate.current(engine)} (was {before or 'empty'}).")
+        finally:
+            engine.dispose()
+    except (SQLAlchemyError, ImportError) as e:
+        reason = getattr(e, "orig", None) or e
+        print(f"seva: cannot use the database in SEVA_DATABASE_URL: {reason}", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 

@@ -90,6 +90,12 @@ class Env(BaseSettings):
                 out.append(f"environment: {name}: still the example value from .env.example")
             if isinstance(value, SecretStr) and not raw:
                 out.append(f"environment: {name}: set but empty")
+        scheme = self.SEVA_DATABASE_URL.split(":", 1)[0]
+        if not scheme.startswith(("sqlite", "postgresql")):
+            out.append(
+                f"environment: SEVA_DATABASE_URL: {scheme!r} is not supported: "
+                "expected sqlite:///… or postgresql://…"
+            )
         if not self.x_user_context:
             missing = [
                 n
@@ -99,7 +105,8 @@ class Env(BaseSettings):
             out.append(
                 "environment: "
                 + ", ".join(missing)
-                + ": required (user-context OAuth 1.0a, for reading mentions and posting replies)"
+                + ": required (user-context OAuth 1.0a: posting replies, users/me, and reads "
+                "when there is no X_BEARER_TOKEN)"
             )
         if (
             self.slack_enabled

@@ -33,6 +33,14 @@ class Metrics:
         self.outbox_pending = Gauge(
             "seva_outbox_pending", "Chat posts not yet delivered", registry=r
         )
+        self.outbox_failed = Gauge(
+            "seva_outbox_failed", "Chat posts the platform refused for good", registry=r
+        )
+        self.replies_pending = Gauge(
+            "seva_replies_pending",
+            "Agent replies not yet tweeted (incl. awaiting Send)",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

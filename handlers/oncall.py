@@ -14,6 +14,7 @@ async def escalate(b: Bridge) -> int:
     """One in-thread escalation for each ticket unanswered past its department's limit."""
     now = b.clock.now()
     n = 0
+    escalated = []
     for dept in b.config.departments:
         if dept.escalate_after is None or not dept.escalate_to:
             continue
@@ -34,8 +35,11 @@ async def escalate(b: Bridge) -> int:
                     True,
                 )
                 n += 1
+                escalated.append(t)
                 log.info("ticket.escalated ticket=%d department=%s", t.number, dept.id)
     if n:
         b.metrics.escalations.inc(n)
         b.kick()
+    for t in escalated:
+        await b.mirror(t, "escalated")
     return n

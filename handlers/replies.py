@@ -16,6 +16,7 @@ from bot.domain import (
     Text,
     Ticket,
 )
+from bot.ports import CommandContext
 from bot.tweettext import split_reply
 from handlers.context import Bridge
 
@@ -51,6 +52,7 @@ async def on_message(b: Bridge, msg: ChatMessage) -> None:
         dept = b.department(ticket.department)
         if not may_reply(b, dept, msg):
             log.info("reply.not_agent ticket=%d sender=%s", ticket.number, msg.sender)
+            await _tell_not_agent(b, msg, dept.name)
             return
         confirm = dept.reply_mode == "confirm"
         parts = split_reply(text)
@@ -63,6 +65,22 @@ async def on_message(b: Bridge, msg: ChatMessage) -> None:
             tx.enqueue(_preview(ticket, reply_id, parts), ticket.platform, True)
     log.info("reply.queued ticket=%d reply=%d parts=%d", ticket.number, reply_id, len(parts))
     b.kick()
+
+
+async def _tell_not_agent(b: Bridge, msg: ChatMessage, department: str) -> None:
+    """Says so, privately, where the platform can (Slack): a room-wide notice on Matrix
+    would answer every member's internal chat in the thread."""
+    platform = b.platform(msg.platform)
+    if platform is None or msg.platform != "slack":
+        return
+    ctx = CommandContext(msg.platform, msg.channel, msg.sender, msg.thread_root)
+    note = Rich.of(
+        Text(f"Only {department}'s agents can answer in public, so this stayed internal.")
+    )
+    try:
+        await platform.respond(ctx, note)
+    except Exception as e:
+        log.warning("reply.notice_failed error=%s", type(e).__name__)
 
 
 async def on_action(b: Bridge, action_id: str, value: str, user: ChatUserId) -> None:

@@ -42,7 +42,11 @@ def run_sandbox(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return EXIT_OK
     except OSError as e:
-        print(f"seva: cannot start the sandbox: {e}", file=sys.stderr)
+        print(
+            f"seva: cannot start the sandbox: {e} (another program on the port? "
+            "SEVA_SANDBOX_PORT=8001 make demo moves the console)",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
 
 

@@ -98,3 +98,18 @@ def test_check_online_calls_each_platform(stand, tmp_path):
     assert bad.returncode == 2
     assert "Slack: auth.test failed (invalid_auth)" in bad.stderr
     assert "xoxb-wrong-token" not in bad.stderr + bad.stdout
+
+
+def test_a_database_that_cannot_be_used_is_named_not_a_traceback(tmp_path):
+    (tmp_path / "seva.yaml").write_text(yaml.safe_dump(CONFIG))
+    env = {**TOKENS, "SEVA_DATABASE_URL": "sqlite:////nonexistent-dir/seva.db"}
+    out = seva("migrate", cwd=tmp_path, env=env)
+    assert out.returncode == 1
+    assert "cannot use the database in SEVA_DATABASE_URL" in out.stderr
+    assert "Traceback" not in out.stderr
+    run = seva("run", cwd=tmp_path, env=env)
+    assert run.returncode == 1
+    assert "cannot use the database in SEVA_DATABASE_URL" in run.stderr
+    assert "Traceback" not in run.stderr and "seva.stopped" not in run.stderr
+    bad = seva("check", cwd=tmp_path, env={**TOKENS, "SEVA_DATABASE_URL": "mysql://x@db/seva"})
+    assert bad.returncode == 2 and "SEVA_DATABASE_URL: 'mysql' is not supported" in bad.stderr

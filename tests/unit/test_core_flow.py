@@ -92,6 +92,11 @@ async def test_notes_and_non_agents_never_tweet(world, text, user):
     await replies.on_message(b, thread_msg(chat, "root:1", text, user=user))
     await delivery.deliver(b)
     assert x.posted == []
+    told = [body.plain() for ctx, body in chat.responses if ctx.user == user]
+    if user == "U0VISITOR":  # told privately why nothing was tweeted
+        assert told == ["Only Health's agents can answer in public, so this stayed internal."]
+    else:
+        assert told == []
 
 
 async def test_long_reply_becomes_a_numbered_chain(world):
