@@ -443,6 +443,13 @@ class Tx:
         )
         return True
 
+    def posted(self, key: str) -> MessageId | None:
+        """Where the chat post with this key landed, once it did."""
+        mid = self.s.scalar(
+            select(OutboxRow.message_id).where(OutboxRow.key == key, OutboxRow.state == "done")
+        )
+        return MessageId(mid) if mid else None
+
     # --- replies
 
     def add_reply(

@@ -439,6 +439,25 @@ class MatrixPlatform:
                     raise
         _log(logging.INFO, "matrix.marked", room=thread.channel, root=thread.root, state=state)
 
+    async def update(self, channel: ChannelId, message_id: MessageId, body: Rich) -> None:
+        """An `m.replace` edit of our own message; Element shows the new text in place."""
+        client = self._usable(channel)
+        rendered = render(body)
+        new = {
+            "msgtype": "m.text",
+            "body": rendered.body,
+            "format": HTML_FORMAT,
+            "formatted_body": rendered.formatted_body,
+            "m.mentions": {"user_ids": rendered.user_ids},
+        }
+        content: dict[str, Any] = {
+            **new,
+            "body": "* " + rendered.body,
+            "m.new_content": new,
+            "m.relates_to": {"rel_type": "m.replace", "event_id": message_id},
+        }
+        await self._send(client, channel, "m.room.message", content, None)
+
     async def respond(self, ctx: CommandContext, body: Rich) -> None:
         client = self._usable(ctx.channel)
         rendered = render(body)

@@ -408,6 +408,14 @@ class SlackPlatform:
             tolerate=_IDEMPOTENT_ERRORS,
         )
 
+    async def update(self, channel: ChannelId, message_id: MessageId, body: Rich) -> None:
+        await self._call(
+            "chat.update",
+            self._client.chat_update(
+                channel=channel, ts=message_id, text=render_mrkdwn(body), blocks=[]
+            ),
+        )
+
     async def respond(self, ctx: CommandContext, body: Rich) -> None:
         kwargs: dict[str, Any] = {
             "channel": ctx.channel,

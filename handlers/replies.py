@@ -84,7 +84,12 @@ async def _tell_not_agent(b: Bridge, msg: ChatMessage, department: str) -> None:
 
 
 async def on_action(b: Bridge, action_id: str, value: str, user: ChatUserId) -> None:
-    """The Send (or Cancel) of a reply waiting for confirmation."""
+    """The Send (or Cancel) of a reply waiting for confirmation.
+
+    Both are compare-and-set on the reply's state: a second click, a second ✅ or a
+    Cancel after Send changes nothing. The preview then loses its buttons and says who
+    decided (best effort: the database is the truth).
+    """
     if action_id not in (SEND, CANCEL) or not value.isdigit():
         return
     reply_id = int(value)
@@ -100,22 +105,23 @@ async def on_action(b: Bridge, action_id: str, value: str, user: ChatUserId) -> 
         if action_id == CANCEL:
             if not tx.cancel_reply(reply_id, user):
                 return
-            note = Rich.of(Text("Reply cancelled; nothing was tweeted."))
-            tx.enqueue(
-                Outgoing(f"cancel:{reply_id}", ticket.channel, note, ticket=ticket.number),
-                ticket.platform,
-                True,
-            )
-        elif tx.confirm_reply(reply_id, user):
-            note = Rich.of(Mention(user), Text(" confirmed: tweeting it now."))
-            tx.enqueue(
-                Outgoing(f"confirmed:{reply_id}", ticket.channel, note, ticket=ticket.number),
-                ticket.platform,
-                True,
+            verdict = Rich.of(
+                Text("Cancelled by "), Mention(user), Text("; nothing was tweeted:\n")
             )
         else:
-            return
+            if not tx.confirm_reply(reply_id, user):
+                return
+            verdict = Rich.of(Text("Sent by "), Mention(user), Text("; tweeting:\n"))
+        preview = tx.posted(f"preview:{reply_id}")
     b.kick()
+    platform = b.platform(ticket.platform)
+    if preview is None or platform is None:
+        return
+    body = verdict + Rich(tuple(Quote(p) for p in split_reply(info.text)))
+    try:
+        await platform.update(ticket.channel, preview, body)
+    except Exception as e:
+        log.warning("reply.preview_update_failed reply=%d error=%s", reply_id, type(e).__name__)
 
 
 def _preview(ticket: Ticket, reply_id: int, parts: list[str]) -> Outgoing:

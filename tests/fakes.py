@@ -127,6 +127,7 @@ class FakeChat:
     posts: list[tuple[MessageId, Outgoing]] = field(default_factory=list)
     marks: list[tuple[ThreadRef, str]] = field(default_factory=list)
     responses: list[tuple[CommandContext, Rich]] = field(default_factory=list)
+    updates: list[tuple[MessageId, Rich]] = field(default_factory=list)
     fail_next: int = 0
     rate_limit_next: int = 0
     post_calls: int = 0
@@ -150,6 +151,9 @@ class FakeChat:
 
     async def mark(self, thread: ThreadRef, state: str) -> None:
         self.marks.append((thread, state))
+
+    async def update(self, channel: str, message_id: MessageId, body: Rich) -> None:
+        self.updates.append((message_id, body))
 
     async def respond(self, ctx: CommandContext, body: Rich) -> None:
         self.responses.append((ctx, body))

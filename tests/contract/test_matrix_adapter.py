@@ -576,3 +576,19 @@ def test_a_message_addressed_to_the_bot_is_a_command() -> None:
     text = _with_user_ids("Seva: close done", content)
     assert parse_command(text, "@seva:hs") == "close done"
     assert parse_command("@asha:hs: thanks", "@seva:hs") is None
+
+
+async def test_update_edits_our_message_in_place(world: World, platforms: Factory) -> None:
+    room = world.new_room()
+    platform, _ = await started(platforms, room)
+    original = await platform.post(outgoing(room, Rich.of("React with ✅ to send")))
+    await platform.update(room, MessageId(original), Rich.of("Sent by ", Text("<b>x</b>")))
+    edits = [
+        e
+        for e in world.hs.messages(world.admin, room)
+        if (e["content"].get("m.relates_to") or {}).get("rel_type") == "m.replace"
+    ]
+    (edit,) = edits
+    assert edit["content"]["m.relates_to"]["event_id"] == original
+    assert edit["content"]["m.new_content"]["body"] == "Sent by <b>x</b>"
+    assert "&lt;b&gt;" in edit["content"]["m.new_content"]["formatted_body"]

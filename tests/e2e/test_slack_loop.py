@@ -158,6 +158,12 @@ def test_confirm_mode_tweets_only_after_send(stand: Stand, bot: Bot):
     (t,) = wait_for("the tweet after Send", stand.bot_tweets)
     assert t["text"] == "A replacement bus leaves at 6:10."
 
+    def settled():
+        now = next(m for m in stand.messages("C0TRANSPORT") if m["ts"] == msg["ts"])
+        return not now.get("blocks") and now["text"].startswith("Sent by <@U0TRANSPORT>") and now
+
+    wait_for("the preview to lose its buttons", settled)
+
 
 def test_slash_commands_answer_the_asker(stand: Stand, bot: Bot):
     asked = stand.tweet("citizen_asha", "@SevaHelp oxygen?")

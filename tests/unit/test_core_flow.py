@@ -212,6 +212,9 @@ async def test_confirm_mode_waits_for_send(world):
     await replies.on_action(b, send.id, send.value, ChatUserId("U0X"))  # double click
     await delivery.deliver(b)
     assert [t for _, t, _ in x.posted] == ["Sorry, 10 min delay."]
+    ((where, body),) = chat.updates  # the preview says who sent it, without buttons
+    assert where == chat.by_key("preview:1")[0]
+    assert body.plain().startswith("Sent by U0X")
 
 
 async def test_escalation_once_after_the_deadline(world):
@@ -348,7 +351,7 @@ async def test_cancel_after_send_changes_nothing(world):
     await replies.on_action(b, cancel.id, cancel.value, ChatUserId("U0X"))
     await delivery.deliver(b)
     assert [t for _, t, _ in x.posted] == ["10 min delay."]
-    assert "cancel:1" not in chat.sent_keys()
+    assert [body.plain().split(";")[0] for _, body in chat.updates] == ["Sent by U0X"]
 
 
 async def test_posts_for_a_platform_not_served_wait_without_spinning(world, caplog):
