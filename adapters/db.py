@@ -299,16 +299,6 @@ class Tx:
         ).first()
         return _ticket(row) if row else None
 
-    def create_ticket(
-        self,
-        tweet: Tweet,
-        department: DepartmentId,
-        platform: Platform,
-        channel: ChannelId,
-        oncall: ChatUserId | None,
-    ) -> Ticket:
-        return self.create_tickets([NewTicket(tweet, department, platform, channel, oncall)])[0]
-
     def create_tickets(self, items: Sequence[NewTicket]) -> list[Ticket]:
         """Opens tickets in bulk: one INSERT for the lot, numbered in the given order."""
         rows = [
@@ -629,10 +619,6 @@ class Store:
                 yield Tx(s, self.now())
         except IntegrityError as e:
             raise Conflict(str(e.orig)) from e
-
-    def create_all(self) -> None:
-        """Only for tests that skip Alembic; production uses `seva migrate`."""
-        Base.metadata.create_all(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()

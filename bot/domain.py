@@ -145,9 +145,6 @@ class Rich:
                     out.append("\n".join("> " + line for line in t.splitlines() or [""]))
         return "".join(out)
 
-    def mentions(self) -> list[ChatUserId]:
-        return [s.user for s in self.segments if isinstance(s, Mention)]
-
     def to_json(self) -> list[dict[str, str | bool]]:
         return [_segment_json(s) for s in self.segments]
 

@@ -10,7 +10,7 @@ from adapters.db import Store, TicketTweetRow
 from bot import migrate
 from bot.config import parse_config
 from bot.domain import ChannelId, ChatUserId, DepartmentId, MessageId, Outgoing, Rich, TweetId
-from bot.ports import Conflict
+from bot.ports import Conflict, NewTicket
 from handlers import delivery, tweets
 from handlers.context import Bridge
 from tests.conftest import migrated_store
@@ -27,13 +27,18 @@ def store(db_url):
 
 def new_ticket(store: Store, tid: int = 10):
     with store.tx() as tx:
-        return tx.create_ticket(
-            tweet(tid, "@SevaHelp help"),
-            DepartmentId("health"),
-            "slack",
-            ChannelId("C1"),
-            ChatUserId("U1"),
+        (ticket,) = tx.create_tickets(
+            [
+                NewTicket(
+                    tweet(tid, "@SevaHelp help"),
+                    DepartmentId("health"),
+                    "slack",
+                    ChannelId("C1"),
+                    ChatUserId("U1"),
+                )
+            ]
         )
+        return ticket
 
 
 def test_migrations_reach_head_and_report_it(db_url):
