@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from adapters.db import Store
 from adapters.http import HttpServer
 from bot import migrate
-from bot.config import Config, Env
+from bot.config import Config, Env, reveal
 from bot.domain import ChannelId, ChatMessage, ChatUserId, Platform, Rich
 from bot.ports import ChatPlatform, Clock, CommandContext, Unavailable
 from handlers import commands, delivery, oncall, replies, tweets
@@ -33,8 +33,19 @@ class SchemaOutOfDate(Exception):
     pass
 
 
-def _secret(value: Any) -> str:
-    return value.get_secret_value() if value is not None else ""
+def x_client(env: Env) -> XClient:
+    """The X account from the environment (also used by `seva check --online`)."""
+    from adapters.x import XClient
+
+    return XClient(
+        base_url=env.X_API_BASE_URL,
+        bearer_token=reveal(env.X_BEARER_TOKEN) or None,
+        consumer_key=reveal(env.X_API_KEY),
+        consumer_secret=reveal(env.X_API_SECRET),
+        access_token=reveal(env.X_ACCESS_TOKEN),
+        access_token_secret=reveal(env.X_ACCESS_TOKEN_SECRET),
+        timeout=10,  # well inside the delivery lease
+    )
 
 
 class App:
@@ -82,9 +93,9 @@ class App:
             from adapters.slack import SlackPlatform
 
             out["slack"] = SlackPlatform(
-                bot_token=_secret(env.SLACK_BOT_TOKEN),
-                signing_secret=_secret(env.SLACK_SIGNING_SECRET),
-                app_token=_secret(env.SLACK_APP_TOKEN) or None,
+                bot_token=reveal(env.SLACK_BOT_TOKEN),
+                signing_secret=reveal(env.SLACK_SIGNING_SECRET),
+                app_token=reveal(env.SLACK_APP_TOKEN) or None,
                 api_base_url=env.SLACK_API_BASE_URL,
                 command=self.config.slack.commands,
                 post_rate_per_channel=self.config.slack.post_rate_per_channel,
@@ -97,8 +108,8 @@ class App:
             out["matrix"] = MatrixPlatform(
                 env.MATRIX_HOMESERVER or "",
                 env.MATRIX_USER_ID or "",
-                access_token=_secret(env.MATRIX_ACCESS_TOKEN) or None,
-                password=_secret(env.MATRIX_PASSWORD) or None,
+                access_token=reveal(env.MATRIX_ACCESS_TOKEN) or None,
+                password=reveal(env.MATRIX_PASSWORD) or None,
                 rooms=[ChannelId(r) for r in rooms],
                 state=store,
                 min_power_level=self.config.matrix.min_power_level,
@@ -106,25 +117,11 @@ class App:
             )
         return out
 
-    def _x(self) -> XClient:
-        from adapters.x import XClient
-
-        env = self.env
-        return XClient(
-            base_url=env.X_API_BASE_URL,
-            bearer_token=_secret(env.X_BEARER_TOKEN) or None,
-            consumer_key=_secret(env.X_API_KEY),
-            consumer_secret=_secret(env.X_API_SECRET),
-            access_token=_secret(env.X_ACCESS_TOKEN),
-            access_token_secret=_secret(env.X_ACCESS_TOKEN_SECRET),
-            timeout=10,  # well inside the delivery lease
-        )
-
     # --- running
 
     async def start(self) -> None:
         self.store = store = self._open_store()
-        self._xclient = x = self._x()
+        self._xclient = x = x_client(self.env)
         b = self.bridge = Bridge(
             config=self.config,
             store=store,

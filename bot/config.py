@@ -33,6 +33,11 @@ class ConfigError(Exception):
 # --- The environment
 
 
+def reveal(value: SecretStr | None) -> str:
+    """A secret's text, for handing to a client (never for logging); "" when unset."""
+    return value.get_secret_value() if value is not None else ""
+
+
 class Env(BaseSettings):
     """Secrets and endpoints (SPEC section 3); `.env` in the working directory is read too."""
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from bot.config import Config, Env
-
-
-def _secret(value: object) -> str:
-    return value.get_secret_value() if hasattr(value, "get_secret_value") else ""
+from bot.config import Config, Env, reveal
 
 
 async def check_online(env: Env, config: Config) -> list[str]:
@@ -20,17 +16,9 @@ async def check_online(env: Env, config: Config) -> list[str]:
 
 
 async def _x(env: Env) -> list[str]:
-    from adapters.x import XClient
+    from bot.app import x_client
 
-    client = XClient(
-        base_url=env.X_API_BASE_URL,
-        bearer_token=_secret(env.X_BEARER_TOKEN) or None,
-        consumer_key=_secret(env.X_API_KEY),
-        consumer_secret=_secret(env.X_API_SECRET),
-        access_token=_secret(env.X_ACCESS_TOKEN),
-        access_token_secret=_secret(env.X_ACCESS_TOKEN_SECRET),
-        timeout=10,
-    )
+    client = x_client(env)
     try:
         me = await client.me()
     except Exception as e:
@@ -38,6 +26,8 @@ async def _x(env: Env) -> list[str]:
             f"X: GET /2/users/me failed ({type(e).__name__}: {e}); check X_API_KEY, "
             "X_API_SECRET, X_ACCESS_TOKEN, X_ACCESS_TOKEN_SECRET and X_API_BASE_URL"
         ]
+    finally:
+        client.close()
     print(f"X: OK, posting as @{me.username} (id {me.id})")
     return []
 
@@ -45,7 +35,7 @@ async def _x(env: Env) -> list[str]:
 async def _slack(env: Env) -> list[str]:
     from slack_sdk.web.async_client import AsyncWebClient
 
-    client = AsyncWebClient(token=_secret(env.SLACK_BOT_TOKEN), base_url=env.SLACK_API_BASE_URL)
+    client = AsyncWebClient(token=reveal(env.SLACK_BOT_TOKEN), base_url=env.SLACK_API_BASE_URL)
     try:
         resp = await client.auth_test()
     except Exception as e:
@@ -69,9 +59,9 @@ async def _matrix(env: Env) -> list[str]:
     client = AsyncClient(env.MATRIX_HOMESERVER or "", env.MATRIX_USER_ID or "")
     try:
         if env.MATRIX_ACCESS_TOKEN is not None:
-            client.access_token = _secret(env.MATRIX_ACCESS_TOKEN)
+            client.access_token = reveal(env.MATRIX_ACCESS_TOKEN)
         else:
-            login = await client.login(_secret(env.MATRIX_PASSWORD))
+            login = await client.login(reveal(env.MATRIX_PASSWORD))
             if not getattr(login, "access_token", None):
                 return [
                     f"Matrix: login failed ({getattr(login, 'message', login)}); "
