@@ -227,6 +227,7 @@ class MatrixPlatform:
     """One Matrix account serving a fixed set of rooms."""
 
     name: Platform = "matrix"
+    private_responses = False
 
     def __init__(
         self,

@@ -198,6 +198,7 @@ class SlackPlatform:
     """Slack workspace access for one bot user (HTTP events or Socket Mode)."""
 
     name: Platform = "slack"
+    private_responses = True
 
     def __init__(
         self,

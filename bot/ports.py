@@ -110,6 +110,8 @@ class ChatPlatform(Protocol):
     """One chat platform (Slack or Matrix) as the core sees it."""
 
     name: Platform
+    # Whether `respond` reaches only the asker (Slack's ephemerals) or the whole room.
+    private_responses: bool
 
     async def post(self, message: Outgoing) -> MessageId:
         """Posts a message (a thread root, or in a thread when `thread_root` is set)."""

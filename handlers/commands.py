@@ -77,7 +77,6 @@ def help_text() -> Rich:
 # --- argument helpers
 
 _NUMBER = re.compile(r"^#?(\d{1,12})$")
-_SLACK_USER = re.compile(r"^<@([A-Z0-9]+)(?:\|[^>]*)?>$")
 _MATRIX_USER = re.compile(r"^@[^:\s]+:\S+$")
 
 
@@ -99,8 +98,6 @@ def _take_ticket(b: Bridge, args: Args) -> Ticket:
 
 
 def _user(word: str) -> ChatUserId:
-    if m := _SLACK_USER.match(word):
-        return ChatUserId(m.group(1))
     if _MATRIX_USER.match(word):
         return ChatUserId(word)
     if m := re.fullmatch(r"@?([UW][A-Z0-9]{2,})", word):  # Slack ids, as the adapter hands them

@@ -68,10 +68,10 @@ async def on_message(b: Bridge, msg: ChatMessage) -> None:
 
 
 async def _tell_not_agent(b: Bridge, msg: ChatMessage, department: str) -> None:
-    """Says so, privately, where the platform can (Slack): a room-wide notice on Matrix
-    would answer every member's internal chat in the thread."""
+    """Says so, where only the sender sees it; a room-wide notice would answer every
+    member's internal chat in the thread."""
     platform = b.platform(msg.platform)
-    if platform is None or msg.platform != "slack":
+    if platform is None or not platform.private_responses:
         return
     ctx = CommandContext(msg.platform, msg.channel, msg.sender, msg.thread_root)
     note = Rich.of(

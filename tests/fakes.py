@@ -124,6 +124,7 @@ def tweet(
 @dataclass
 class FakeChat:
     name: str = "slack"
+    private_responses: bool = True
     posts: list[tuple[MessageId, Outgoing]] = field(default_factory=list)
     marks: list[tuple[ThreadRef, str]] = field(default_factory=list)
     responses: list[tuple[CommandContext, Rich]] = field(default_factory=list)

@@ -175,6 +175,8 @@ def test_slash_commands_answer_the_asker(stand: Stand, bot: Bot):
     body = answer["response"] if isinstance(answer["response"], str) else str(answer["response"])
     assert "Ticket #1" in body and "open" in body
     stand.command("U0AGENT2", "C0HEALTH", "claim 1")
+    assigned = stand.command("U0AGENT2", "C0HEALTH", "assign 1 <@U0AGENT1|asha>")
+    assert "assigned to <@U0AGENT1>" in str(assigned["response"])
     stand.say("U0AGENT2", "C0HEALTH", "!close answered on the phone", root["ts"])
 
     def closed():
