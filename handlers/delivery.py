@@ -39,7 +39,8 @@ REPLY_CONCURRENCY = 8
 
 
 async def deliver(b: Bridge) -> None:
-    """Drains both outboxes until nothing is due."""
+    """Drains both outboxes until nothing is due, in one go (tests and tools; the bot
+    itself runs `run_forever`, which shares every step but the scheduling)."""
     while True:
         posted = await deliver_posts(b)
         tweeted = await deliver_replies(b)

@@ -31,11 +31,12 @@ def is_internal(text: str) -> bool:
 
 
 def may_reply(b: Bridge, dept: Department, msg: ChatMessage) -> bool:
-    """Slack: the listed agents, else any channel member; Matrix: power level too."""
+    """The listed agents, else any member; where the platform has power levels
+    (Matrix), only members at or above `matrix.min_power_level` as well."""
     if dept.agents and msg.sender not in dept.agents:
         return False
-    if msg.platform == "matrix":
-        return (msg.power_level or 0) >= b.config.matrix.min_power_level
+    if msg.power_level is not None:
+        return msg.power_level >= b.config.matrix.min_power_level
     return True
 
 
