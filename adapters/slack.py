@@ -41,6 +41,7 @@ from bot.domain import (
 )
 from bot.ports import (
     ActionHandler,
+    Clock,
     CommandContext,
     CommandHandler,
     KeyValue,
@@ -213,10 +214,12 @@ class SlackPlatform:
         session: aiohttp.ClientSession | None = None,
         max_rate_limit_retries: int = 0,
         timeout: int = 10,
+        clock: Clock | None = None,
     ) -> None:
         if post_rate_per_channel < 0:
             raise ValueError("post_rate_per_channel must be >= 0")
         self._kv = kv
+        self._clock = clock
         self._app_token = app_token or None
         self._command = command if command.startswith("/") else f"/{command}"
         self._interval = 1.0 / post_rate_per_channel if post_rate_per_channel else 0.0
@@ -427,6 +430,9 @@ class SlackPlatform:
             kwargs["thread_ts"] = ctx.thread_root
         await self._call("chat.postEphemeral", self._client.chat_postEphemeral(**kwargs))
 
+    def _now(self) -> datetime:
+        return self._clock.now() if self._clock is not None else datetime.now(UTC)
+
     async def _pace(self, channel: ChannelId) -> None:
         """Per-channel gate: posts to one channel leave at most `rate` per second."""
         if not self._interval:
@@ -455,7 +461,7 @@ class SlackPlatform:
             if status == 429:
                 retry_after = _retry_after(e.response.headers)
                 self._fail(f"{method}: rate limited")
-                raise RateLimited(datetime.now(UTC) + timedelta(seconds=retry_after), method) from e
+                raise RateLimited(self._now() + timedelta(seconds=retry_after), method) from e
             if status >= 500:
                 self._fail(f"{method}: HTTP {status}")
                 raise Unavailable(f"slack {method}: HTTP {status}") from e

@@ -100,6 +100,7 @@ class App:
                 command=self.config.slack.commands,
                 post_rate_per_channel=self.config.slack.post_rate_per_channel,
                 kv=store,
+                clock=self.clock,
             )
         if env.matrix_enabled and "matrix" in used:
             from adapters.matrix import MatrixPlatform

@@ -45,10 +45,13 @@ class Bridge:
     search: PollState = field(default_factory=lambda: PollState())
     wake_posts: asyncio.Event = field(default_factory=asyncio.Event)
     wake_replies: asyncio.Event = field(default_factory=asyncio.Event)
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started_at: datetime = field(init=False)
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
     tweets_blocked_until: datetime | None = None  # X said 429 to posting
     shared: bool = False  # other instances may use the same database (not SQLite)
+
+    def __post_init__(self) -> None:
+        self.started_at = self.clock.now()
 
     def kick(self) -> None:
         """Wakes delivery: something new waits in an outbox."""

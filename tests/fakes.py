@@ -26,10 +26,14 @@ from bot.ports import (
     TweetRefused,
 )
 
+# Far from any date the suite runs on: a fake or helper that reads the wall clock
+# instead of the injected one is years off, and its test fails at once, not one day.
+T0 = datetime(2021, 5, 4, 10, 0, tzinfo=UTC)
+
 
 class FakeClock:
     def __init__(self, now: datetime | None = None) -> None:
-        self.t = now or datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+        self.t = now or T0
 
     def now(self) -> datetime:
         return self.t
@@ -55,7 +59,7 @@ class FakeX:
     hidden: set[str] = field(default_factory=set)  # posted, not yet on the timeline
     post_calls: int = 0
     next_id: int = 5000
-    clock: FakeClock | None = None
+    clock: FakeClock = field(default_factory=FakeClock)
 
     async def me(self) -> XUser:
         return ME
@@ -76,8 +80,7 @@ class FakeX:
         self.post_calls += 1
         if self.rate_limit_next:
             self.rate_limit_next -= 1
-            now = self.clock.now() if self.clock else datetime.now(UTC)
-            raise RateLimited(now + timedelta(minutes=15), "post")
+            raise RateLimited(self.clock.now() + timedelta(minutes=15), "post")
         if self.refuse:
             raise TweetRefused(self.refuse)
         if any(t == text and to == in_reply_to for _, t, to in self.posted):
@@ -108,13 +111,14 @@ def tweet(
     replied_to: str | None = None,
     conversation_id: str | None = None,
     retweet: bool = False,
+    created_at: datetime | None = None,
 ) -> Tweet:
     return Tweet(
         id=TweetId(str(tid)),
         text=text,
         author_id=XUserId(author_id),
         author_username=author,
-        created_at=datetime(2026, 11, 30, 9, 59, tzinfo=UTC),
+        created_at=created_at or T0 - timedelta(minutes=1),
         conversation_id=TweetId(conversation_id or str(tid)),
         replied_to=TweetId(replied_to) if replied_to else None,
         is_retweet=retweet,
@@ -123,6 +127,7 @@ def tweet(
 
 @dataclass
 class FakeChat:
+    clock: FakeClock = field(default_factory=FakeClock)
     name: str = "slack"
     private_responses: bool = True
     posts: list[tuple[MessageId, Outgoing]] = field(default_factory=list)
@@ -138,7 +143,7 @@ class FakeChat:
         self.post_calls += 1
         if self.rate_limit_next:
             self.rate_limit_next -= 1
-            raise RateLimited(datetime.now(UTC) + timedelta(seconds=30), "chat.postMessage")
+            raise RateLimited(self.clock.now() + timedelta(seconds=30), "chat.postMessage")
         self.n += 1
         mid = MessageId(f"{self.n}.000")
         self.posts.append((mid, message))

@@ -105,7 +105,7 @@ def test_replay_guard_and_key_value(store):
 async def test_ingest_and_reply_flow_on_this_database(db_url):
     clock = FakeClock()
     store = migrated_store(db_url, clock)
-    x, chat = FakeX(), FakeChat()
+    x, chat = FakeX(clock=clock), FakeChat(clock=clock)
     b = Bridge(parse_config(CONFIG, "t"), store, x, x, {"slack": chat}, clock=clock)
     x.mentions_queue = [tweet(i, f"@SevaHelp oxygen {i}") for i in range(100, 250)]
     assert await tweets.poll(b) == 150

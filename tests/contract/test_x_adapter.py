@@ -270,14 +270,15 @@ async def test_post_429_raises_rate_limited(x: X) -> None:
 
 async def test_429_without_usable_headers_waits_conservatively() -> None:
     """A 429 that names no reset (or the posting cap's own reset) still never busy-loops."""
+    clock = FakeClock()
     answers: list[dict[str, str]] = [
         {},
         {"x-rate-limit-reset": "1"},  # already past: clock skew
         {
             "x-rate-limit-remaining": "99",
-            "x-rate-limit-reset": str(int(time.time()) + 60),
+            "x-rate-limit-reset": str(int(clock()) + 60),
             "x-user-limit-24hour-remaining": "0",
-            "x-user-limit-24hour-reset": str(int(time.time()) + 7200),
+            "x-user-limit-24hour-reset": str(int(clock()) + 7200),
         },
     ]
 
@@ -293,7 +294,6 @@ async def test_429_without_usable_headers_waits_conservatively() -> None:
     app.router.add_post("/2/tweets", too_many)
     runner, origin = await _serve(app)
     try:
-        clock = FakeClock()
         client = XClient(
             consumer_key="k",
             consumer_secret="s",

@@ -20,7 +20,7 @@ CONFIG = {
             "oncall": {
                 "members": ["U0AGENT1", "U0AGENT2"],
                 "shift_hours": 24,
-                "starts": "2026-11-30T09:00:00+05:30",
+                "starts": "2021-05-04T09:00:00+05:30",  # the morning of FakeClock's day
             },
             "escalate_after_minutes": 30,
             "escalate_to": ["U0LEAD"],
@@ -42,7 +42,7 @@ def world(tmp_path):
     clock = FakeClock()
     store = migrated_store(f"sqlite:///{tmp_path / 'core.db'}", clock)
     x = FakeX(clock=clock)
-    chat = FakeChat()
+    chat = FakeChat(clock=clock)
     b = Bridge(
         config=parse_config(CONFIG, "test.yaml"),
         store=store,
