@@ -35,7 +35,7 @@ test: $(STAMP) $(SYNAPSE_VENV)/.installed
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy bot adapters handlers
+	$(BIN)/mypy bot adapters handlers entrypoints
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -25,8 +25,8 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bot.app import App  # noqa: E402
 from bot.config import Env, parse_config  # noqa: E402
+from entrypoints.bootstrap import App  # noqa: E402
 from tests.e2e.harness import CONFIG, TOKENS  # noqa: E402
 
 CHILD = r"""

@@ -1,4 +1,4 @@
-"""What every handler works with: built once by the composition root (bot/app.py)."""
+"""What every handler works with: built once by the composition root (entrypoints/bootstrap.py)."""
 
 from __future__ import annotations
 

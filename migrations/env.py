@@ -1,4 +1,4 @@
-"""Alembic environment: the URL and connection come from `bot.migrate`, never from a file."""
+"""Alembic environment: the connection comes from `entrypoints.migrate`, never from a file."""
 
 from alembic import context
 

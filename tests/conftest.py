@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from adapters.db import Store
-from bot import migrate
+from entrypoints import migrate
 
 PG_URL = os.environ.get("SEVA_TEST_POSTGRES_URL")
 

@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 
 from adapters.db import Store, TicketTweetRow
-from bot import migrate
 from bot.config import parse_config
 from bot.domain import ChannelId, ChatUserId, DepartmentId, MessageId, Outgoing, Rich, TweetId
 from bot.ports import Conflict, NewTicket
+from entrypoints import migrate
 from handlers import delivery, tweets
 from handlers.context import Bridge
 from tests.conftest import migrated_store

@@ -6,77 +6,14 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
-from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
 from bot.config import Config, ConfigError, Env, cross_check, load_config, load_env
-
-if TYPE_CHECKING:
-    from bot.app import App
-
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+from entrypoints import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
+from entrypoints.logs import setup_logging
 
 log = logging.getLogger("seva")
-
-
-class RedactSecrets(logging.Filter):
-    """Defence in depth: a token that reaches a log line anyway is masked."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        super().__init__()
-        self._secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self._secrets:
-            msg = record.getMessage()
-            masked = msg
-            for s in self._secrets:
-                masked = masked.replace(s, "***")
-            if masked != msg:
-                record.msg, record.args = masked, None
-        return True
-
-
-def database_password(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).password or ""
-    except Exception:
-        return ""
-
-
-def setup_logging(env: Env | None, level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    if env is not None:
-        secrets = [
-            getattr(env, name).get_secret_value()
-            for name in type(env).model_fields
-            if hasattr(getattr(env, name), "get_secret_value")
-        ]
-        secrets.append(database_password(env.SEVA_DATABASE_URL))
-        handler.addFilter(RedactSecrets(secrets))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    # Client libraries log request headers (tokens included) at DEBUG: keep them quiet.
-    for noisy in (
-        "tweepy",
-        "urllib3",
-        "requests_oauthlib",
-        "oauthlib",
-        "slack_sdk",
-        "slack_bolt",
-        "aiohttp.access",
-        "apscheduler",
-        "nio",
-        "alembic",
-        "peewee",
-    ):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def config_path(arg: str | None, env: Env | None) -> str:
@@ -122,7 +59,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{len(e.problems)} problem(s) found.", file=sys.stderr)
         return EXIT_CONFIG
     if args.online:
-        from bot.online import check_online
+        from entrypoints.online import check_online
 
         problems = asyncio.run(check_online(env, config))
         if problems:
@@ -136,7 +73,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from adapters.db import make_engine
-    from bot import migrate
+    from entrypoints import migrate
 
     try:
         env = load_env()
@@ -163,9 +100,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.sandbox:
-        from sandbox.run import run_sandbox
+        from entrypoints.demo import run_demo  # the stand-ins load only for the demo
 
-        return run_sandbox(args)
+        return run_demo(args)
     try:
         env, config = load_all(args.config)
     except ConfigError as e:
@@ -177,6 +114,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def run_app(env: Env, config: Config) -> int:
+    from entrypoints.bootstrap import serve  # the whole stack loads only to run it
+
     try:
         return asyncio.run(serve(env, config))
     except KeyboardInterrupt:
@@ -184,44 +123,6 @@ def run_app(env: Env, config: Config) -> int:
     except Exception:
         log.exception("seva.crashed")
         return EXIT_FAILURE
-
-
-async def serve(
-    env: Env,
-    config: Config,
-    *,
-    started: Callable[[App], Coroutine[Any, Any, None]] | None = None,
-) -> int:
-    """Runs the bridge until SIGINT/SIGTERM; `started` runs beside it once it is up."""
-    from bot.app import App, SchemaOutOfDate
-    from bot.ports import PlatformRefused, Unavailable
-
-    app = App(env, config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await app.start()
-    except (SchemaOutOfDate, PlatformRefused) as e:
-        print(f"seva: {e}", file=sys.stderr)
-        await app.stop()
-        return EXIT_CONFIG
-    except Unavailable as e:  # a platform could not be reached at start: try again later
-        print(f"seva: {e}", file=sys.stderr)
-        await app.stop()
-        return EXIT_FAILURE
-    except BaseException:
-        await app.stop()
-        raise
-    beside = asyncio.create_task(started(app)) if started is not None else None
-    try:
-        await stop.wait()
-    finally:
-        if beside is not None:
-            beside.cancel()
-        await app.stop()
-    return EXIT_OK
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,7 +1,8 @@
 """`seva run --sandbox` (what `make demo` runs): the real bridge against the stand-ins.
 
-The bridge is the same code as production; only its environment points at the
-local X and Slack stand-ins, with tokens made up for this run.
+The bridge is the same code as production, built by the same composition root; only
+its environment points at the local X and Slack stand-ins (`sandbox/`), with tokens
+made up for this run.
 """
 
 from __future__ import annotations
@@ -13,10 +14,17 @@ import secrets
 import sys
 from pathlib import Path
 
-from bot.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, serve, setup_logging
-from bot.config import ConfigError, Env, load_config
+import sandbox
+from bot.config import Config, ConfigError, Env, load_config
+from entrypoints import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
+from entrypoints.bootstrap import App, serve
+from entrypoints.logs import setup_logging
+from sandbox.scenario import CHANNELS, HANDLE, USERS, play
+from sandbox.server import start_sandbox
+from sandbox.slack_api import SlackState
+from sandbox.x_api import XState
 
-BUILTIN_CONFIG = Path(__file__).with_name("seva.sandbox.yaml")
+BUILTIN_CONFIG = Path(sandbox.__file__).with_name("seva.sandbox.yaml")
 CONSOLE_HOST, CONSOLE_PORT = "127.0.0.1", 8000
 DATA_DIR = Path(".sandbox")
 
@@ -29,7 +37,7 @@ def _fresh_database() -> Path:
     return DATA_DIR / "seva.db"
 
 
-def run_sandbox(args: argparse.Namespace) -> int:
+def run_demo(args: argparse.Namespace) -> int:
     path = args.config or str(BUILTIN_CONFIG)
     try:
         config = load_config(path)
@@ -50,12 +58,7 @@ def run_sandbox(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
 
-async def _main(config, *, scenario: bool, log_level: str) -> int:  # type: ignore[no-untyped-def]
-    from sandbox.scenario import CHANNELS, HANDLE, USERS, play
-    from sandbox.server import start_sandbox
-    from sandbox.slack_api import SlackState
-    from sandbox.x_api import XState
-
+async def _main(config: Config, *, scenario: bool, log_level: str) -> int:
     tokens = {
         k: "sandbox-" + secrets.token_hex(12) for k in ("bearer", "key", "secret", "at", "ats")
     }
@@ -71,7 +74,7 @@ async def _main(config, *, scenario: bool, log_level: str) -> int:  # type: igno
     )
     slack_state = SlackState(slack_token, signing_secret, None, channels=CHANNELS, users=USERS)
     port = int(os.environ.get("SEVA_SANDBOX_PORT", CONSOLE_PORT))
-    sandbox = await start_sandbox(CONSOLE_HOST, port, x_state=x_state, slack_state=slack_state)
+    stand = await start_sandbox(CONSOLE_HOST, port, x_state=x_state, slack_state=slack_state)
     db = _fresh_database()
     env = Env(  # type: ignore[call-arg]
         _env_file=None,
@@ -84,28 +87,28 @@ async def _main(config, *, scenario: bool, log_level: str) -> int:  # type: igno
         X_API_SECRET=tokens["secret"],
         X_ACCESS_TOKEN=tokens["at"],
         X_ACCESS_TOKEN_SECRET=tokens["ats"],
-        X_API_BASE_URL=sandbox.x_base_url,
+        X_API_BASE_URL=stand.x_base_url,
         SLACK_BOT_TOKEN=slack_token,
         SLACK_SIGNING_SECRET=signing_secret,
-        SLACK_API_BASE_URL=sandbox.slack_api_url,
+        SLACK_API_BASE_URL=stand.slack_api_url,
     )
     setup_logging(env, log_level)
 
-    async def started(app) -> None:  # type: ignore[no-untyped-def]
+    async def started(app: App) -> None:
         assert app.http is not None
         slack_state.events_url = f"http://127.0.0.1:{app.http.port}/slack/events"
         print(
-            f"\n  Seva Bridge sandbox console: {sandbox.url}\n"
+            f"\n  Seva Bridge sandbox console: {stand.url}\n"
             f"  bridge health: http://127.0.0.1:{app.http.port}/healthz  (Ctrl-C stops)\n",
             flush=True,
         )
         if scenario:
             try:
-                await play(sandbox.url, log=lambda line: print(f"  scenario: {line}", flush=True))
+                await play(stand.url, log=lambda line: print(f"  scenario: {line}", flush=True))
             except Exception as e:  # the demo goes on; the console still works
                 print(f"  scenario did not complete: {e}", file=sys.stderr, flush=True)
 
     try:
         return await serve(env, config, started=started)
     finally:
-        await sandbox.stop()
+        await stand.stop()

@@ -1,6 +1,7 @@
 """The composition root: builds every part from the settings and runs them together.
 
-Nothing here happens at import time; `App.start()` does the I/O.
+The only module that knows every adapter. Nothing here happens at import time;
+`App.start()` does the I/O, and `serve` runs the App until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -8,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -16,10 +20,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.db import Store
 from adapters.http import HttpServer
-from bot import migrate
 from bot.config import Config, Env, reveal
 from bot.domain import ChannelId, ChatMessage, ChatUserId, Platform, Rich
-from bot.ports import ChatPlatform, Clock, CommandContext, Unavailable
+from bot.ports import ChatPlatform, Clock, CommandContext, PlatformRefused, Unavailable
+from entrypoints import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, migrate
 from handlers import commands, delivery, oncall, replies, tweets
 from handlers.context import Bridge, SystemClock
 
@@ -268,3 +272,38 @@ class App:
         if b.mentions.last_ok is not None:
             b.metrics.poll_lag.set((self.clock.now() - b.mentions.last_ok).total_seconds())
         return b.metrics.render()
+
+
+async def serve(
+    env: Env,
+    config: Config,
+    *,
+    started: Callable[[App], Coroutine[Any, Any, None]] | None = None,
+) -> int:
+    """Runs the bridge until SIGINT/SIGTERM; `started` runs beside it once it is up."""
+    app = App(env, config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await app.start()
+    except (SchemaOutOfDate, PlatformRefused) as e:
+        print(f"seva: {e}", file=sys.stderr)
+        await app.stop()
+        return EXIT_CONFIG
+    except Unavailable as e:  # a platform could not be reached at start: try again later
+        print(f"seva: {e}", file=sys.stderr)
+        await app.stop()
+        return EXIT_FAILURE
+    except BaseException:
+        await app.stop()
+        raise
+    beside = asyncio.create_task(started(app)) if started is not None else None
+    try:
+        await stop.wait()
+    finally:
+        if beside is not None:
+            beside.cancel()
+        await app.stop()
+    return EXIT_OK

@@ -16,7 +16,7 @@ async def check_online(env: Env, config: Config) -> list[str]:
 
 
 async def _x(env: Env) -> list[str]:
-    from bot.app import x_client
+    from entrypoints.bootstrap import x_client
 
     client = x_client(env)
     try:
