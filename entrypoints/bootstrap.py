@@ -24,7 +24,7 @@ from bot.config import Config, Env, reveal
 from bot.domain import ChannelId, ChatMessage, ChatUserId, Platform, Rich
 from bot.ports import ChatPlatform, Clock, CommandContext, PlatformRefused, Unavailable
 from entrypoints import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, migrate
-from handlers import commands, delivery, oncall, replies, tweets
+from handlers import commands, delivery, escalation, ingest, replies
 from handlers.context import Bridge, SystemClock
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ class App:
         self._scheduler = s = AsyncIOScheduler(timezone=UTC)
         now = datetime.now(UTC)
         s.add_job(
-            tweets.poll,
+            ingest.poll,
             "interval",
             seconds=self.config.x.poll_seconds,
             args=[b],
@@ -166,7 +166,7 @@ class App:
             id="poll",
         )
         s.add_job(
-            oncall.escalate, "interval", seconds=30, args=[b], next_run_time=now, id="escalate"
+            escalation.escalate, "interval", seconds=30, args=[b], next_run_time=now, id="escalate"
         )
         s.add_job(delivery.recover, "interval", seconds=10, args=[b], id="recover", max_instances=1)
         s.add_job(self._housekeeping, "interval", hours=1, id="housekeeping", next_run_time=now)
@@ -201,7 +201,7 @@ class App:
             self._xclient.close()
         if self.store is not None and self.bridge is not None:
             # The next poller need not wait for the lease to run out.
-            self.store.release_lease(tweets.POLL_LEASE, self.bridge.instance)
+            self.store.release_lease(ingest.POLL_LEASE, self.bridge.instance)
         if self.store is not None:
             self.store.dispose()
         if self.http is not None and self.bridge is not None:

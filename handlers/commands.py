@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.domain import ChatUserId, Link, Mention, Rich, Segment, Text, Ticket, TicketState
-from bot.oncall import current_and_next
 from bot.ports import CommandContext
+from bot.rotation import current_and_next
 from handlers.context import Bridge
 
 log = logging.getLogger("seva.commands")

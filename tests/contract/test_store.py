@@ -11,7 +11,7 @@ from bot.config import parse_config
 from bot.domain import ChannelId, ChatUserId, DepartmentId, MessageId, Outgoing, Rich, TweetId
 from bot.ports import Conflict, NewTicket
 from entrypoints import migrate
-from handlers import delivery, tweets
+from handlers import delivery, ingest
 from handlers.context import Bridge
 from tests.conftest import migrated_store
 from tests.fakes import FakeChat, FakeClock, FakeX, tweet
@@ -108,8 +108,8 @@ async def test_ingest_and_reply_flow_on_this_database(db_url):
     x, chat = FakeX(clock=clock), FakeChat(clock=clock)
     b = Bridge(parse_config(CONFIG, "t"), store, x, x, {"slack": chat}, clock=clock)
     x.mentions_queue = [tweet(i, f"@SevaHelp oxygen {i}") for i in range(100, 250)]
-    assert await tweets.poll(b) == 150
-    assert await tweets.poll(b) == 0
+    assert await ingest.poll(b) == 150
+    assert await ingest.poll(b) == 0
     await delivery.deliver(b)
     assert len(chat.posts) == 150
     with store.tx() as tx:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.domain import ChannelId, ChatUserId, Mention, MessageId
 from bot.ports import CommandContext
-from handlers import delivery, tweets
+from handlers import delivery, ingest
 from handlers.commands import COMMANDS, run_command
 from tests.fakes import tweet
 
@@ -20,7 +20,7 @@ def ctx(thread: str | None = None) -> CommandContext:
 async def opened(world, n: int = 1):
     b, x, chat, clock = world
     x.mentions_queue = [tweet(10 + i, f"@SevaHelp oxygen {i}?") for i in range(n)]
-    await tweets.poll(b)
+    await ingest.poll(b)
     await delivery.deliver(b)
     return b, x, chat, clock
 

@@ -7,14 +7,14 @@ from datetime import timedelta
 import pytest
 
 from bot.domain import ChannelId, ChatMessage, ChatUserId, Mention, MessageId, Quote
-from handlers import delivery, oncall, replies, tweets
+from handlers import delivery, escalation, ingest, replies
 from tests.fakes import ME, FakeChat, tweet
 
 
 async def ask(b, x, text: str) -> None:
     """A citizen's mention (tweet 10), polled and posted as ticket #1's root."""
     x.mentions_queue = [tweet(10, text)]
-    await tweets.poll(b)
+    await ingest.poll(b)
     await delivery.deliver(b)
 
 
@@ -37,7 +37,7 @@ async def test_mention_becomes_one_ticket_root_routed_with_oncall(world):
         tweet(10, "@SevaHelp need oxygen for my father"),
         tweet(11, "@SevaHelp train late again #Railways", author="ravi", author_id="2001"),
     ]
-    assert await tweets.poll(b) == 2
+    assert await ingest.poll(b) == 2
     await delivery.deliver(b)
     assert chat.sent_keys() == ["root:1", "root:2"]
     _, root = chat.by_key("root:1")
@@ -46,8 +46,8 @@ async def test_mention_becomes_one_ticket_root_routed_with_oncall(world):
     assert Quote("@SevaHelp need oxygen for my father") in root.body.segments
     assert chat.by_key("root:2")[1].channel == "C0TRANSPORT"
     # The same page again, or a restart, takes nothing twice.
-    assert await tweets.poll(b) == 0
-    assert b.store.get(tweets.CURSOR) == "11"
+    assert await ingest.poll(b) == 0
+    assert b.store.get(ingest.CURSOR) == "11"
 
 
 async def test_own_tweets_retweets_and_duplicates_are_ignored(world):
@@ -56,10 +56,10 @@ async def test_own_tweets_retweets_and_duplicates_are_ignored(world):
         tweet(10, "@SevaHelp our own post", author="SevaHelp", author_id=ME.id),
         tweet(11, "RT @SevaHelp something", retweet=True),
     ]
-    assert await tweets.poll(b) == 0
+    assert await ingest.poll(b) == 0
     await delivery.deliver(b)
     assert chat.posts == []
-    assert b.store.get(tweets.CURSOR) == "11"  # seen, so not read again
+    assert b.store.get(ingest.CURSOR) == "11"  # seen, so not read again
 
 
 async def test_agent_reply_goes_out_once_and_is_confirmed(world):
@@ -174,7 +174,7 @@ async def test_followup_lands_in_the_thread_and_reopens(world):
         tx.set_state(1, TicketState.CLOSED, "U0AGENT1")
     bot_tweet = x.posted[0][0]
     x.mentions_queue.append(tweet(20, "@SevaHelp thanks! and after 9pm?", replied_to=bot_tweet))
-    assert await tweets.poll(b) == 1
+    assert await ingest.poll(b) == 1
     await delivery.deliver(b)
     follow = chat.by_key("followup:20")
     assert follow[1].thread_root == chat.by_key("root:1")[0]
@@ -194,7 +194,7 @@ async def test_same_conversation_is_a_followup(world):
         tweet(10, "@SevaHelp oxygen?"),
         tweet(12, "@SevaHelp also need a bed", conversation_id="10", replied_to="11"),
     ]
-    assert await tweets.poll(b) == 2
+    assert await ingest.poll(b) == 2
     await delivery.deliver(b)
     assert chat.sent_keys() == ["root:1", "followup:12"]
 
@@ -221,10 +221,10 @@ async def test_escalation_once_after_the_deadline(world):
     b, x, chat, clock = world
     await ask(b, x, "@SevaHelp oxygen?")
     clock.advance(minutes=28)  # the tweet is a minute older than the clock: 29 minutes
-    assert await oncall.escalate(b) == 0
+    assert await escalation.escalate(b) == 0
     clock.advance(minutes=2)
-    assert await oncall.escalate(b) == 1
-    assert await oncall.escalate(b) == 0
+    assert await escalation.escalate(b) == 1
+    assert await escalation.escalate(b) == 0
     await delivery.deliver(b)
     esc = chat.by_key("escalate:1")[1]
     assert Mention(ChatUserId("U0LEAD")) in esc.body.segments
@@ -237,7 +237,7 @@ async def test_answered_ticket_is_not_escalated(world):
     await replies.on_message(b, thread_msg(chat, "root:1", "On it."))
     await delivery.deliver(b)
     clock.advance(hours=2)
-    assert await oncall.escalate(b) == 0
+    assert await escalation.escalate(b) == 0
 
 
 async def test_search_query_adds_tickets_once(world):
@@ -247,11 +247,11 @@ async def test_search_query_adds_tickets_once(world):
     )
     x.mentions_queue = [tweet(10, "@SevaHelp oxygen please")]
     x.search_pool = [tweet(10, "@SevaHelp oxygen please"), tweet(11, "no oxygen in ward 4")]
-    assert await tweets.poll(b) == 2  # the mention, and the search hit not addressed to us
-    assert await tweets.poll(b) == 0
+    assert await ingest.poll(b) == 2  # the mention, and the search hit not addressed to us
+    assert await ingest.poll(b) == 0
     await delivery.deliver(b)
     assert chat.sent_keys() == ["root:1", "root:2"]
-    assert b.store.get(tweets.SEARCH_CURSOR) == "11"
+    assert b.store.get(ingest.SEARCH_CURSOR) == "11"
 
 
 async def test_answer_is_mirrored_on_the_root(world):
@@ -271,9 +271,9 @@ async def test_a_failing_search_never_holds_up_mentions(world):
     )
     x.search_fails = RateLimited(clock.now() + timedelta(minutes=15), "search/recent")
     x.mentions_queue = [tweet(10, "@SevaHelp oxygen please")]
-    assert await tweets.poll(b) == 1
+    assert await ingest.poll(b) == 1
     x.mentions_queue.append(tweet(11, "@SevaHelp and a bed?"))
-    assert await tweets.poll(b) == 1  # the search is blocked, the mentions are not
+    assert await ingest.poll(b) == 1  # the search is blocked, the mentions are not
     assert b.mentions.error is None and b.search.error == "rate limited"
 
 
@@ -285,13 +285,13 @@ async def test_a_followup_reopening_a_ticket_is_mirrored_on_the_root(world):
     with b.store.tx() as tx:
         tx.set_state(1, TicketState.CLOSED, "U0AGENT1")
     x.mentions_queue.append(tweet(12, "@SevaHelp still waiting", replied_to="10"))
-    await tweets.poll(b)
+    await ingest.poll(b)
     assert [state for _, state in chat.marks] == ["open"]
 
 
 async def open_tickets(b, x, chat, n: int) -> None:
     x.mentions_queue = [tweet(100 + i, f"@SevaHelp oxygen {i}?") for i in range(n)]
-    await tweets.poll(b)
+    await ingest.poll(b)
     await delivery.deliver(b)
 
 
@@ -331,7 +331,7 @@ async def test_a_chat_rate_limit_ends_the_channel_round(world):
     b, x, chat, clock = world
     chat.rate_limit_next = 1
     x.mentions_queue = [tweet(100 + i, f"@SevaHelp oxygen {i}?") for i in range(5)]
-    await tweets.poll(b)
+    await ingest.poll(b)
     await delivery.deliver(b)
     assert chat.post_calls == 1 and chat.posts == []
     clock.advance(seconds=31)
@@ -342,7 +342,7 @@ async def test_a_chat_rate_limit_ends_the_channel_round(world):
 async def test_cancel_after_send_changes_nothing(world):
     b, x, chat, _ = world
     x.mentions_queue = [tweet(10, "@SevaHelp train late #railways")]
-    await tweets.poll(b)
+    await ingest.poll(b)
     await delivery.deliver(b)
     await replies.on_message(b, thread_msg(chat, "root:1", "10 min delay.", user="U0X"))
     await delivery.deliver(b)

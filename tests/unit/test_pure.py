@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bot.config import ConfigError, Env, parse_config
-from bot.oncall import current_and_next, shift_at
+from bot.rotation import current_and_next, shift_at
 from bot.routing import route
 from tests.unit.conftest import CONFIG
 

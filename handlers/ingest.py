@@ -26,8 +26,8 @@ from bot.domain import (
     Tweet,
     TweetId,
 )
-from bot.oncall import shift_at
 from bot.ports import Conflict, NewTicket, RateLimited, Unavailable, UnitOfWork
+from bot.rotation import shift_at
 from bot.routing import route
 from handlers.context import Bridge, PollState
 
