@@ -1,0 +1,122 @@
+"""Ticket commands: status, list, claim, assign, close, reopen."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot.domain import ChatUserId, Link, Mention, Rich, Segment, Text, TicketState
+from handlers.commands import Args, CommandError, command, take_ticket, user_arg
+from handlers.context import Bridge
+
+
+def _age(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h {minutes}m"
+    return f"{hours // 24}d {hours % 24}h"
+
+
+def _who(user: ChatUserId | None) -> Segment:
+    return Mention(user) if user else Text("nobody")
+
+
+@command("status", "status N", "state, department, assignee, age, first response and link")
+async def status(b: Bridge, args: Args) -> Rich:
+    t = take_ticket(b, args)
+    dept = b.department(t.department)
+    now = b.clock.now()
+    first = _age(t.first_response_at - t.created_at) if t.first_response_at else "none yet"
+    return Rich.of(
+        Text(f"Ticket #{t.number}", bold=True),
+        Text(f" · {t.state.value} · {dept.name}\nAssignee: "),
+        _who(t.assignee),
+        Text(f"\nAge: {_age(now - t.created_at)} · first response: {first}\n"),
+        Text(f"From @{t.author_username}: "),
+        Link(t.url, "open on X"),
+    )
+
+
+@command("list", "list [open|mine|all] [dept]", "up to 20 tickets, oldest open first")
+async def list_(b: Bridge, args: Args) -> Rich:
+    scope = "open"
+    dept: str | None = None
+    for word in args.words:
+        w = word.casefold()
+        if w in ("open", "mine", "all"):
+            scope = w
+        elif b.config.department(w) is not None:
+            dept = w
+        else:
+            raise CommandError(f"{word!r} is neither open/mine/all nor a department.")
+    with b.store.tx() as tx:
+        tickets = tx.tickets(
+            open_only=scope != "all",
+            assignee=args.ctx.user if scope == "mine" else None,
+            department=dept,
+        )
+    if not tickets:
+        return Rich.of(Text("No tickets."))
+    now = b.clock.now()
+    out = Rich.of(Text(f"{len(tickets)} ticket(s), oldest open first:"))
+    for t in tickets:
+        out += Rich.of(
+            Text(
+                f"\n#{t.number} · {t.state.value} · {t.department} · {_age(now - t.created_at)} · "
+            ),
+            _who(t.assignee),
+            Text(" · "),
+            Text(_snippet(t.text)),
+        )
+    return out
+
+
+def _snippet(text: str, n: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= n else flat[: n - 1] + "…"
+
+
+@command("claim", "claim N", "make yourself the assignee")
+async def claim(b: Bridge, args: Args) -> Rich:
+    t = take_ticket(b, args)
+    with b.store.tx() as tx:
+        tx.set_assignee(t.number, args.ctx.user, args.ctx.user)
+    await b.mirror(t, "claimed")
+    return Rich.of(Text(f"You now have ticket #{t.number}."))
+
+
+@command("assign", "assign N @user", "set the assignee")
+async def assign(b: Bridge, args: Args) -> Rich:
+    t = take_ticket(b, args)
+    if len(args.words) != 1:
+        raise CommandError("Whom to assign it to?")
+    user = user_arg(args.words[0])
+    with b.store.tx() as tx:
+        tx.set_assignee(t.number, user, args.ctx.user)
+    await b.mirror(t, "claimed")
+    return Rich.of(Text(f"Ticket #{t.number} assigned to "), Mention(user), Text("."))
+
+
+@command("close", "close N [reason]", "close the ticket")
+async def close(b: Bridge, args: Args) -> Rich:
+    t = take_ticket(b, args)
+    if t.state is TicketState.CLOSED:
+        return Rich.of(Text(f"Ticket #{t.number} is already closed."))
+    reason = " ".join(args.words)
+    with b.store.tx() as tx:
+        tx.set_state(t.number, TicketState.CLOSED, args.ctx.user, reason)
+    await b.mirror(t, "closed")
+    return Rich.of(Text(f"Ticket #{t.number} closed" + (f": {reason}" if reason else ".")))
+
+
+@command("reopen", "reopen N", "open a closed ticket again")
+async def reopen(b: Bridge, args: Args) -> Rich:
+    t = take_ticket(b, args)
+    if t.state is TicketState.OPEN:
+        return Rich.of(Text(f"Ticket #{t.number} is already open."))
+    with b.store.tx() as tx:
+        tx.set_state(t.number, TicketState.OPEN, args.ctx.user)
+    await b.mirror(t, "open")
+    return Rich.of(Text(f"Ticket #{t.number} reopened."))
