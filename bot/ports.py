@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -61,6 +62,30 @@ class PlatformRefused(Exception):
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+class Count(enum.StrEnum):
+    """What the bot counts; the `label` of a count is noted where it takes one."""
+
+    MENTIONS = "mentions"
+    TICKETS = "tickets"  # label: the department
+    FOLLOWUPS = "followups"
+    CHAT_POSTS = "chat_posts"  # label: the platform
+    REPLY_TWEETS = "reply_tweets"
+    REFUSALS = "refusals"
+    ESCALATIONS = "escalations"
+    COMMANDS = "commands"  # label: the command
+    POLL_ERRORS = "poll_errors"  # label: what failed, e.g. mentions_rate_limited
+
+
+class Metrics(Protocol):
+    """What the handlers count and time; the adapter names and exports it (Prometheus)."""
+
+    def count(self, what: Count, amount: float = 1, *, label: str | None = None) -> None: ...
+
+    def reply_latency(self, seconds: float) -> None:
+        """From an agent's thread message to X accepting the (last) tweet."""
+        ...
 
 
 class TweetSource(Protocol):

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.db import Store
 from adapters.http import HttpServer
+from adapters.metrics import PrometheusMetrics
 from bot.config import Config, Env, reveal
 from bot.domain import ChannelId, ChatMessage, ChatUserId, Platform, Rich
 from bot.ports import ChatPlatform, Clock, CommandContext, PlatformRefused, Unavailable
@@ -57,6 +58,7 @@ class App:
         self.env = env
         self.config = config
         self.clock = clock or SystemClock()
+        self.prometheus = PrometheusMetrics()
         self.store: Store | None = None
         self.bridge: Bridge | None = None
         self.http: HttpServer | None = None
@@ -133,6 +135,7 @@ class App:
             source=x,
             sink=x,
             platforms=self._platforms(store),
+            metrics=self.prometheus,
             clock=self.clock,
             shared=store.engine.dialect.name != "sqlite",
         )
@@ -265,13 +268,14 @@ class App:
         if b is None:
             return b""
         counts = b.store.counts()
-        b.metrics.open_tickets.set(counts["tickets_open"])
-        b.metrics.outbox_pending.set(counts["outbox_pending"])
-        b.metrics.outbox_failed.set(counts["outbox_failed"])
-        b.metrics.replies_pending.set(counts["replies_pending"])
+        m = self.prometheus
+        m.open_tickets.set(counts["tickets_open"])
+        m.outbox_pending.set(counts["outbox_pending"])
+        m.outbox_failed.set(counts["outbox_failed"])
+        m.replies_pending.set(counts["replies_pending"])
         if b.mentions.last_ok is not None:
-            b.metrics.poll_lag.set((self.clock.now() - b.mentions.last_ok).total_seconds())
-        return b.metrics.render()
+            m.poll_lag.set((self.clock.now() - b.mentions.last_ok).total_seconds())
+        return m.render()
 
 
 async def serve(

@@ -10,8 +10,7 @@ from datetime import UTC, datetime
 
 from bot.config import Config, Department
 from bot.domain import Platform, Ticket, XUser
-from bot.metrics import Metrics
-from bot.ports import ChatPlatform, Clock, TicketStore, TweetSink, TweetSource
+from bot.ports import ChatPlatform, Clock, Metrics, TicketStore, TweetSink, TweetSource
 
 log = logging.getLogger("seva.bridge")
 
@@ -38,7 +37,7 @@ class Bridge:
     source: TweetSource
     sink: TweetSink
     platforms: dict[Platform, ChatPlatform]
-    metrics: Metrics = field(default_factory=Metrics)
+    metrics: Metrics
     clock: Clock = field(default_factory=SystemClock)
     me: XUser | None = None
     mentions: PollState = field(default_factory=lambda: PollState())

@@ -18,6 +18,7 @@ from typing import Any
 from bot.domain import Link, MessageId, Outgoing, Rich, Text, TweetId, tweet_url
 from bot.ports import (
     ChatPlatform,
+    Count,
     PendingPart,
     PendingPost,
     PlatformRefused,
@@ -174,7 +175,7 @@ def _count(b: Bridge, landed: Landed | None, recorded: bool) -> int:
     if not recorded:
         log.error("chat.claim_lost key=%s message=%s", post.outgoing.key, message_id)
         return 0
-    b.metrics.chat_posts.labels(post.platform).inc()
+    b.metrics.count(Count.CHAT_POSTS, label=post.platform)
     return 1
 
 
@@ -257,7 +258,7 @@ async def _send_part(b: Bridge, due: PendingPart) -> int:
         log.warning("reply.post_failed part=%d error=%s", part.id, type(e).__name__)
         b.store.part_retry(part, b.clock.now() + BACKOFF, unknown=True)
         return 0
-    b.metrics.tweets.inc()
+    b.metrics.count(Count.REPLY_TWEETS)
     answered = None
     with b.store.tx() as tx:
         if tx.part_sent(part, tweet_id):
@@ -274,7 +275,7 @@ async def _send_part(b: Bridge, due: PendingPart) -> int:
                 ticket.platform,
                 True,
             )
-            b.metrics.reply_latency.observe(max(0.0, (tx.now - part.queued_at).total_seconds()))
+            b.metrics.reply_latency(max(0.0, (tx.now - part.queued_at).total_seconds()))
             answered = ticket
     b.kick()
     if answered is not None:
@@ -349,6 +350,6 @@ def _refused(b: Bridge, part: PendingPart, reason: str) -> None:
             ticket.platform,
             True,
         )
-    b.metrics.refusals.inc()
+    b.metrics.count(Count.REFUSALS)
     log.warning("reply.refused ticket=%d reason=%s", part.ticket, reason)
     b.kick()

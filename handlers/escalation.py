@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from bot.domain import Mention, Outgoing, Rich, Text
+from bot.ports import Count
 from handlers.context import Bridge
 
 log = logging.getLogger("seva.escalation")
@@ -38,7 +39,7 @@ async def escalate(b: Bridge) -> int:
                 escalated.append(t)
                 log.info("ticket.escalated ticket=%d department=%s", t.number, dept.id)
     if n:
-        b.metrics.escalations.inc(n)
+        b.metrics.count(Count.ESCALATIONS, n)
         b.kick()
     for t in escalated:
         await b.mirror(t, "escalated")

@@ -26,7 +26,7 @@ from bot.domain import (
     Tweet,
     TweetId,
 )
-from bot.ports import Conflict, NewTicket, RateLimited, Unavailable, UnitOfWork
+from bot.ports import Conflict, Count, NewTicket, RateLimited, Unavailable, UnitOfWork
 from bot.rotation import shift_at
 from bot.routing import route
 from handlers.context import Bridge, PollState
@@ -83,18 +83,18 @@ async def _read(
         taken, reopened = ingest(b, await fetch(_cursor(b, cursor)), cursor)
     except RateLimited as e:
         state.blocked_until, state.error = e.until, "rate limited"
-        b.metrics.poll_errors.labels(f"{what}_rate_limited").inc()
+        b.metrics.count(Count.POLL_ERRORS, label=f"{what}_rate_limited")
         log.warning("poll.rate_limited what=%s until=%s", what, e.until.isoformat())
         return 0
     except Unavailable as e:
         state.error = str(e)
-        b.metrics.poll_errors.labels(f"{what}_unavailable").inc()
+        b.metrics.count(Count.POLL_ERRORS, label=f"{what}_unavailable")
         log.warning("poll.unavailable what=%s error=%s", what, e)
         return 0
     except Conflict:
         # Another instance stored the same tweets first: its tickets stand, ours rolled
         # back whole, and the next poll starts from its cursor.
-        b.metrics.poll_errors.labels(f"{what}_raced").inc()
+        b.metrics.count(Count.POLL_ERRORS, label=f"{what}_raced")
         log.info("poll.raced what=%s", what)
         return 0
     state.blocked_until, state.error, state.last_ok = None, None, b.clock.now()
@@ -116,7 +116,7 @@ def ingest(b: Bridge, tweets: list[Tweet], cursor: str = CURSOR) -> tuple[int, l
     if not tweets:
         return 0, []
     assert b.me is not None
-    b.metrics.mentions.inc(len(tweets))
+    b.metrics.count(Count.MENTIONS, len(tweets))
     ordered = sorted(tweets, key=lambda t: int(t.id))
     taken = 0
     reopened: list[Ticket] = []
@@ -196,7 +196,7 @@ def _announce(b: Bridge, tx: UnitOfWork, ticket: Ticket, new: NewTicket) -> None
         in_thread=False,
         new_key=True,
     )
-    b.metrics.tickets.labels(dept.id).inc()
+    b.metrics.count(Count.TICKETS, label=dept.id)
     log.info(
         "ticket.created ticket=%d tweet=%s department=%s", ticket.number, ticket.tweet_id, dept.id
     )
@@ -229,7 +229,7 @@ def _add_followup(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> bo
         ticket.platform,
         in_thread=True,
     )
-    b.metrics.followups.inc()
+    b.metrics.count(Count.FOLLOWUPS)
     log.info("ticket.followup ticket=%d tweet=%s reopened=%s", ticket.number, tweet.id, reopen)
     return reopen
 

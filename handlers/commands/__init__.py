@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.domain import ChatUserId, Rich, Text, Ticket
-from bot.ports import CommandContext
+from bot.ports import CommandContext, Count
 from handlers.context import Bridge
 
 
@@ -55,7 +55,7 @@ async def run_command(b: Bridge, text: str, ctx: CommandContext) -> Rich:
     cmd = COMMANDS.get(name)
     if cmd is None:
         return Rich.of(Text(f"Unknown command {name!r}.\n")) + help_text()
-    b.metrics.commands.labels(cmd.name).inc()
+    b.metrics.count(Count.COMMANDS, label=cmd.name)
     try:
         return await cmd.run(b, Args(words[1:], ctx))
     except CommandError as e:

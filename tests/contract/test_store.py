@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from adapters.db import Store, TicketTweetRow
+from adapters.metrics import PrometheusMetrics
 from bot.config import parse_config
 from bot.domain import ChannelId, ChatUserId, DepartmentId, MessageId, Outgoing, Rich, TweetId
 from bot.ports import Conflict, NewTicket
@@ -106,7 +107,9 @@ async def test_ingest_and_reply_flow_on_this_database(db_url):
     clock = FakeClock()
     store = migrated_store(db_url, clock)
     x, chat = FakeX(clock=clock), FakeChat(clock=clock)
-    b = Bridge(parse_config(CONFIG, "t"), store, x, x, {"slack": chat}, clock=clock)
+    b = Bridge(
+        parse_config(CONFIG, "t"), store, x, x, {"slack": chat}, PrometheusMetrics(), clock=clock
+    )
     x.mentions_queue = [tweet(i, f"@SevaHelp oxygen {i}") for i in range(100, 250)]
     assert await ingest.poll(b) == 150
     assert await ingest.poll(b) == 0

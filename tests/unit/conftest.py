@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from adapters.metrics import PrometheusMetrics
 from bot.config import parse_config
 from handlers.context import Bridge
 from tests.conftest import migrated_store
@@ -49,6 +50,7 @@ def world(tmp_path):
         source=x,
         sink=x,
         platforms={"slack": chat},
+        metrics=PrometheusMetrics(),
         clock=clock,
     )
     yield b, x, chat, clock
