@@ -223,6 +223,43 @@ def _strip_reply_fallback(body: str) -> str:
     return body
 
 
+async def check(
+    homeserver: str, user_id: str, *, access_token: str | None, password: str | None
+) -> str:
+    """`seva check --online`: `whoami` (after logging in, with a password); who it is.
+
+    Raises PlatformRefused or Unavailable naming what to check.
+    """
+    client = AsyncClient(homeserver, user_id)
+    try:
+        if access_token is not None:
+            client.access_token = access_token
+        else:
+            login = await client.login(password or "")
+            if not getattr(login, "access_token", None):
+                raise PlatformRefused(
+                    f"login failed ({getattr(login, 'message', login)}); "
+                    "check MATRIX_USER_ID and MATRIX_PASSWORD"
+                )
+        who = await client.whoami()
+        if not isinstance(who, WhoamiResponse):
+            raise PlatformRefused(
+                f"whoami failed ({getattr(who, 'message', who)}); "
+                "check MATRIX_HOMESERVER and MATRIX_ACCESS_TOKEN"
+            )
+        if user_id and who.user_id != user_id:
+            raise PlatformRefused(
+                f"the token belongs to {who.user_id}, not MATRIX_USER_ID {user_id}"
+            )
+        return str(who.user_id)
+    except PlatformRefused:
+        raise
+    except Exception as e:
+        raise Unavailable(f"{homeserver} unreachable ({type(e).__name__})") from None
+    finally:
+        await client.close()
+
+
 class MatrixPlatform:
     """One Matrix account serving a fixed set of rooms."""
 

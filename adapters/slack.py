@@ -195,6 +195,28 @@ def command_text(text: str, bot_user_id: str | None = None) -> str | None:
 # --- The adapter ------------------------------------------------------------------
 
 
+async def check(*, bot_token: str, api_base_url: str = DEFAULT_API_BASE_URL) -> str:
+    """`seva check --online`: Slack's `auth.test` with the bot token; whom it names.
+
+    Raises PlatformRefused naming what to check.
+    """
+    client = AsyncWebClient(token=bot_token, base_url=api_base_url)
+    try:
+        resp = await client.auth_test()
+    except Exception as e:
+        error = getattr(getattr(e, "response", None), "data", {}) or {}
+        reason = error.get("error") if isinstance(error, dict) else None
+        raise PlatformRefused(
+            f"auth.test failed ({reason or type(e).__name__}); check SLACK_BOT_TOKEN "
+            "and SLACK_API_BASE_URL"
+        ) from None
+    finally:
+        session = getattr(client, "session", None)
+        if session is not None:
+            await session.close()
+    return f"bot user {resp.get('user_id')} in team {resp.get('team')}"
+
+
 class SlackPlatform:
     """Slack workspace access for one bot user (HTTP events or Socket Mode)."""
 

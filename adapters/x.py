@@ -139,6 +139,20 @@ class XClient:
         self._reader.session.close()
         self._writer.session.close()
 
+    async def check(self) -> str:
+        """`seva check --online`: whom the credentials post as (`GET /2/users/me`).
+
+        Raises Unavailable naming what to check.
+        """
+        try:
+            me = await self.me()
+        except Exception as e:
+            raise Unavailable(
+                f"GET /2/users/me failed ({type(e).__name__}: {e}); check X_API_KEY, "
+                "X_API_SECRET, X_ACCESS_TOKEN, X_ACCESS_TOKEN_SECRET and X_API_BASE_URL"
+            ) from None
+        return f"posting as @{me.username} (id {me.id})"
+
     # --- TweetSource -----------------------------------------------------------------
 
     async def me(self) -> XUser:
