@@ -27,11 +27,11 @@ sys.path.insert(0, str(REPO))
 
 from bot.config import Env, parse_config  # noqa: E402
 from entrypoints.bootstrap import App  # noqa: E402
-from tests.e2e.harness import CONFIG, TOKENS  # noqa: E402
+from sandbox.harness import CONFIG, TOKENS  # noqa: E402
 
 CHILD = r"""
 import asyncio, sys
-from tests.e2e.harness import Stand
+from sandbox.harness import Stand
 s = Stand().start()
 s.x.limits = {k: 10**9 for k in s.x.limits}
 print(s.url, flush=True)

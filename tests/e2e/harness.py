@@ -1,81 +1,28 @@
-"""End-to-end harness: the stand-ins in a thread, the real `seva run` as a subprocess.
+"""End-to-end harness: the stand-ins in a thread (sandbox/harness.py), the real
+`seva run` as a subprocess.
 
 Tests talk to both only over HTTP, as a person at the console would.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-import requests
 import yaml
 
-from sandbox.server import Sandbox, start_sandbox
-from sandbox.slack_api import SlackState
-from sandbox.x_api import XState
+from sandbox.harness import CHANNELS, CONFIG, HANDLE, TOKENS, USERS, Stand
 
-REPO = Path(__file__).resolve().parents[2]
+__all__ = ["CHANNELS", "CONFIG", "HANDLE", "SEVA", "TOKENS", "USERS", "Bot", "Stand", "wait_for"]
+
 SEVA = Path(sys.executable).with_name("seva")
-
-HANDLE = "SevaHelp"
-CHANNELS = [("C0HEALTH", "health"), ("C0TRANSPORT", "transport")]
-USERS = [
-    ("U0AGENT1", "asha", "Asha"),
-    ("U0AGENT2", "vikram", "Vikram"),
-    ("U0LEAD", "meera", "Meera"),
-    ("U0TRANSPORT", "tariq", "Tariq"),
-    ("U0VISITOR", "guest", "Guest"),
-]
-TOKENS = {
-    "X_BEARER_TOKEN": "e2e-bearer-token-0001",
-    "X_API_KEY": "e2e-api-key-0001",
-    "X_API_SECRET": "e2e-api-secret-0001",
-    "X_ACCESS_TOKEN": "e2e-access-token-0001",
-    "X_ACCESS_TOKEN_SECRET": "e2e-access-secret-0001",
-    "SLACK_BOT_TOKEN": "xoxb-e2e-bot-token-0001",
-    "SLACK_SIGNING_SECRET": "e2e-signing-secret-0001",
-}
-
-CONFIG: dict[str, Any] = {
-    "x": {"poll_seconds": 0.2},
-    "slack": {"post_rate_per_channel": 0},
-    "departments": [
-        {
-            "id": "health",
-            "name": "Health and hospitals",
-            "slack_channel": "C0HEALTH",
-            "keywords": ["oxygen", "hospital"],
-            "hashtags": ["covid19"],
-            "agents": ["U0AGENT1", "U0AGENT2"],
-            "oncall": {
-                "members": ["U0AGENT1", "U0AGENT2"],
-                "shift_hours": 24 * 365 * 10,
-                "starts": "2020-01-01T00:00:00+05:30",
-            },
-            "escalate_after_minutes": 30,
-            "escalate_to": ["U0LEAD"],
-        },
-        {
-            "id": "transport",
-            "name": "Trains and buses",
-            "slack_channel": "C0TRANSPORT",
-            "keywords": ["train", "bus"],
-            "agents": ["U0TRANSPORT"],
-            "reply_mode": "confirm",
-        },
-    ],
-    "default_department": "health",
-}
 
 T = TypeVar("T")
 
@@ -90,129 +37,6 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 15.0) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
-
-
-class Stand:
-    """The X and Slack stand-ins on a free port, served from their own thread."""
-
-    def __init__(self, app_token: str | None = None) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.x = XState(
-            username=HANDLE,
-            bearer_token=TOKENS["X_BEARER_TOKEN"],
-            api_key=TOKENS["X_API_KEY"],
-            api_secret=TOKENS["X_API_SECRET"],
-            access_token=TOKENS["X_ACCESS_TOKEN"],
-            access_token_secret=TOKENS["X_ACCESS_TOKEN_SECRET"],
-        )
-        self.slack = SlackState(
-            TOKENS["SLACK_BOT_TOKEN"],
-            TOKENS["SLACK_SIGNING_SECRET"],
-            None,
-            channels=CHANNELS,
-            users=USERS,
-            rate_limit_per_channel=0,
-            app_token=app_token,
-        )
-        self.sandbox: Sandbox | None = None
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def start(self) -> Stand:
-        self._thread.start()
-        self.sandbox = self._run(
-            start_sandbox("127.0.0.1", 0, x_state=self.x, slack_state=self.slack)
-        )
-        self.url = self.sandbox.url
-        return self
-
-    def _run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
-
-    def stop(self) -> None:
-        if self.sandbox is not None:
-            self._run(self.sandbox.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-
-    # --- control API, over HTTP
-
-    def _post(self, path: str, body: dict[str, Any]) -> Any:
-        r = requests.post(self.url + path, json=body, timeout=30)
-        assert r.status_code < 300, f"{path}: {r.status_code} {r.text}"
-        return r.json()
-
-    def tweet(self, username: str, text: str, in_reply_to: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"username": username, "text": text}
-        if in_reply_to:
-            body["in_reply_to_tweet_id"] = in_reply_to
-        return self._post("/x/sandbox/tweets", body)["data"]
-
-    def delete_tweet(self, tweet_id: str) -> None:
-        self._post(f"/x/sandbox/tweets/{tweet_id}/delete", {})
-
-    def x_state(self) -> dict[str, Any]:
-        return requests.get(self.url + "/x/sandbox/state", timeout=30).json()
-
-    def bot_tweets(self) -> list[dict[str, Any]]:
-        return [t for t in self.x_state()["tweets"] if t["username"] == HANDLE]
-
-    def slack_state(self) -> dict[str, Any]:
-        return requests.get(self.url + "/slack/sandbox/state", timeout=30).json()
-
-    def messages(self, channel: str) -> list[dict[str, Any]]:
-        for c in self.slack_state()["channels"]:
-            if c["id"] == channel:
-                return c["messages"]
-        raise KeyError(channel)
-
-    def roots(self, channel: str) -> list[dict[str, Any]]:
-        return [
-            m
-            for m in self.messages(channel)
-            if (m.get("metadata") or {}).get("event_type") == "seva_ticket"
-        ]
-
-    def thread(self, channel: str, root_ts: str) -> list[dict[str, Any]]:
-        return [
-            m
-            for m in self.messages(channel)
-            if m.get("thread_ts") == root_ts and m["ts"] != root_ts
-        ]
-
-    def say(
-        self, user: str, channel: str, text: str, thread_ts: str | None = None
-    ) -> dict[str, Any]:
-        body = {"user": user, "channel": channel, "text": text}
-        if thread_ts:
-            body["thread_ts"] = thread_ts
-        return self._post("/slack/sandbox/messages", body)
-
-    def command(self, user: str, channel: str, text: str) -> dict[str, Any]:
-        return self._post(
-            "/slack/sandbox/commands",
-            {"user": user, "channel": channel, "text": text, "command": "/ticket"},
-        )
-
-    def redeliver(self, event_id: str) -> dict[str, Any]:
-        return self._post("/slack/sandbox/redeliver", {"event_id": event_id})
-
-    def click(self, user: str, channel: str, message_ts: str, action_id: str, value: str) -> Any:
-        return self._post(
-            "/slack/sandbox/actions",
-            {
-                "user": user,
-                "channel": channel,
-                "message_ts": message_ts,
-                "action_id": action_id,
-                "value": value,
-            },
-        )
-
-    def set_events_url(self, url: str) -> None:
-        self._post("/slack/sandbox/config", {"events_url": url})
-
-    def fault(self, **spec: Any) -> None:
-        self._post("/x/sandbox/faults", spec)
 
 
 class Bot:
