@@ -67,7 +67,7 @@ from bot.ports import (
     Unavailable,
 )
 
-log = logging.getLogger("seva.matrix")
+log = logging.getLogger("seva." + __name__)
 
 KEY_FIELD = "org.sevabridge.key"
 TICKET_FIELD = "org.sevabridge.ticket"

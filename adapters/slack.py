@@ -51,7 +51,7 @@ from bot.ports import (
     Unavailable,
 )
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("seva." + __name__)
 
 DEFAULT_API_BASE_URL = "https://slack.com/api/"
 SOCKET_CONNECT_TIMEOUT = 30.0  # seconds

@@ -26,7 +26,7 @@ from requests.adapters import HTTPAdapter
 from bot.domain import Tweet, TweetId, XUser, XUserId
 from bot.ports import Clock, RateLimited, TweetRefused, Unavailable
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("seva." + __name__)
 
 X_API_BASE_URL = "https://api.twitter.com"
 MENTION_FIELDS = [

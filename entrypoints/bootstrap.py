@@ -31,7 +31,7 @@ from handlers.context import Bridge, SystemClock
 if TYPE_CHECKING:
     from adapters.x import XClient
 
-log = logging.getLogger("seva.app")
+log = logging.getLogger("seva." + __name__)
 
 
 class SchemaOutOfDate(Exception):

@@ -13,7 +13,7 @@ from bot.config import Config, ConfigError, Env, cross_check, load_config, load_
 from entrypoints import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from entrypoints.logs import setup_logging
 
-log = logging.getLogger("seva")
+log = logging.getLogger("seva." + __name__)
 
 
 def config_path(arg: str | None, env: Env | None) -> str:

@@ -12,7 +12,7 @@ from bot.config import Config, Department
 from bot.domain import Platform, Ticket, XUser
 from bot.ports import ChatPlatform, Clock, Metrics, TicketStore, TweetSink, TweetSource
 
-log = logging.getLogger("seva.bridge")
+log = logging.getLogger("seva." + __name__)
 
 
 class SystemClock:

@@ -27,7 +27,7 @@ from bot.ports import (
 )
 from handlers.context import Bridge
 
-log = logging.getLogger("seva.delivery")
+log = logging.getLogger("seva." + __name__)
 
 # A claim outlives any call made under it (HTTP timeouts are 10-30 s), so another
 # instance only takes over work whose owner is really gone.

@@ -8,7 +8,7 @@ from bot.domain import Mention, Outgoing, Rich, Text
 from bot.ports import Count
 from handlers.context import Bridge
 
-log = logging.getLogger("seva.escalation")
+log = logging.getLogger("seva." + __name__)
 
 
 async def escalate(b: Bridge) -> int:

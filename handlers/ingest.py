@@ -31,7 +31,7 @@ from bot.rotation import shift_at
 from bot.routing import route
 from handlers.context import Bridge, PollState
 
-log = logging.getLogger("seva.ingest")
+log = logging.getLogger("seva." + __name__)
 
 CURSOR = "x.since_id"
 SEARCH_CURSOR = "x.search_since_id"

@@ -20,7 +20,7 @@ from bot.ports import CommandContext
 from bot.tweettext import split_reply
 from handlers.context import Bridge
 
-log = logging.getLogger("seva.replies")
+log = logging.getLogger("seva." + __name__)
 
 INTERNAL_PREFIXES = ("note:", "private:")
 SEND, CANCEL = "seva_send", "seva_cancel"

@@ -39,7 +39,7 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("seva." + __name__)
 
 JSON_TYPE = "application/json"
 FORM_TYPE = "application/x-www-form-urlencoded"
