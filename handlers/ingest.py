@@ -158,7 +158,7 @@ class _Batch:
 
     def add(self, b: Bridge, tweet: Tweet) -> None:
         cfg = b.config
-        dept = b.department(route(tweet.text, cfg.departments, cfg.default_department))
+        dept = b.department(route(tweet.text, cfg.departments, cfg.default_department).department)
         oncall = shift_at(dept.oncall, b.clock.now()).member if dept.oncall else None
         self._index[tweet.id] = len(self.new)
         self._index.setdefault(tweet.conversation_id or tweet.id, len(self.new))

@@ -30,14 +30,14 @@ def cfg(**over):
 )
 def test_route(text, dept):
     c = cfg()
-    assert route(text, c.departments, c.default_department) == dept
+    assert route(text, c.departments, c.default_department).department == dept
 
 
 def test_route_first_match_wins_and_words_are_bounded():
     c = cfg(default_department="transport")
-    assert route("oxygen on the train #railways", c.departments, "transport") == "health"
-    assert route("hospitals", c.departments, "transport") == "transport"
-    assert route("the HOSPITAL", c.departments, "transport") == "health"
+    assert route("oxygen on the train #railways", c.departments, "transport").department == "health"
+    assert route("hospitals", c.departments, "transport").department == "transport"
+    assert route("the HOSPITAL", c.departments, "transport").department == "health"
 
 
 def test_oncall_rotation():
