@@ -20,6 +20,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.domain import ChatUserId, DepartmentId, Platform
+from bot.routing import is_hashtag
 
 
 class ConfigError(Exception):
@@ -143,6 +144,7 @@ class Env(BaseSettings):
 # --- The YAML file
 
 _ID = re.compile(r"^[a-z0-9-]+$")
+_X_USERNAME = re.compile(r"@?[A-Za-z0-9_]{1,15}")
 
 
 class _Strict(BaseModel):
@@ -194,6 +196,7 @@ class Department(_Strict):
     oncall: Oncall | None = None
     escalate_after_minutes: float | None = Field(30, gt=0)
     escalate_to: list[ChatUserId] = []
+    escalate_urgent_after_minutes: float | None = Field(5, gt=0)
     reply_mode: Literal["direct", "confirm"] = "direct"
 
     @field_validator("id")
@@ -207,8 +210,13 @@ class Department(_Strict):
     @classmethod
     def _tags(cls, v: list[str]) -> list[str]:
         for tag in v:
-            if tag.startswith("#") or not tag.strip():
+            if tag.startswith(("#", "＃")) or not tag.strip():
                 raise ValueError(f"{tag!r}: write hashtags without '#'")
+            if not is_hashtag(tag):
+                raise ValueError(
+                    f"{tag!r}: X never reads this as one hashtag (expected letters, marks, "
+                    "digits and '_' only, with at least one letter)"
+                )
         return v
 
     @field_validator("matrix_room")
@@ -232,11 +240,44 @@ class Department(_Strict):
             return None
         return timedelta(minutes=self.escalate_after_minutes)
 
+    @property
+    def escalate_urgent_after(self) -> timedelta | None:
+        if self.escalate_urgent_after_minutes is None:
+            return None
+        return timedelta(minutes=self.escalate_urgent_after_minutes)
+
+
+class Triage(_Strict):
+    """Which queries jump the queue (`urgent`) and whose mentions make no ticket (`ignore`)."""
+
+    urgent: list[str] = []
+    ignore: list[str] = []
+
+    @field_validator("urgent")
+    @classmethod
+    def _words(cls, v: list[str]) -> list[str]:
+        for word in v:
+            if not word.strip():
+                raise ValueError(f"{word!r}: expected a word or phrase")
+        return v
+
+    @field_validator("ignore")
+    @classmethod
+    def _usernames(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not _X_USERNAME.fullmatch(name):
+                raise ValueError(
+                    f"{name!r}: expected an X username such as some_spam_account "
+                    "(letters, digits and '_', at most 15)"
+                )
+        return v
+
 
 class Config(_Strict):
     x: XConfig = XConfig()
     slack: SlackConfig = SlackConfig()
     matrix: MatrixConfig = MatrixConfig()
+    triage: Triage = Triage()
     departments: list[Department] = Field(min_length=1)
     default_department: DepartmentId
 
