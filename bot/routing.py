@@ -12,15 +12,34 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import regex
 from twitter_text import extract_urls_with_indices
 
 from bot.domain import DepartmentId
 
-if TYPE_CHECKING:
-    from bot.config import Department, Triage
+
+class Routable(Protocol):
+    """What routing reads of a department (`bot.config.Department`); the config imports this
+    module to check hashtags, so this module names no config class."""
+
+    @property
+    def id(self) -> DepartmentId: ...
+    @property
+    def keywords(self) -> Sequence[str]: ...
+    @property
+    def hashtags(self) -> Sequence[str]: ...
+
+
+class TriageRules(Protocol):
+    """What triage reads of the configuration (`bot.config.Triage`)."""
+
+    @property
+    def urgent(self) -> Sequence[str]: ...
+    @property
+    def ignore(self) -> Sequence[str]: ...
+
 
 # --- Normalisation
 
@@ -158,7 +177,7 @@ class Routing:
 
 def route(
     text: str,
-    departments: Sequence[Department],
+    departments: Sequence[Routable],
     default: str,
     hashtags: Iterable[str] | None = None,
 ) -> Routing:
@@ -183,12 +202,12 @@ def route(
 # --- Triage
 
 
-def urgent_words(text: str, triage: Triage) -> tuple[str, ...]:
+def urgent_words(text: str, triage: TriageRules) -> tuple[str, ...]:
     """The `triage.urgent` words or phrases in a query, as configured; any at all means urgent."""
     return find_words(text, triage.urgent)
 
 
-def is_ignored(username: str, triage: Triage) -> bool:
+def is_ignored(username: str, triage: TriageRules) -> bool:
     """Whether mentions from this X account make no ticket: `triage.ignore` names it in any
     case, with or without `@`."""
     name = username.removeprefix("@").casefold()
