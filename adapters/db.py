@@ -56,6 +56,7 @@ from bot.domain import (
     TweetId,
     XUserId,
 )
+from bot.outbox import PartState, PostState, ReplyState
 from bot.ports import (
     AuditEntry,
     Conflict,
@@ -140,8 +141,7 @@ class OutboxRow(Base):
     body: Mapped[Any] = mapped_column(JSON)
     actions: Mapped[Any] = mapped_column(JSON, default=list)
     tweet_id: Mapped[str | None] = mapped_column(String(32))
-    # pending -> sending -> done | failed; `unknown` when a post's outcome was not seen.
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[str] = mapped_column(String(16), default=PostState.PENDING)  # bot.outbox
     message_id: Mapped[str | None] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -166,8 +166,7 @@ class ReplyRow(Base):
     author: Mapped[str] = mapped_column(String(255))
     text: Mapped[str] = mapped_column(Text)
     in_reply_to: Mapped[str] = mapped_column(String(32))
-    # confirm -> pending -> sent | refused | cancelled
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))  # bot.outbox.ReplyState
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     confirmed_by: Mapped[str | None] = mapped_column(String(255))
@@ -182,8 +181,7 @@ class ReplyPartRow(Base):
     reply: Mapped[int] = mapped_column(ForeignKey("replies.id"), index=True)
     idx: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
-    # pending -> sending -> sent | refused; `unknown` when X's answer was lost.
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[str] = mapped_column(String(16), default=PartState.PENDING)  # bot.outbox
     tweet_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claimed_by: Mapped[str | None] = mapped_column(String(32))
@@ -436,7 +434,9 @@ class Tx:
     def posted(self, key: str) -> MessageId | None:
         """Where the chat post with this key landed, once it did."""
         mid = self.s.scalar(
-            select(OutboxRow.message_id).where(OutboxRow.key == key, OutboxRow.state == "done")
+            select(OutboxRow.message_id).where(
+                OutboxRow.key == key, OutboxRow.state == PostState.DONE
+            )
         )
         return MessageId(mid) if mid else None
 
@@ -471,7 +471,7 @@ class Tx:
             author=author,
             text=text,
             in_reply_to=ticket.reply_to or ticket.tweet_id,
-            state="confirm" if confirm else "pending",
+            state=ReplyState.CONFIRM if confirm else ReplyState.PENDING,
             created_at=self.now,
         )
         self.s.add(row)
@@ -493,7 +493,7 @@ class Tx:
         return ReplyInfo(
             row.id,
             row.ticket,
-            row.state,
+            ReplyState(row.state),
             row.text,
             ChatUserId(row.author),
             tuple(TweetId(i) for i in ids if i),
@@ -503,8 +503,8 @@ class Tx:
     def confirm_reply(self, reply_id: int, user: ChatUserId) -> bool:
         done = self.s.execute(
             update(ReplyRow)
-            .where(ReplyRow.id == reply_id, ReplyRow.state == "confirm")
-            .values(state="pending", confirmed_by=user)
+            .where(ReplyRow.id == reply_id, ReplyRow.state == ReplyState.CONFIRM)
+            .values(state=ReplyState.PENDING, confirmed_by=user)
         )
         ok = bool(done.rowcount)  # type: ignore[attr-defined]
         if ok:
@@ -517,8 +517,8 @@ class Tx:
         """Cancels a reply still awaiting confirmation (never one already sent on)."""
         done = self.s.execute(
             update(ReplyRow)
-            .where(ReplyRow.id == reply_id, ReplyRow.state == "confirm")
-            .values(state="cancelled")
+            .where(ReplyRow.id == reply_id, ReplyRow.state == ReplyState.CONFIRM)
+            .values(state=ReplyState.CANCELLED)
         )
         ok = bool(done.rowcount)  # type: ignore[attr-defined]
         if ok:
@@ -527,7 +527,7 @@ class Tx:
             self.audit(row.ticket, user, "reply", "cancelled")
         return ok
 
-    def finish_reply(self, reply_id: int, state: str, error: str | None = None) -> None:
+    def finish_reply(self, reply_id: int, state: ReplyState, error: str | None = None) -> None:
         self.s.execute(
             update(ReplyRow).where(ReplyRow.id == reply_id).values(state=state, error=error)
         )
@@ -547,7 +547,7 @@ class Tx:
         done = self.s.execute(
             update(ReplyPartRow)
             .where(ReplyPartRow.id == part.id, ReplyPartRow.claimed_by == part.token)
-            .values(state="sent", tweet_id=tweet_id, claimed_by=None)
+            .values(state=PartState.SENT, tweet_id=tweet_id, claimed_by=None)
         )
         if not done.rowcount:  # type: ignore[attr-defined]
             return False
@@ -559,7 +559,7 @@ class Tx:
             )
         last = part.idx == part.count - 1
         if last:
-            self.finish_reply(part.reply, "sent")
+            self.finish_reply(part.reply, ReplyState.SENT)
             self.first_response(part.ticket)
             self.audit(part.ticket, "x", "replied", tweet_id)
         return last
@@ -578,11 +578,11 @@ class Tx:
         done = self.s.execute(
             update(ReplyPartRow)
             .where(ReplyPartRow.id == part.id, ReplyPartRow.claimed_by == part.token)
-            .values(state="refused", claimed_by=None)
+            .values(state=PartState.REFUSED, claimed_by=None)
         )
         if not done.rowcount:  # type: ignore[attr-defined]
             return False
-        self.finish_reply(part.reply, "refused", reason)
+        self.finish_reply(part.reply, ReplyState.REFUSED, reason)
         self.audit(part.ticket, "x", "refused", reason)
         return True
 
@@ -682,7 +682,7 @@ class Store:
             select(OutboxRow, TicketRow.root)
             .outerjoin(TicketRow, TicketRow.number == OutboxRow.ticket)
             .where(
-                OutboxRow.state.in_(("pending", "unknown")),
+                OutboxRow.state.in_((PostState.PENDING, PostState.UNKNOWN)),
                 or_(OutboxRow.not_before.is_(None), OutboxRow.not_before <= now),
                 or_(OutboxRow.in_thread.is_(False), TicketRow.root.is_not(None)),
             )
@@ -711,11 +711,14 @@ class Store:
         cutoff = self.now() - lease
         n = 0
         with self.tx() as t:
-            for table in (OutboxRow, ReplyPartRow):
+            for table, sending, unknown in (
+                (OutboxRow, PostState.SENDING, PostState.UNKNOWN),
+                (ReplyPartRow, PartState.SENDING, PartState.UNKNOWN),
+            ):
                 done = t.s.execute(
                     update(table)
-                    .where(table.state == "sending", table.claimed_at <= cutoff)
-                    .values(state="unknown", claimed_by=None, not_before=None)
+                    .where(table.state == sending, table.claimed_at <= cutoff)
+                    .values(state=unknown, claimed_by=None, not_before=None)
                 )
                 n += done.rowcount  # type: ignore[attr-defined]
         return n
@@ -740,13 +743,17 @@ class Store:
                 done = t.s.execute(
                     update(OutboxRow)
                     .where(OutboxRow.id == post.id, OutboxRow.claimed_by == post.token)
-                    .values(state="done", message_id=message_id, error=None, claimed_by=None)
+                    .values(
+                        state=PostState.DONE, message_id=message_id, error=None, claimed_by=None
+                    )
                 )
                 recorded = bool(done.rowcount)  # type: ignore[attr-defined]
                 ticket = post.outgoing.ticket
                 if recorded and post.outgoing.key.startswith("root:") and ticket is not None:
                     t.set_root(ticket, message_id)
-            if claim is not None and (token := _claim(t, OutboxRow, claim.id, claim.state)):
+            if claim is not None and (
+                token := _claim(t, OutboxRow, claim.id, claim.state, PostState.SENDING)
+            ):
                 claimed = replace(claim, token=token)
         return recorded, claimed
 
@@ -757,14 +764,14 @@ class Store:
             OutboxRow,
             post.id,
             post.token,
-            "unknown" if unknown else "pending",
+            PostState.UNKNOWN if unknown else PostState.PENDING,
             not_before=not_before,
             error=error,
         )
 
     def post_failed(self, post: PendingPost, error: str) -> None:
         """The platform refused for good (no access to the channel): stop and say so."""
-        self._release(OutboxRow, post.id, post.token, "failed", error=error)
+        self._release(OutboxRow, post.id, post.token, PostState.FAILED, error=error)
 
     def _release(self, table: Any, row_id: int, token: str, state: str, **values: Any) -> None:
         with self.tx() as t:
@@ -782,7 +789,7 @@ class Store:
         with self.tx() as t:
             replies = t.s.scalars(
                 select(ReplyRow)
-                .where(ReplyRow.state == "pending")
+                .where(ReplyRow.state == ReplyState.PENDING)
                 .order_by(ReplyRow.id)
                 .limit(limit)
             ).all()
@@ -795,10 +802,10 @@ class Store:
                 ).all()
                 prev = r.in_reply_to
                 for p in parts:
-                    if p.state == "sent":
+                    if p.state == PartState.SENT:
                         prev = p.tweet_id or prev
                         continue
-                    ready = p.state in ("pending", "unknown") and (
+                    ready = p.state in (PartState.PENDING, PartState.UNKNOWN) and (
                         p.not_before is None or p.not_before <= now
                     )
                     if ready:
@@ -811,7 +818,7 @@ class Store:
                                 len(parts),
                                 p.text,
                                 TweetId(prev),
-                                p.state,
+                                PartState(p.state),
                                 r.created_at,
                                 p.attempts,
                             )
@@ -821,7 +828,7 @@ class Store:
 
     def claim_part(self, part: PendingPart) -> PendingPart | None:
         with self.tx() as t:
-            token = _claim(t, ReplyPartRow, part.id, part.state)
+            token = _claim(t, ReplyPartRow, part.id, part.state, PartState.SENDING)
         return replace(part, token=token, attempts=part.attempts + 1) if token else None
 
     def part_retry(self, part: PendingPart, not_before: datetime, *, unknown: bool) -> None:
@@ -829,7 +836,7 @@ class Store:
             ReplyPartRow,
             part.id,
             part.token,
-            "unknown" if unknown else "pending",
+            PartState.UNKNOWN if unknown else PartState.PENDING,
             not_before=not_before,
         )
 
@@ -843,20 +850,23 @@ class Store:
             return {
                 "tickets_open": count(TicketRow, TicketRow.state == TicketState.OPEN.value),
                 "outbox_pending": count(
-                    OutboxRow, OutboxRow.state.in_(("pending", "unknown", "sending"))
+                    OutboxRow,
+                    OutboxRow.state.in_((PostState.PENDING, PostState.UNKNOWN, PostState.SENDING)),
                 ),
-                "outbox_failed": count(OutboxRow, OutboxRow.state == "failed"),
-                "replies_pending": count(ReplyRow, ReplyRow.state.in_(("pending", "confirm"))),
+                "outbox_failed": count(OutboxRow, OutboxRow.state == PostState.FAILED),
+                "replies_pending": count(
+                    ReplyRow, ReplyRow.state.in_((ReplyState.PENDING, ReplyState.CONFIRM))
+                ),
             }
 
 
-def _claim(t: Tx, table: Any, row_id: int, state: str) -> str | None:
+def _claim(t: Tx, table: Any, row_id: int, state: str, sending: str) -> str | None:
     """Compare-and-set from `state` to `sending`; the claim's token, or None if lost."""
     token = uuid.uuid4().hex
     done = t.s.execute(
         update(table)
         .where(table.id == row_id, table.state == state)
-        .values(state="sending", claimed_at=t.now, claimed_by=token, attempts=table.attempts + 1)
+        .values(state=sending, claimed_at=t.now, claimed_by=token, attempts=table.attempts + 1)
     )
     return token if done.rowcount else None  # type: ignore[attr-defined]
 
@@ -872,7 +882,7 @@ def _pending_post(row: OutboxRow, root: str | None) -> PendingPost:
         tweet_id=TweetId(row.tweet_id) if row.tweet_id else None,
         actions=actions,
     )
-    return PendingPost(row.id, out, row.platform, row.state)  # type: ignore[arg-type]
+    return PendingPost(row.id, out, row.platform, PostState(row.state))  # type: ignore[arg-type]
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:

@@ -55,6 +55,7 @@ from bot.domain import (
     Text,
     ThreadRef,
 )
+from bot.outbox import ThreadMark
 from bot.ports import (
     ActionHandler,
     Clock,
@@ -86,12 +87,11 @@ CONFIRM_ALIASES = frozenset({"✅", "✔", "☑", "👍"})
 # How a ticket state shows on its thread root; states mapped to None show nothing.
 # One mark at a time: the root shows the ticket's latest state.
 STATE_MARKS: dict[str, str | None] = {
-    "closed": "✅",
-    "claimed": "👀",
-    "answered": "💬",
-    "escalated": "🚨",
-    "open": None,
-    "reopened": None,
+    ThreadMark.CLOSED: "✅",
+    ThreadMark.CLAIMED: "👀",
+    ThreadMark.ANSWERED: "💬",
+    ThreadMark.ESCALATED: "🚨",
+    ThreadMark.OPEN: None,
 }
 
 _ROOM_PING = re.compile(r"@(?=room)", re.IGNORECASE)
@@ -453,7 +453,7 @@ class MatrixPlatform:
             start = resp.end
         return None
 
-    async def mark(self, thread: ThreadRef, state: str) -> None:
+    async def mark(self, thread: ThreadRef, state: ThreadMark) -> None:
         """Shows the state as the bot's reaction on the root; repeating it changes nothing."""
         if state not in STATE_MARKS:
             _log(logging.WARNING, "matrix.mark.unknown_state", state=state, root=thread.root)

@@ -39,6 +39,7 @@ from bot.domain import (
     Text,
     ThreadRef,
 )
+from bot.outbox import ThreadMark
 from bot.ports import (
     ActionHandler,
     Clock,
@@ -60,11 +61,11 @@ POST_EVENT = "seva_post"
 
 # Ticket state -> (reaction, add?) on the thread root.
 _MARKS: dict[str, tuple[str, bool]] = {
-    "closed": ("white_check_mark", True),
-    "open": ("white_check_mark", False),
-    "claimed": ("eyes", True),
-    "answered": ("speech_balloon", True),
-    "escalated": ("rotating_light", True),
+    ThreadMark.CLOSED: ("white_check_mark", True),
+    ThreadMark.OPEN: ("white_check_mark", False),
+    ThreadMark.CLAIMED: ("eyes", True),
+    ThreadMark.ANSWERED: ("speech_balloon", True),
+    ThreadMark.ESCALATED: ("rotating_light", True),
 }
 # Errors that mean "already in the state you asked for".
 _IDEMPOTENT_ERRORS = frozenset({"already_reacted", "no_reaction"})
@@ -420,7 +421,7 @@ class SlackPlatform:
                 return None
         return None
 
-    async def mark(self, thread: ThreadRef, state: str) -> None:
+    async def mark(self, thread: ThreadRef, state: ThreadMark) -> None:
         mark = _MARKS.get(state)
         if mark is None:
             log.warning("slack.mark_unknown_state state=%s", state)

@@ -25,6 +25,7 @@ from bot.domain import (
     TweetId,
     XUser,
 )
+from bot.outbox import PartState, PostState, ReplyState, ThreadMark
 
 
 class RateLimited(Exception):
@@ -146,7 +147,7 @@ class ChatPlatform(Protocol):
         """The message with this key if an earlier `post` landed after all."""
         ...
 
-    async def mark(self, thread: ThreadRef, state: str) -> None:
+    async def mark(self, thread: ThreadRef, state: ThreadMark) -> None:
         """Mirrors a ticket state on the thread root (a reaction)."""
         ...
 
@@ -215,7 +216,7 @@ class PendingPost:
     id: int
     outgoing: Outgoing
     platform: Platform
-    state: str
+    state: PostState
     token: str = ""  # set once claimed: every later update is fenced on it
 
 
@@ -228,7 +229,7 @@ class PendingPart:
     count: int
     text: str
     in_reply_to: TweetId
-    state: str
+    state: PartState
     queued_at: datetime
     attempts: int = 0
     token: str = ""
@@ -238,7 +239,7 @@ class PendingPart:
 class ReplyInfo:
     id: int
     ticket: int
-    state: str
+    state: ReplyState
     text: str
     author: ChatUserId
     tweet_ids: tuple[TweetId, ...]
@@ -301,7 +302,7 @@ class UnitOfWork(Protocol):
     def posted(self, key: str) -> MessageId | None: ...
     def reply(self, reply_id: int) -> ReplyInfo | None: ...
     def confirm_reply(self, reply_id: int, user: ChatUserId) -> bool: ...
-    def finish_reply(self, reply_id: int, state: str, error: str | None = None) -> None: ...
+    def finish_reply(self, reply_id: int, state: ReplyState, error: str | None = None) -> None: ...
     def part_sent(self, part: PendingPart, tweet_id: TweetId) -> bool: ...
     def part_refused(self, part: PendingPart, reason: str) -> bool: ...
     def cancel_reply(self, reply_id: int, user: ChatUserId) -> bool: ...

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from bot.config import Config, Department
 from bot.domain import Platform, Ticket, XUser
+from bot.outbox import ThreadMark
 from bot.ports import ChatPlatform, Clock, Metrics, TicketStore, TweetSink, TweetSource
 
 log = logging.getLogger("seva." + __name__)
@@ -67,7 +68,7 @@ class Bridge:
     def platform(self, name: Platform) -> ChatPlatform | None:
         return self.platforms.get(name)
 
-    async def mirror(self, ticket: Ticket, state: str) -> None:
+    async def mirror(self, ticket: Ticket, state: ThreadMark) -> None:
         """Shows a state change on the thread root; best effort, the database is the truth."""
         platform = self.platforms.get(ticket.platform)
         if platform is None or ticket.thread is None:

@@ -16,6 +16,14 @@ from datetime import timedelta
 from typing import Any
 
 from bot.domain import Link, MessageId, Outgoing, Rich, Text, TweetId, tweet_url
+from bot.outbox import (
+    PartState,
+    PostState,
+    ThreadMark,
+    refused_key,
+    sent_key,
+    unverified_key,
+)
 from bot.ports import (
     ChatPlatform,
     Count,
@@ -182,7 +190,7 @@ def _count(b: Bridge, landed: Landed | None, recorded: bool) -> int:
 async def _post_one(b: Bridge, platform: ChatPlatform, post: PendingPost) -> Landed | str | None:
     """Where it landed; None when it did not; RATE_LIMITED when the channel must wait."""
     out = post.outgoing
-    unknown = post.state == "unknown"
+    unknown = post.state == PostState.UNKNOWN
     try:
         found = await platform.find(out) if unknown else None
         unknown = False  # looked: whatever happens next starts from a known state
@@ -232,7 +240,7 @@ async def _send_part(b: Bridge, due: PendingPart) -> int:
     if part is None:
         return 0
     text = part.text
-    unknown = part.state == "unknown"
+    unknown = part.state == PartState.UNKNOWN
     try:
         tweet_id = None
         if unknown:
@@ -243,7 +251,7 @@ async def _send_part(b: Bridge, due: PendingPart) -> int:
         if tweet_id is None:
             tweet_id = await b.sink.post(text, part.in_reply_to)
     except TweetRefused as e:
-        if part.state == "unknown" and _duplicate(e):
+        if part.state == PartState.UNKNOWN and _duplicate(e):
             _not_yet_visible(b, part)
             return 0
         _refused(b, part, e.reason)
@@ -267,7 +275,7 @@ async def _send_part(b: Bridge, due: PendingPart) -> int:
             assert info is not None and ticket is not None
             tx.enqueue(
                 Outgoing(
-                    key=f"sent:{part.reply}",
+                    key=sent_key(part.reply),
                     channel=ticket.channel,
                     body=_confirmation(b, info.tweet_ids),
                     ticket=ticket.number,
@@ -279,7 +287,7 @@ async def _send_part(b: Bridge, due: PendingPart) -> int:
             answered = ticket
     b.kick()
     if answered is not None:
-        await b.mirror(answered, "answered")
+        await b.mirror(answered, ThreadMark.ANSWERED)
     return 1
 
 
@@ -311,7 +319,7 @@ def _not_yet_visible(b: Bridge, part: PendingPart) -> None:
         assert ticket is not None
         tx.enqueue(
             Outgoing(
-                key=f"unverified:{part.id}",
+                key=unverified_key(part.id),
                 channel=ticket.channel,
                 body=Rich.of(
                     Text("Still checking: ", bold=True),
@@ -338,7 +346,7 @@ def _refused(b: Bridge, part: PendingPart, reason: str) -> None:
         already = f" The first {part.idx} part(s) of the chain did go out." if part.idx else ""
         tx.enqueue(
             Outgoing(
-                key=f"refused:{part.reply}",
+                key=refused_key(part.reply),
                 channel=ticket.channel,
                 body=Rich.of(
                     Text("X refused this reply, so it was not tweeted: ", bold=True),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from bot.domain import Mention, Outgoing, Rich, Text
+from bot.outbox import ThreadMark, escalate_key
 from bot.ports import Count
 from handlers.context import Bridge
 
@@ -31,7 +32,7 @@ async def escalate(b: Bridge) -> int:
                 for i, user in enumerate(dept.escalate_to):
                     body += Rich.of(Text(", " if i else ""), Mention(user))
                 tx.enqueue(
-                    Outgoing(f"escalate:{t.number}", t.channel, body, ticket=t.number),
+                    Outgoing(escalate_key(t.number), t.channel, body, ticket=t.number),
                     t.platform,
                     True,
                 )
@@ -42,5 +43,5 @@ async def escalate(b: Bridge) -> int:
         b.metrics.count(Count.ESCALATIONS, n)
         b.kick()
     for t in escalated:
-        await b.mirror(t, "escalated")
+        await b.mirror(t, ThreadMark.ESCALATED)
     return n

@@ -26,6 +26,7 @@ from bot.domain import (
     Tweet,
     TweetId,
 )
+from bot.outbox import ThreadMark, followup_key, root_key
 from bot.ports import Conflict, Count, NewTicket, RateLimited, Unavailable, UnitOfWork
 from bot.rotation import shift_at
 from bot.routing import route
@@ -99,7 +100,7 @@ async def _read(
         return 0
     state.blocked_until, state.error, state.last_ok = None, None, b.clock.now()
     for ticket in reopened:
-        await b.mirror(ticket, "open")
+        await b.mirror(ticket, ThreadMark.OPEN)
     return taken
 
 
@@ -186,7 +187,7 @@ def _announce(b: Bridge, tx: UnitOfWork, ticket: Ticket, new: NewTicket) -> None
     dept = b.department(ticket.department)
     tx.enqueue(
         Outgoing(
-            key=f"root:{ticket.number}",
+            key=root_key(ticket.number),
             channel=ticket.channel,
             body=root_body(ticket, dept, new.oncall),
             ticket=ticket.number,
@@ -220,7 +221,7 @@ def _add_followup(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> bo
         body += Rich.of(Text("\n"), Text(f"Ticket #{ticket.number} reopened.", bold=True))
     tx.enqueue(
         Outgoing(
-            key=f"followup:{tweet.id}",
+            key=followup_key(tweet.id),
             channel=ticket.channel,
             body=body,
             ticket=ticket.number,

@@ -16,6 +16,7 @@ from bot.domain import (
     Text,
     Ticket,
 )
+from bot.outbox import ActionId, ReplyState, preview_key
 from bot.ports import CommandContext
 from bot.tweettext import split_reply
 from handlers.context import Bridge
@@ -23,7 +24,6 @@ from handlers.context import Bridge
 log = logging.getLogger("seva." + __name__)
 
 INTERNAL_PREFIXES = ("note:", "private:")
-SEND, CANCEL = "seva_send", "seva_cancel"
 
 
 def is_internal(text: str) -> bool:
@@ -91,19 +91,19 @@ async def on_action(b: Bridge, action_id: str, value: str, user: ChatUserId) -> 
     Cancel after Send changes nothing. The preview then loses its buttons and says who
     decided (best effort: the database is the truth).
     """
-    if action_id not in (SEND, CANCEL) or not value.isdigit():
+    if action_id not in (ActionId.SEND, ActionId.CANCEL) or not value.isdigit():
         return
     reply_id = int(value)
     with b.store.tx() as tx:
         info = tx.reply(reply_id)
-        if info is None or info.state != "confirm":
+        if info is None or info.state != ReplyState.CONFIRM:
             return
         ticket = tx.ticket(info.ticket)
         assert ticket is not None
         dept = b.department(ticket.department)
         if dept.agents and user not in dept.agents:
             return
-        if action_id == CANCEL:
+        if action_id == ActionId.CANCEL:
             if not tx.cancel_reply(reply_id, user):
                 return
             verdict = Rich.of(
@@ -113,7 +113,7 @@ async def on_action(b: Bridge, action_id: str, value: str, user: ChatUserId) -> 
             if not tx.confirm_reply(reply_id, user):
                 return
             verdict = Rich.of(Text("Sent by "), Mention(user), Text("; tweeting:\n"))
-        preview = tx.posted(f"preview:{reply_id}")
+        preview = tx.posted(preview_key(reply_id))
     b.kick()
     platform = b.platform(ticket.platform)
     if preview is None or platform is None:
@@ -132,9 +132,12 @@ def _preview(ticket: Ticket, reply_id: int, parts: list[str]) -> Outgoing:
         *(Quote(p) for p in parts),
     )
     return Outgoing(
-        key=f"preview:{reply_id}",
+        key=preview_key(reply_id),
         channel=ticket.channel,
         body=body,
         ticket=ticket.number,
-        actions=(Action(SEND, "Send", str(reply_id)), Action(CANCEL, "Cancel", str(reply_id))),
+        actions=(
+            Action(ActionId.SEND, "Send", str(reply_id)),
+            Action(ActionId.CANCEL, "Cancel", str(reply_id)),
+        ),
     )

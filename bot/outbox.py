@@ -1,0 +1,102 @@
+"""The outbox contract: the keys and states that every layer shares.
+
+Keys and action ids are also stored remotely (Slack message metadata, Matrix event
+content and transaction ids), where they are how a post whose outcome a crash hid is
+found again: a key format that changed would make that post look new, and it would go
+out twice. States are stored in the database. tests/unit/test_outbox.py pins every
+value byte for byte; change one only with a migration of what is stored.
+"""
+
+from __future__ import annotations
+
+import enum
+
+# --- the keys: one per chat post, for good
+
+
+def root_key(ticket: int) -> str:
+    """A ticket's thread root."""
+    return f"root:{ticket}"
+
+
+def followup_key(tweet_id: str) -> str:
+    """A citizen's follow-up tweet, posted into its ticket's thread."""
+    return f"followup:{tweet_id}"
+
+
+def sent_key(reply: int) -> str:
+    """The confirmation that a reply went out, with its tweet links."""
+    return f"sent:{reply}"
+
+
+def preview_key(reply: int) -> str:
+    """The text a reply will tweet, waiting for Send (reply_mode: confirm)."""
+    return f"preview:{reply}"
+
+
+def escalate_key(ticket: int) -> str:
+    """A ticket's one escalation."""
+    return f"escalate:{ticket}"
+
+
+def refused_key(reply: int) -> str:
+    """X refused a reply: the thread is told why."""
+    return f"refused:{reply}"
+
+
+def unverified_key(part: int) -> str:
+    """A reply part X calls a duplicate but that its timeline does not show yet."""
+    return f"unverified:{part}"
+
+
+# --- the states
+
+
+class PostState(enum.StrEnum):
+    """A chat post: pending -> sending -> done | failed; unknown when a send's outcome
+    was not seen (it is looked for before it is sent again)."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    DONE = "done"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+class PartState(enum.StrEnum):
+    """One tweet of a reply chain: pending -> sending -> sent | refused; unknown when
+    X's answer was lost."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    REFUSED = "refused"
+    UNKNOWN = "unknown"
+
+
+class ReplyState(enum.StrEnum):
+    """An agent's public reply: confirm (awaiting Send) -> pending -> sent | refused,
+    or cancelled while awaiting Send."""
+
+    CONFIRM = "confirm"
+    PENDING = "pending"
+    SENT = "sent"
+    REFUSED = "refused"
+    CANCELLED = "cancelled"
+
+
+class ThreadMark(enum.StrEnum):
+    """A ticket state as its thread root shows it (a reaction)."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+    CLAIMED = "claimed"
+    ANSWERED = "answered"
+    ESCALATED = "escalated"
+
+
+class ActionId(enum.StrEnum):
+    """The buttons (Slack) and confirming reactions (Matrix) a preview offers."""
+
+    SEND = "seva_send"
+    CANCEL = "seva_cancel"

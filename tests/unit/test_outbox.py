@@ -1,0 +1,96 @@
+"""The outbox contract, pinned byte for byte.
+
+Keys and action ids are stored remotely (Slack message metadata, Matrix event content
+and transaction ids) and states in the database: a changed value would make a post a
+crash hid look new (it would go out twice) or strand stored rows. If a test here
+fails, the change needs a migration of what is stored, not an updated expectation.
+"""
+
+from __future__ import annotations
+
+from adapters.matrix import ACTIONS_FIELD, KEY_FIELD, TICKET_FIELD, TWEET_FIELD, txn_id
+from adapters.slack import _metadata
+from bot.domain import ChannelId, Outgoing, Rich, TweetId
+from bot.outbox import (
+    ActionId,
+    PartState,
+    PostState,
+    ReplyState,
+    ThreadMark,
+    escalate_key,
+    followup_key,
+    preview_key,
+    refused_key,
+    root_key,
+    sent_key,
+    unverified_key,
+)
+
+
+def test_every_key_format() -> None:
+    assert root_key(42) == "root:42"
+    assert followup_key(TweetId("1800000000000000042")) == "followup:1800000000000000042"
+    assert sent_key(7) == "sent:7"
+    assert preview_key(7) == "preview:7"
+    assert escalate_key(42) == "escalate:42"
+    assert refused_key(7) == "refused:7"
+    assert unverified_key(9) == "unverified:9"
+
+
+def test_every_state_and_action_value() -> None:
+    assert {s.name: s.value for s in PostState} == {
+        "PENDING": "pending",
+        "SENDING": "sending",
+        "DONE": "done",
+        "FAILED": "failed",
+        "UNKNOWN": "unknown",
+    }
+    assert {s.name: s.value for s in PartState} == {
+        "PENDING": "pending",
+        "SENDING": "sending",
+        "SENT": "sent",
+        "REFUSED": "refused",
+        "UNKNOWN": "unknown",
+    }
+    assert {s.name: s.value for s in ReplyState} == {
+        "CONFIRM": "confirm",
+        "PENDING": "pending",
+        "SENT": "sent",
+        "REFUSED": "refused",
+        "CANCELLED": "cancelled",
+    }
+    assert {s.name: s.value for s in ThreadMark} == {
+        "OPEN": "open",
+        "CLOSED": "closed",
+        "CLAIMED": "claimed",
+        "ANSWERED": "answered",
+        "ESCALATED": "escalated",
+    }
+    assert {a.name: a.value for a in ActionId} == {"SEND": "seva_send", "CANCEL": "seva_cancel"}
+
+
+def test_where_slack_keeps_the_key() -> None:
+    root = Outgoing(
+        root_key(42), ChannelId("C0HEALTH"), Rich(), ticket=42, tweet_id=TweetId("180042")
+    )
+    assert _metadata(root) == {
+        "event_type": "seva_ticket",
+        "event_payload": {"ticket": 42, "tweet_id": "180042", "key": "root:42"},
+    }
+    followup = Outgoing(followup_key(TweetId("99")), ChannelId("C0HEALTH"), Rich(), ticket=1)
+    assert _metadata(followup) == {
+        "event_type": "seva_post",
+        "event_payload": {"key": "followup:99", "ticket": 1},
+    }
+
+
+def test_where_matrix_keeps_the_key() -> None:
+    assert (KEY_FIELD, TICKET_FIELD, TWEET_FIELD, ACTIONS_FIELD) == (
+        "org.sevabridge.key",
+        "org.sevabridge.ticket",
+        "org.sevabridge.tweet_id",
+        "org.sevabridge.actions",
+    )
+    # The transaction id Synapse deduplicates a resend by, after a crash.
+    assert txn_id("root:42") == "seva-c03535939795b00ba6ac65025e607c1d"
+    assert txn_id("followup:180042") == "seva-db3dafbd19eb10e09bae1b46abcc1ea6"
