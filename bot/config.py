@@ -6,11 +6,13 @@ import os
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -273,11 +275,56 @@ class Triage(_Strict):
         return v
 
 
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+_PHONE_CHARS = re.compile(r"[0-9+\-() .]+")
+
+
+def _host_name(value: str) -> str:
+    """`Gov.IN` -> `gov.in`, an internationalised name -> its `xn--` form: the form
+    hosts in replies are compared in. Anything but a bare host name is refused."""
+    host = value.strip().rstrip(".").lower()
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_host = ""
+    labels = ascii_host.split(".")
+    if len(labels) < 2 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"{value!r}: expected a host name such as gov.in (no scheme or path)")
+    return ascii_host
+
+
+def _quoted(value: object) -> object:
+    # YAML reads 1075 as a number and 0112306 as an octal one: only quoted text is exact.
+    if isinstance(value, int | float):
+        raise ValueError(f"{value!r}: write phone numbers in quotes, e.g. '1075'")
+    return value
+
+
+def _phone_number(value: str) -> str:
+    if not _PHONE_CHARS.fullmatch(value) or not any(c.isdigit() for c in value):
+        raise ValueError(f"{value!r}: expected a phone number such as '1075' or '+91 11 2306 1978'")
+    return value
+
+
+class SafetyConfig(_Strict):
+    """What holds a public reply for an agent's confirmation (SPEC section 5)."""
+
+    official_numbers: list[
+        Annotated[str, BeforeValidator(_quoted), AfterValidator(_phone_number)]
+    ] = []
+    max_reply_parts: int = Field(4, ge=1)
+    allow_mentions: bool = False
+    allowed_link_domains: list[Annotated[str, AfterValidator(_host_name)]] = []
+    retention_days: int | None = Field(None, ge=1)
+
+
 class Config(_Strict):
     x: XConfig = XConfig()
     slack: SlackConfig = SlackConfig()
     matrix: MatrixConfig = MatrixConfig()
     triage: Triage = Triage()
+    safety: SafetyConfig = SafetyConfig()
+    supervisors: list[ChatUserId] = []
     departments: list[Department] = Field(min_length=1)
     default_department: DepartmentId
 
