@@ -33,6 +33,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    false,
     func,
     or_,
     select,
@@ -138,6 +139,7 @@ class OutboxRow(Base):
     platform: Mapped[str] = mapped_column(String(8))
     channel: Mapped[str] = mapped_column(String(255))
     in_thread: Mapped[bool] = mapped_column(Boolean)
+    is_root: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     body: Mapped[Any] = mapped_column(JSON)
     actions: Mapped[Any] = mapped_column(JSON, default=list)
     tweet_id: Mapped[str | None] = mapped_column(String(32))
@@ -423,6 +425,7 @@ class Tx:
                 platform=platform,
                 channel=out.channel,
                 in_thread=in_thread,
+                is_root=out.is_root,
                 body=out.body.to_json(),
                 actions=[{"id": a.id, "label": a.label, "value": a.value} for a in out.actions],
                 tweet_id=out.tweet_id,
@@ -749,7 +752,7 @@ class Store:
                 )
                 recorded = bool(done.rowcount)  # type: ignore[attr-defined]
                 ticket = post.outgoing.ticket
-                if recorded and post.outgoing.key.startswith("root:") and ticket is not None:
+                if recorded and post.outgoing.is_root and ticket is not None:
                     t.set_root(ticket, message_id)
             if claim is not None and (
                 token := _claim(t, OutboxRow, claim.id, claim.state, PostState.SENDING)
@@ -881,6 +884,7 @@ def _pending_post(row: OutboxRow, root: str | None) -> PendingPost:
         ticket=row.ticket,
         tweet_id=TweetId(row.tweet_id) if row.tweet_id else None,
         actions=actions,
+        is_root=row.is_root,
     )
     return PendingPost(row.id, out, row.platform, PostState(row.state))  # type: ignore[arg-type]
 

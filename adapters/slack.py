@@ -643,7 +643,7 @@ def _str(value: object) -> str | None:
 
 
 def _metadata(message: Outgoing) -> dict[str, Any]:
-    if message.key.startswith("root:"):
+    if message.is_root:
         return {
             "event_type": TICKET_EVENT,
             "event_payload": {
@@ -664,7 +664,7 @@ def _matches(msg: Mapping[str, Any], message: Outgoing) -> bool:
     if payload.get("key") == message.key:
         return True
     return (
-        message.key.startswith("root:")
+        message.is_root
         and message.ticket is not None
         and meta.get("event_type") == TICKET_EVENT
         and payload.get("ticket") == message.ticket

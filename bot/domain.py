@@ -183,9 +183,10 @@ def _segment_from_json(d: dict[str, str | bool]) -> Segment:
 class Outgoing:
     """A bot message that must reach chat exactly once.
 
-    `key` is unique per message (`root:42`, `followup:<tweet id>`); adapters stamp
-    it on the message (Slack metadata, a Matrix content field) so a post whose
-    outcome a crash hid can be found again instead of posted twice.
+    `key` is unique per message (built by `bot.outbox`: `root:42`, `followup:<tweet
+    id>`); adapters stamp it on the message (Slack metadata, a Matrix content field)
+    so a post whose outcome a crash hid can be found again instead of posted twice.
+    `is_root` says this post opens its ticket's thread: where it lands is the thread.
     """
 
     key: str
@@ -195,6 +196,7 @@ class Outgoing:
     ticket: int | None = None
     tweet_id: TweetId | None = None
     actions: tuple[Action, ...] = field(default=())
+    is_root: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -192,6 +192,7 @@ def _announce(b: Bridge, tx: UnitOfWork, ticket: Ticket, new: NewTicket) -> None
             body=root_body(ticket, dept, new.oncall),
             ticket=ticket.number,
             tweet_id=ticket.tweet_id,
+            is_root=True,
         ),
         ticket.platform,
         in_thread=False,

@@ -36,6 +36,7 @@ from bot.domain import (
     ThreadRef,
     TweetId,
 )
+from bot.outbox import root_key
 from bot.ports import CommandContext, PlatformRefused, RateLimited
 from tests.fakes import MemoryKV
 
@@ -197,11 +198,12 @@ async def world() -> AsyncIterator[World]:
 
 def root(ticket: int, body: Rich, channel: ChannelId = HEALTH) -> Outgoing:
     return Outgoing(
-        key=f"root:{ticket}",
+        key=root_key(ticket),
         channel=channel,
         body=body,
         ticket=ticket,
         tweet_id=TweetId(f"18{ticket:04d}"),
+        is_root=True,
     )
 
 

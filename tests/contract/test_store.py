@@ -10,6 +10,7 @@ from adapters.db import Store, TicketTweetRow
 from adapters.metrics import PrometheusMetrics
 from bot.config import parse_config
 from bot.domain import ChannelId, ChatUserId, DepartmentId, MessageId, Outgoing, Rich, TweetId
+from bot.outbox import root_key
 from bot.ports import Conflict, NewTicket
 from entrypoints import migrate
 from handlers import delivery, ingest
@@ -75,8 +76,9 @@ def test_one_public_reply_per_chat_message(store):
 def test_claims_are_compare_and_set(store):
     t = new_ticket(store)
     with store.tx() as tx:
-        assert tx.enqueue(Outgoing("root:1", t.channel, Rich.of("x"), ticket=1), "slack", False)
-        assert not tx.enqueue(Outgoing("root:1", t.channel, Rich.of("x"), ticket=1), "slack", False)
+        root = Outgoing(root_key(1), t.channel, Rich.of("x"), ticket=1, is_root=True)
+        assert tx.enqueue(root, "slack", False)
+        assert not tx.enqueue(root, "slack", False)
     (post,) = store.due_posts()
     _, mine = store.settle_and_claim(None, post)
     assert mine is not None
@@ -157,3 +159,28 @@ def test_a_late_refusal_from_an_expired_claim_changes_nothing(store):
         assert not tx.part_refused(mine, "duplicate content")
         info = tx.reply(1)
         assert info is not None and info.state == "sent" and info.tweet_ids == ("777",)
+
+
+def test_posts_queued_before_is_root_existed_keep_opening_their_thread(db_url):
+    """Migration 0002: a root queued by an older version still sets its ticket's thread."""
+    from sqlalchemy import text
+
+    from adapters.db import make_engine
+
+    engine = make_engine(db_url)
+    migrate.upgrade(engine, "0001")
+    with engine.begin() as conn:
+        for key in ("root:1", "followup:5"):
+            conn.execute(
+                text(
+                    "INSERT INTO outbox (key, platform, channel, in_thread, body, actions, "
+                    "state, attempts, created_at) VALUES (:key, 'slack', 'C1', false, '[]', "
+                    "'[]', 'pending', 0, '2021-05-04 10:00:00')"
+                ),
+                {"key": key},
+            )
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        rows = dict(conn.execute(text("SELECT key, is_root FROM outbox")).all())
+    engine.dispose()
+    assert {k: bool(v) for k, v in rows.items()} == {"root:1": True, "followup:5": False}

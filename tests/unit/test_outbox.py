@@ -71,7 +71,12 @@ def test_every_state_and_action_value() -> None:
 
 def test_where_slack_keeps_the_key() -> None:
     root = Outgoing(
-        root_key(42), ChannelId("C0HEALTH"), Rich(), ticket=42, tweet_id=TweetId("180042")
+        root_key(42),
+        ChannelId("C0HEALTH"),
+        Rich(),
+        ticket=42,
+        tweet_id=TweetId("180042"),
+        is_root=True,
     )
     assert _metadata(root) == {
         "event_type": "seva_ticket",
