@@ -44,6 +44,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from bot.domain import (
     Action,
+    Audit,
     ChannelId,
     ChatUserId,
     DepartmentId,
@@ -326,7 +327,6 @@ class Tx:
                     tweet_id=n.tweet.id, ticket=row.number, kind="query", created_at=self.now
                 )
             )
-            self.audit(row.number, "x", "created", f"@{n.tweet.author_username} → {n.department}")
         return [_ticket(r) for r in rows]
 
     def add_followup(self, ticket: int, tweet: Tweet) -> None:
@@ -337,17 +337,15 @@ class Tx:
             update(TicketRow).where(TicketRow.number == ticket).values(reply_to=tweet.id)
         )
 
-    def set_state(self, ticket: int, state: TicketState, actor: str, detail: str = "") -> None:
+    def set_state(self, ticket: int, state: TicketState) -> None:
         values: dict[str, Any] = {"state": state.value}
         values["closed_at"] = self.now if state is TicketState.CLOSED else None
         self.s.execute(update(TicketRow).where(TicketRow.number == ticket).values(**values))
-        self.audit(ticket, actor, "closed" if state is TicketState.CLOSED else "reopened", detail)
 
-    def set_assignee(self, ticket: int, assignee: ChatUserId, actor: str) -> None:
+    def set_assignee(self, ticket: int, assignee: ChatUserId) -> None:
         self.s.execute(
             update(TicketRow).where(TicketRow.number == ticket).values(assignee=assignee)
         )
-        self.audit(ticket, actor, "assigned", assignee)
 
     def set_root(self, ticket: int, root: MessageId) -> None:
         self.s.execute(update(TicketRow).where(TicketRow.number == ticket).values(root=root))
@@ -358,8 +356,6 @@ class Tx:
             .where(TicketRow.number == ticket, TicketRow.escalated_at.is_(None))
             .values(escalated_at=self.now)
         )
-        if done.rowcount:  # type: ignore[attr-defined]
-            self.audit(ticket, "seva", "escalated")
         return bool(done.rowcount)  # type: ignore[attr-defined]
 
     def tickets(
@@ -397,7 +393,7 @@ class Tx:
 
     # --- the audit log
 
-    def audit(self, ticket: int | None, actor: str, action: str, detail: str = "") -> None:
+    def audit(self, ticket: int | None, actor: str, action: Audit, detail: str = "") -> None:
         self.s.add(AuditRow(ticket=ticket, at=self.now, actor=actor, action=action, detail=detail))
 
     def audit_log(self, ticket: int) -> list[AuditEntry]:
@@ -481,7 +477,6 @@ class Tx:
         self.s.flush()
         for i, part in enumerate(parts):
             self.s.add(ReplyPartRow(reply=row.id, idx=i, text=part))
-        self.audit(ticket.number, author, "reply", "awaiting confirmation" if confirm else "queued")
         return row.id
 
     def reply(self, reply_id: int) -> ReplyInfo | None:
@@ -509,26 +504,16 @@ class Tx:
             .where(ReplyRow.id == reply_id, ReplyRow.state == ReplyState.CONFIRM)
             .values(state=ReplyState.PENDING, confirmed_by=user)
         )
-        ok = bool(done.rowcount)  # type: ignore[attr-defined]
-        if ok:
-            row = self.s.get(ReplyRow, reply_id)
-            assert row is not None
-            self.audit(row.ticket, user, "reply", "confirmed")
-        return ok
+        return bool(done.rowcount)  # type: ignore[attr-defined]
 
-    def cancel_reply(self, reply_id: int, user: ChatUserId) -> bool:
+    def cancel_reply(self, reply_id: int) -> bool:
         """Cancels a reply still awaiting confirmation (never one already sent on)."""
         done = self.s.execute(
             update(ReplyRow)
             .where(ReplyRow.id == reply_id, ReplyRow.state == ReplyState.CONFIRM)
             .values(state=ReplyState.CANCELLED)
         )
-        ok = bool(done.rowcount)  # type: ignore[attr-defined]
-        if ok:
-            row = self.s.get(ReplyRow, reply_id)
-            assert row is not None
-            self.audit(row.ticket, user, "reply", "cancelled")
-        return ok
+        return bool(done.rowcount)  # type: ignore[attr-defined]
 
     def finish_reply(self, reply_id: int, state: ReplyState, error: str | None = None) -> None:
         self.s.execute(
@@ -536,6 +521,7 @@ class Tx:
         )
 
     def first_response(self, ticket: int) -> None:
+        """Stamps the ticket's first public response now, unless it has one."""
         self.s.execute(
             update(TicketRow)
             .where(TicketRow.number == ticket, TicketRow.first_response_at.is_(None))
@@ -543,10 +529,8 @@ class Tx:
         )
 
     def part_sent(self, part: PendingPart, tweet_id: TweetId) -> bool:
-        """Records a part X accepted; True when it completed its reply.
-
-        Fenced on the claim: if it expired meanwhile, nothing is recorded twice.
-        """
+        """Records a part X accepted; False if our claim had expired (then it changes
+        nothing, so nothing is recorded twice)."""
         done = self.s.execute(
             update(ReplyPartRow)
             .where(ReplyPartRow.id == part.id, ReplyPartRow.claimed_by == part.token)
@@ -560,12 +544,7 @@ class Tx:
                     tweet_id=tweet_id, ticket=part.ticket, kind="reply", created_at=self.now
                 )
             )
-        last = part.idx == part.count - 1
-        if last:
-            self.finish_reply(part.reply, ReplyState.SENT)
-            self.first_response(part.ticket)
-            self.audit(part.ticket, "x", "replied", tweet_id)
-        return last
+        return True
 
     def reply_tweet_ids(self, ticket: int) -> set[str]:
         return set(
@@ -583,11 +562,7 @@ class Tx:
             .where(ReplyPartRow.id == part.id, ReplyPartRow.claimed_by == part.token)
             .values(state=PartState.REFUSED, claimed_by=None)
         )
-        if not done.rowcount:  # type: ignore[attr-defined]
-            return False
-        self.finish_reply(part.reply, ReplyState.REFUSED, reason)
-        self.audit(part.ticket, "x", "refused", reason)
-        return True
+        return bool(done.rowcount)  # type: ignore[attr-defined]
 
     # --- small durable state
 

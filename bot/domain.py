@@ -53,6 +53,24 @@ class TicketState(enum.StrEnum):
     CLOSED = "closed"
 
 
+class Audit(enum.StrEnum):
+    """What the audit log records a change as (stored: `audit_log.action`)."""
+
+    CREATED = "created"
+    CLOSED = "closed"
+    REOPENED = "reopened"
+    ASSIGNED = "assigned"
+    ESCALATED = "escalated"
+    REPLY = "reply"  # an agent's reply queued, awaiting confirmation, confirmed, cancelled
+    REPLIED = "replied"  # X accepted a whole reply
+    REFUSED = "refused"  # X refused a reply
+
+
+# Who made a change, besides the chat users: the citizen's side on X, and the bot.
+ACTOR_X = "x"
+ACTOR_BOT = "seva"
+
+
 @dataclass(frozen=True, slots=True)
 class ThreadRef:
     """Where a ticket lives in chat: the root message of its thread."""

@@ -15,10 +15,11 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from bot.domain import Link, MessageId, Outgoing, Rich, Text, TweetId, tweet_url
+from bot.domain import ACTOR_X, Audit, Link, MessageId, Outgoing, Rich, Text, TweetId, tweet_url
 from bot.outbox import (
     PartState,
     PostState,
+    ReplyState,
     ThreadMark,
     refused_key,
     sent_key,
@@ -269,7 +270,10 @@ async def _send_part(b: Bridge, due: PendingPart) -> int:
     b.metrics.count(Count.REPLY_TWEETS)
     answered = None
     with b.store.tx() as tx:
-        if tx.part_sent(part, tweet_id):
+        if tx.part_sent(part, tweet_id) and part.is_last:
+            tx.finish_reply(part.reply, ReplyState.SENT)
+            tx.first_response(part.ticket)
+            tx.audit(part.ticket, ACTOR_X, Audit.REPLIED, tweet_id)
             info = tx.reply(part.reply)
             ticket = tx.ticket(part.ticket)
             assert info is not None and ticket is not None
@@ -341,6 +345,8 @@ def _refused(b: Bridge, part: PendingPart, reason: str) -> None:
     with b.store.tx() as tx:
         if not tx.part_refused(part, reason):
             return  # our claim expired meanwhile: another instance owns this part now
+        tx.finish_reply(part.reply, ReplyState.REFUSED, reason)
+        tx.audit(part.ticket, ACTOR_X, Audit.REFUSED, reason)
         ticket = tx.ticket(part.ticket)
         assert ticket is not None
         already = f" The first {part.idx} part(s) of the chain did go out." if part.idx else ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.domain import Mention, Outgoing, Rich, Text
+from bot.domain import ACTOR_BOT, Audit, Mention, Outgoing, Rich, Text
 from bot.outbox import ThreadMark, escalate_key
 from bot.ports import Count
 from handlers.context import Bridge
@@ -24,6 +24,7 @@ async def escalate(b: Bridge) -> int:
             for t in tx.unanswered_before(dept.id, now - dept.escalate_after):
                 if not tx.mark_escalated(t.number):
                     continue
+                tx.audit(t.number, ACTOR_BOT, Audit.ESCALATED)
                 body = Rich.of(
                     Text("Escalation: ", bold=True),
                     Text(f"ticket #{t.number} has had no public reply for "),

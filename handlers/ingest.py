@@ -13,6 +13,8 @@ from datetime import timedelta
 
 from bot.config import Department
 from bot.domain import (
+    ACTOR_X,
+    Audit,
     ChannelId,
     ChatUserId,
     Link,
@@ -185,6 +187,9 @@ def _followup_target(tx: UnitOfWork, tweet: Tweet) -> Ticket | None:
 
 def _announce(b: Bridge, tx: UnitOfWork, ticket: Ticket, new: NewTicket) -> None:
     dept = b.department(ticket.department)
+    tx.audit(
+        ticket.number, ACTOR_X, Audit.CREATED, f"@{ticket.author_username} → {ticket.department}"
+    )
     tx.enqueue(
         Outgoing(
             key=root_key(ticket.number),
@@ -209,7 +214,8 @@ def _add_followup(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> bo
     tx.add_followup(ticket.number, tweet)
     reopen = ticket.state is TicketState.CLOSED
     if reopen:
-        tx.set_state(ticket.number, TicketState.OPEN, "x", f"follow-up {tweet.id}")
+        tx.set_state(ticket.number, TicketState.OPEN)
+        tx.audit(ticket.number, ACTOR_X, Audit.REOPENED, f"follow-up {tweet.id}")
     body = Rich.of(
         Text("Follow-up from "),
         Text(f"@{tweet.author_username}", bold=True),

@@ -7,6 +7,7 @@ import logging
 from bot.config import Department
 from bot.domain import (
     Action,
+    Audit,
     ChatMessage,
     ChatUserId,
     Mention,
@@ -62,6 +63,9 @@ async def on_message(b: Bridge, msg: ChatMessage) -> None:
         )
         if reply_id is None:
             return  # a replayed event: this message was taken already
+        tx.audit(
+            ticket.number, msg.sender, Audit.REPLY, "awaiting confirmation" if confirm else "queued"
+        )
         if confirm:
             tx.enqueue(_preview(ticket, reply_id, parts), ticket.platform, True)
     log.info("reply.queued ticket=%d reply=%d parts=%d", ticket.number, reply_id, len(parts))
@@ -104,14 +108,16 @@ async def on_action(b: Bridge, action_id: str, value: str, user: ChatUserId) -> 
         if dept.agents and user not in dept.agents:
             return
         if action_id == ActionId.CANCEL:
-            if not tx.cancel_reply(reply_id, user):
+            if not tx.cancel_reply(reply_id):
                 return
+            tx.audit(ticket.number, user, Audit.REPLY, "cancelled")
             verdict = Rich.of(
                 Text("Cancelled by "), Mention(user), Text("; nothing was tweeted:\n")
             )
         else:
             if not tx.confirm_reply(reply_id, user):
                 return
+            tx.audit(ticket.number, user, Audit.REPLY, "confirmed")
             verdict = Rich.of(Text("Sent by "), Mention(user), Text("; tweeting:\n"))
         preview = tx.posted(preview_key(reply_id))
     b.kick()

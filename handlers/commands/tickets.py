@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.domain import ChatUserId, Link, Mention, Rich, Segment, Text, TicketState
+from bot.domain import Audit, ChatUserId, Link, Mention, Rich, Segment, Text, TicketState
 from bot.outbox import ThreadMark
 from handlers.commands import Args, CommandError, command, take_ticket, user_arg
 from handlers.context import Bridge
@@ -83,7 +83,8 @@ def _snippet(text: str, n: int = 60) -> str:
 async def claim(b: Bridge, args: Args) -> Rich:
     t = take_ticket(b, args)
     with b.store.tx() as tx:
-        tx.set_assignee(t.number, args.ctx.user, args.ctx.user)
+        tx.set_assignee(t.number, args.ctx.user)
+        tx.audit(t.number, args.ctx.user, Audit.ASSIGNED, args.ctx.user)
     await b.mirror(t, ThreadMark.CLAIMED)
     return Rich.of(Text(f"You now have ticket #{t.number}."))
 
@@ -95,7 +96,8 @@ async def assign(b: Bridge, args: Args) -> Rich:
         raise CommandError("Whom to assign it to?")
     user = user_arg(args.words[0])
     with b.store.tx() as tx:
-        tx.set_assignee(t.number, user, args.ctx.user)
+        tx.set_assignee(t.number, user)
+        tx.audit(t.number, args.ctx.user, Audit.ASSIGNED, user)
     await b.mirror(t, ThreadMark.CLAIMED)
     return Rich.of(Text(f"Ticket #{t.number} assigned to "), Mention(user), Text("."))
 
@@ -107,7 +109,8 @@ async def close(b: Bridge, args: Args) -> Rich:
         return Rich.of(Text(f"Ticket #{t.number} is already closed."))
     reason = " ".join(args.words)
     with b.store.tx() as tx:
-        tx.set_state(t.number, TicketState.CLOSED, args.ctx.user, reason)
+        tx.set_state(t.number, TicketState.CLOSED)
+        tx.audit(t.number, args.ctx.user, Audit.CLOSED, reason)
     await b.mirror(t, ThreadMark.CLOSED)
     return Rich.of(Text(f"Ticket #{t.number} closed" + (f": {reason}" if reason else ".")))
 
@@ -118,6 +121,7 @@ async def reopen(b: Bridge, args: Args) -> Rich:
     if t.state is TicketState.OPEN:
         return Rich.of(Text(f"Ticket #{t.number} is already open."))
     with b.store.tx() as tx:
-        tx.set_state(t.number, TicketState.OPEN, args.ctx.user)
+        tx.set_state(t.number, TicketState.OPEN)
+        tx.audit(t.number, args.ctx.user, Audit.REOPENED)
     await b.mirror(t, ThreadMark.OPEN)
     return Rich.of(Text(f"Ticket #{t.number} reopened."))

@@ -10,7 +10,7 @@ from adapters.db import Store, TicketTweetRow
 from adapters.metrics import PrometheusMetrics
 from bot.config import parse_config
 from bot.domain import ChannelId, ChatUserId, DepartmentId, MessageId, Outgoing, Rich, TweetId
-from bot.outbox import root_key
+from bot.outbox import ReplyState, root_key
 from bot.ports import Conflict, NewTicket
 from entrypoints import migrate
 from handlers import delivery, ingest
@@ -155,6 +155,7 @@ def test_a_late_refusal_from_an_expired_claim_changes_nothing(store):
     assert theirs is not None
     with store.tx() as tx:
         assert tx.part_sent(theirs, TweetId("777"))
+        tx.finish_reply(theirs.reply, ReplyState.SENT)  # as the delivery handler does
     with store.tx() as tx:
         assert not tx.part_refused(mine, "duplicate content")
         info = tx.reply(1)

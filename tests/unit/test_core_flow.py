@@ -171,7 +171,7 @@ async def test_followup_lands_in_the_thread_and_reopens(world):
     with b.store.tx() as tx:
         from bot.domain import TicketState
 
-        tx.set_state(1, TicketState.CLOSED, "U0AGENT1")
+        tx.set_state(1, TicketState.CLOSED)
     bot_tweet = x.posted[0][0]
     x.mentions_queue.append(tweet(20, "@SevaHelp thanks! and after 9pm?", replied_to=bot_tweet))
     assert await ingest.poll(b) == 1
@@ -283,7 +283,7 @@ async def test_a_followup_reopening_a_ticket_is_mirrored_on_the_root(world):
     b, x, chat, _ = world
     await ask(b, x, "@SevaHelp oxygen?")
     with b.store.tx() as tx:
-        tx.set_state(1, TicketState.CLOSED, "U0AGENT1")
+        tx.set_state(1, TicketState.CLOSED)
     x.mentions_queue.append(tweet(12, "@SevaHelp still waiting", replied_to="10"))
     await ingest.poll(b)
     assert [state for _, state in chat.marks] == ["open"]
@@ -374,3 +374,43 @@ async def test_posts_for_a_platform_not_served_wait_without_spinning(world, capl
     assert "sent:1" in chat.sent_keys()
     missing = [r for r in caplog.records if "chat.platform_missing" in r.getMessage()]
     assert len(missing) == 1
+
+
+async def test_every_change_is_in_the_audit_log_with_who_made_it(world):
+    b, x, chat, clock = world
+    await ask(b, x, "@SevaHelp oxygen?")
+    clock.advance(minutes=31)
+    assert await escalation.escalate(b) == 1
+    await replies.on_message(b, thread_msg(chat, "root:1", "Call 1075."))
+    await delivery.deliver(b)
+    x.mentions_queue = [tweet(11, "@SevaHelp #railways train late")]
+    await ingest.poll(b)
+    await delivery.deliver(b)
+    await replies.on_message(b, thread_msg(chat, "root:2", "Delayed.", user="U0X", mid="901"))
+    await replies.on_message(b, thread_msg(chat, "root:2", "Sorry.", user="U0X", mid="902"))
+    await delivery.deliver(b)
+    send, _ = chat.by_key("preview:2")[1].actions  # reply 1 went out on ticket #1
+    _, cancel = chat.by_key("preview:3")[1].actions
+    await replies.on_action(b, send.id, send.value, ChatUserId("U0X"))
+    await replies.on_action(b, cancel.id, cancel.value, ChatUserId("U0X"))
+    x.refuse = "You attempted to reply to a Tweet that is deleted or not visible to you."
+    await delivery.deliver(b)
+    with b.store.tx() as tx:
+        first = [(e.actor, e.action, e.detail) for e in tx.audit_log(1)]
+        second = [(e.actor, e.action, e.detail) for e in tx.audit_log(2)]
+        ticket = tx.ticket(1)
+    assert first == [
+        ("x", "created", "@citizen → health"),
+        ("seva", "escalated", ""),
+        ("U0AGENT1", "reply", "queued"),
+        ("x", "replied", x.posted[0][0]),
+    ]
+    assert ticket is not None and ticket.first_response_at == clock.now()
+    assert second == [
+        ("x", "created", "@citizen → transport"),
+        ("U0X", "reply", "awaiting confirmation"),
+        ("U0X", "reply", "awaiting confirmation"),
+        ("U0X", "reply", "confirmed"),
+        ("U0X", "reply", "cancelled"),
+        ("x", "refused", x.refuse),
+    ]
