@@ -40,6 +40,7 @@ from nio import (
 )
 from nio.api import RelationshipType
 
+from bot.addressing import command_text
 from bot.domain import (
     Action,
     ChannelId,
@@ -162,22 +163,6 @@ def _html_text(text: str) -> str:
 def txn_id(key: str) -> str:
     """Deterministic per `Outgoing.key`, so Synapse drops a resend after a crash."""
     return "seva-" + hashlib.sha256(key.encode()).hexdigest()[:32]
-
-
-def parse_command(body: str, bot_user_id: str | None = None) -> str | None:
-    """`!ticket status 42` and `!status 42` give "status 42", and so does a message
-    addressed to the bot (`@seva:hs: status 42`); None if not a command."""
-    text = body.strip()
-    if text.startswith("!"):
-        text = text[1:].lstrip()
-    elif bot_user_id and text.startswith(bot_user_id):
-        text = text[len(bot_user_id) :].lstrip(":, ").lstrip()
-    else:
-        return None
-    head, _, rest = text.partition(" ")
-    if head.lower() == "ticket":
-        return rest.strip()
-    return text
 
 
 _PILL = re.compile(
@@ -778,7 +763,7 @@ class MatrixPlatform:
         if "m.in_reply_to" in relates and not relates.get("is_falling_back"):
             body = _strip_reply_fallback(body)
         thread_root = MessageId(root) if isinstance(root, str) else None
-        command = parse_command(_with_user_ids(body, content), self.user_id)
+        command = command_text(_with_user_ids(body, content), [self.user_id])
         if command is not None:
             ctx = CommandContext("matrix", ChannelId(room_id), ChatUserId(sender), thread_root)
             assert self._on_command is not None

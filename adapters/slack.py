@@ -25,6 +25,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bot.addressing import command_text, slash_command_text
 from bot.domain import (
     ChannelId,
     ChatMessage,
@@ -154,7 +155,6 @@ def render_mrkdwn(rich: Rich) -> str:
 # --- Parsing what Slack sends (pure) --------------------------------------------
 
 _ANGLE_RE = re.compile(r"<([^<>]*)>")
-_COMMAND_WORD_RE = re.compile(r"^ticket(?:\s+|$)", re.IGNORECASE)
 
 
 def _plain_entity(match: re.Match[str]) -> str:
@@ -178,19 +178,6 @@ def slack_to_plain(text: str) -> str:
     """What a person typed, from Slack's message encoding (entities and `<…>` markup)."""
     plain = _ANGLE_RE.sub(_plain_entity, text)
     return plain.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-
-
-def command_text(text: str, bot_user_id: str | None = None) -> str | None:
-    """`!close` -> `close`, `!ticket status 4` -> `status 4`, and the same addressed to
-    the bot (`@seva close`, Slack's other in-thread command form); None otherwise."""
-    stripped = text.lstrip()
-    if stripped.startswith("!"):
-        rest = stripped[1:]
-    elif bot_user_id and stripped.startswith(f"@{bot_user_id}"):
-        rest = stripped[len(bot_user_id) + 1 :]
-    else:
-        return None
-    return _COMMAND_WORD_RE.sub("", rest.lstrip(), count=1).strip()
 
 
 # --- The adapter ------------------------------------------------------------------
@@ -555,7 +542,8 @@ class SlackPlatform:
         ts = MessageId(str(event.get("ts", "")))
         thread_ts = _str(event.get("thread_ts"))
         text = slack_to_plain(str(event.get("text") or ""))
-        command = command_text(text, self._bot_user_id)
+        mentions = [f"@{self._bot_user_id}"] if self._bot_user_id else []
+        command = command_text(text, mentions)
         if command is not None:
             ctx = CommandContext(
                 platform="slack",
@@ -593,7 +581,7 @@ class SlackPlatform:
             channel=ChannelId(str(command.get("channel_id", ""))),
             user=ChatUserId(str(command.get("user_id", ""))),
         )
-        text = slack_to_plain(str(command.get("text") or "")).strip()
+        text = slash_command_text(slack_to_plain(str(command.get("text") or "")))
         task = self._spawn(self._answer(text, ctx))
         try:
             answer = await asyncio.wait_for(asyncio.shield(task), _SLASH_ANSWER_BUDGET)
@@ -724,7 +712,6 @@ def _retry_after(headers: Mapping[str, Any]) -> float:
 
 __all__ = [
     "SlackPlatform",
-    "command_text",
     "escape_mrkdwn",
     "render_mrkdwn",
     "slack_to_plain",

@@ -170,10 +170,10 @@ class ChatPlatform(Protocol):
         on_command: CommandHandler,
         on_action: ActionHandler,
     ) -> None:
-        """Begins receiving. A human message starting with `!` is a command: the
-        adapter strips the `!` and an optional leading `ticket ` word, calls
-        `on_command(text, ctx)` and delivers the returned answer with `respond`
-        (Slack slash commands go to `on_command` too, answered in the ack).
+        """Begins receiving. A human message that `bot.addressing.command_text` calls a
+        command (`!close`, `@seva close`) goes to `on_command(text, ctx)`, and the
+        returned answer is delivered with `respond` (Slack slash commands go to
+        `on_command` too, answered in the ack).
         Every other human message goes to `on_message`. A reaction or button
         confirming an `Outgoing.actions` entry calls `on_action(id, value, user)`.
         """

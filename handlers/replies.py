@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from bot.addressing import is_internal
 from bot.config import Department
 from bot.domain import (
     Action,
@@ -23,12 +24,6 @@ from bot.tweettext import split_reply
 from handlers.context import Bridge
 
 log = logging.getLogger("seva." + __name__)
-
-INTERNAL_PREFIXES = ("note:", "private:")
-
-
-def is_internal(text: str) -> bool:
-    return text.lstrip().casefold().startswith(INTERNAL_PREFIXES)
 
 
 def may_reply(b: Bridge, dept: Department, msg: ChatMessage) -> bool:

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from adapters.matrix import MatrixPlatform, parse_command, render, txn_id
+from adapters.matrix import MatrixPlatform, render, txn_id
+from bot.addressing import command_text
 from bot.domain import (
     Action,
     ChannelId,
@@ -64,11 +65,11 @@ def test_mentions_become_pills_and_links_keep_escaped_labels() -> None:
 
 
 def test_commands_are_parsed_with_or_without_the_ticket_word() -> None:
-    assert parse_command("!ticket status 42") == "status 42"
-    assert parse_command("  !close ") == "close"
-    assert parse_command("!Ticket") == ""
-    assert parse_command("!tickets") == "tickets"
-    assert parse_command("status 42") is None
+    assert command_text("!ticket status 42") == "status 42"
+    assert command_text("  !close ") == "close"
+    assert command_text("!Ticket") == ""
+    assert command_text("!tickets") == "tickets"
+    assert command_text("status 42") is None
     assert txn_id("root:42") == txn_id("root:42") != txn_id("root:43")
 
 
@@ -574,8 +575,8 @@ def test_a_message_addressed_to_the_bot_is_a_command() -> None:
         "formatted_body": '<a href="https://matrix.to/#/@seva:hs">Seva</a>: close done',
     }
     text = _with_user_ids("Seva: close done", content)
-    assert parse_command(text, "@seva:hs") == "close done"
-    assert parse_command("@asha:hs: thanks", "@seva:hs") is None
+    assert command_text(text, ["@seva:hs"]) == "close done"
+    assert command_text("@asha:hs: thanks", ["@seva:hs"]) is None
 
 
 async def test_update_edits_our_message_in_place(world: World, platforms: Factory) -> None:

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from adapters.slack import command_text, render_mrkdwn, slack_to_plain
+from adapters.slack import render_mrkdwn, slack_to_plain
+from bot.addressing import command_text
 from bot.domain import ChatUserId, Link, Mention, Quote, Rich, Text
 
 # What Slack turns into a live ping, mention or link: `<…>` markup, and `@here` & co.
@@ -141,13 +142,11 @@ def test_a_long_preview_is_shown_whole_across_sections() -> None:
 
 
 def test_a_message_addressed_to_the_bot_is_a_command_not_a_reply() -> None:
-    from adapters.slack import command_text, slack_to_plain
-
-    assert command_text(slack_to_plain("<@UBOTSEVA> close resolved"), "UBOTSEVA") == (
+    assert command_text(slack_to_plain("<@UBOTSEVA> close resolved"), ["@UBOTSEVA"]) == (
         "close resolved"
     )
-    assert command_text(slack_to_plain("<@UBOTSEVA|seva> ticket status 4"), "UBOTSEVA") == (
+    assert command_text(slack_to_plain("<@UBOTSEVA|seva> ticket status 4"), ["@UBOTSEVA"]) == (
         "status 4"
     )
-    assert command_text(slack_to_plain("<@U0LEAD> can you look?"), "UBOTSEVA") is None
-    assert command_text("!close", "UBOTSEVA") == "close"
+    assert command_text(slack_to_plain("<@U0LEAD> can you look?"), ["@UBOTSEVA"]) is None
+    assert command_text("!close", ["@UBOTSEVA"]) == "close"
