@@ -44,6 +44,7 @@ from bot.addressing import command_text
 from bot.domain import (
     Action,
     ChannelId,
+    ChatAction,
     ChatMessage,
     ChatUserId,
     Link,
@@ -260,7 +261,6 @@ class MatrixPlatform:
         state: KeyValue,
         access_token: str | None = None,
         password: str | None = None,
-        min_power_level: int = 50,
         clock: Clock | None = None,
         device_name: str = "Seva Bridge",
         sync_timeout_ms: int = 30_000,
@@ -273,7 +273,6 @@ class MatrixPlatform:
         self.homeserver = homeserver.rstrip("/")
         self.user_id = user_id
         self.rooms: tuple[ChannelId, ...] = tuple(dict.fromkeys(rooms))
-        self.min_power_level = min_power_level
         self._kv = state
         self._token = access_token
         self._password = password
@@ -808,14 +807,23 @@ class MatrixPlatform:
         if chosen is None:
             return
         level = self.power_level(room_id, sender)
-        if level < self.min_power_level:
-            _log(logging.INFO, "matrix.action.refused", room=room_id, sender=sender, level=level)
-            return
         # No replay guard of our own: the core's confirm/cancel are compare-and-set, so a
         # second ✅ (or a replayed one) changes nothing, and a failed one can be retried.
-        _log(logging.INFO, "matrix.action", room=room_id, sender=sender, action=chosen.id)
+        # Whether this sender may confirm is the core's to say, from the power level.
+        _log(
+            logging.INFO,
+            "matrix.action",
+            room=room_id,
+            sender=sender,
+            action=chosen.id,
+            level=level,
+        )
         assert self._on_action is not None
-        await self._on_action(chosen.id, chosen.value, ChatUserId(sender))
+        await self._on_action(
+            ChatAction(
+                "matrix", ChannelId(room_id), chosen.id, chosen.value, ChatUserId(sender), level
+            )
+        )
 
     async def _actions_of(self, room_id: str, event_id: str) -> list[dict[str, str]]:
         """The actions offered by our message `event_id`; the event itself is the fallback."""

@@ -28,6 +28,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from bot.addressing import command_text, slash_command_text
 from bot.domain import (
     ChannelId,
+    ChatAction,
     ChatMessage,
     ChatUserId,
     Link,
@@ -606,13 +607,15 @@ class SlackPlatform:
     async def _on_block_action(self, body: dict[str, Any], ack: AsyncAck) -> None:
         await ack()
         user = ChatUserId(str((body.get("user") or {}).get("id", "")))
+        channel = ChannelId(str((body.get("channel") or {}).get("id", "")))
         for action in body.get("actions") or []:
             action_id = str(action.get("action_id", ""))
             try:
                 if self._on_action is None:
                     log.warning("slack.action_before_start action_id=%s", action_id)
                     return
-                await self._on_action(action_id, str(action.get("value") or ""), user)
+                value = str(action.get("value") or "")
+                await self._on_action(ChatAction("slack", channel, action_id, value, user))
             except Exception:
                 log.exception("slack.action_failed action_id=%s user=%s", action_id, user)
 

@@ -99,6 +99,19 @@ class ChatMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class ChatAction:
+    """A person confirming an `Outgoing.actions` entry: a button (Slack) or a reaction
+    (Matrix). `power_level` is only known on Matrix."""
+
+    platform: Platform
+    channel: ChannelId
+    id: str
+    value: str
+    user: ChatUserId
+    power_level: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Shift:
     member: ChatUserId
     starts: datetime

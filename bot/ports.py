@@ -12,6 +12,7 @@ from typing import Protocol
 from bot.domain import (
     Audit,
     ChannelId,
+    ChatAction,
     ChatMessage,
     ChatUserId,
     DepartmentId,
@@ -130,7 +131,7 @@ class CommandContext:
 
 MessageHandler = Callable[[ChatMessage], Awaitable[None]]
 CommandHandler = Callable[[str, CommandContext], Awaitable[Rich]]
-ActionHandler = Callable[[str, str, ChatUserId], Awaitable[None]]  # action id, value, user
+ActionHandler = Callable[[ChatAction], Awaitable[None]]
 
 
 class ChatPlatform(Protocol):
@@ -175,7 +176,8 @@ class ChatPlatform(Protocol):
         returned answer is delivered with `respond` (Slack slash commands go to
         `on_command` too, answered in the ack).
         Every other human message goes to `on_message`. A reaction or button
-        confirming an `Outgoing.actions` entry calls `on_action(id, value, user)`.
+        confirming an `Outgoing.actions` entry calls `on_action`, whoever gave it:
+        who may is for the core to say (`bot.permissions`).
         """
         ...
 

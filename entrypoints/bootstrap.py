@@ -22,7 +22,7 @@ from adapters.db import Store
 from adapters.http import HttpServer
 from adapters.metrics import PrometheusMetrics
 from bot.config import Config, Env, reveal
-from bot.domain import ChannelId, ChatMessage, ChatUserId, Platform, Rich
+from bot.domain import ChannelId, ChatAction, ChatMessage, Platform, Rich
 from bot.ports import ChatPlatform, Clock, CommandContext, PlatformRefused, Unavailable
 from entrypoints import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, migrate
 from handlers import commands, delivery, escalation, ingest, replies
@@ -119,7 +119,6 @@ class App:
                 password=reveal(env.MATRIX_PASSWORD) or None,
                 rooms=[ChannelId(r) for r in rooms],
                 state=store,
-                min_power_level=self.config.matrix.min_power_level,
                 clock=self.clock,
             )
         return out
@@ -225,9 +224,9 @@ class App:
         assert self.bridge is not None
         return await commands.run_command(self.bridge, text, ctx)
 
-    async def _on_action(self, action: str, value: str, user: ChatUserId) -> None:
+    async def _on_action(self, action: ChatAction) -> None:
         assert self.bridge is not None
-        await replies.on_action(self.bridge, action, value, user)
+        await replies.on_action(self.bridge, action)
 
     # --- health and metrics
 

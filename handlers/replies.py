@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 
 from bot.addressing import is_internal
-from bot.config import Department
 from bot.domain import (
     Action,
     Audit,
+    ChatAction,
     ChatMessage,
-    ChatUserId,
     Mention,
     Outgoing,
     Quote,
@@ -19,21 +18,12 @@ from bot.domain import (
     Ticket,
 )
 from bot.outbox import ActionId, ReplyState, preview_key
+from bot.permissions import may_answer
 from bot.ports import CommandContext
 from bot.tweettext import split_reply
 from handlers.context import Bridge
 
 log = logging.getLogger("seva." + __name__)
-
-
-def may_reply(b: Bridge, dept: Department, msg: ChatMessage) -> bool:
-    """The listed agents, else any member; where the platform has power levels
-    (Matrix), only members at or above `matrix.min_power_level` as well."""
-    if dept.agents and msg.sender not in dept.agents:
-        return False
-    if msg.power_level is not None:
-        return msg.power_level >= b.config.matrix.min_power_level
-    return True
 
 
 async def on_message(b: Bridge, msg: ChatMessage) -> None:
@@ -47,7 +37,7 @@ async def on_message(b: Bridge, msg: ChatMessage) -> None:
         if ticket is None:
             return
         dept = b.department(ticket.department)
-        if not may_reply(b, dept, msg):
+        if not may_answer(b.config, dept, msg.sender, msg.power_level):
             log.info("reply.not_agent ticket=%d sender=%s", ticket.number, msg.sender)
             await _tell_not_agent(b, msg, dept.name)
             return
@@ -83,16 +73,17 @@ async def _tell_not_agent(b: Bridge, msg: ChatMessage, department: str) -> None:
         log.warning("reply.notice_failed error=%s", type(e).__name__)
 
 
-async def on_action(b: Bridge, action_id: str, value: str, user: ChatUserId) -> None:
+async def on_action(b: Bridge, action: ChatAction) -> None:
     """The Send (or Cancel) of a reply waiting for confirmation.
 
     Both are compare-and-set on the reply's state: a second click, a second ✅ or a
     Cancel after Send changes nothing. The preview then loses its buttons and says who
     decided (best effort: the database is the truth).
     """
-    if action_id not in (ActionId.SEND, ActionId.CANCEL) or not value.isdigit():
+    action_id, user = action.id, action.user
+    if action_id not in (ActionId.SEND, ActionId.CANCEL) or not action.value.isdigit():
         return
-    reply_id = int(value)
+    reply_id = int(action.value)
     with b.store.tx() as tx:
         info = tx.reply(reply_id)
         if info is None or info.state != ReplyState.CONFIRM:
@@ -100,7 +91,8 @@ async def on_action(b: Bridge, action_id: str, value: str, user: ChatUserId) -> 
         ticket = tx.ticket(info.ticket)
         assert ticket is not None
         dept = b.department(ticket.department)
-        if dept.agents and user not in dept.agents:
+        if not may_answer(b.config, dept, user, action.power_level):
+            log.info("reply.action_refused reply=%d user=%s", reply_id, user)
             return
         if action_id == ActionId.CANCEL:
             if not tx.cancel_reply(reply_id):

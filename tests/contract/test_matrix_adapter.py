@@ -16,6 +16,7 @@ from bot.addressing import command_text
 from bot.domain import (
     Action,
     ChannelId,
+    ChatAction,
     ChatMessage,
     ChatUserId,
     Link,
@@ -82,7 +83,7 @@ class Recorder:
     def __init__(self) -> None:
         self.messages: list[ChatMessage] = []
         self.commands: list[tuple[str, CommandContext]] = []
-        self.actions: list[tuple[str, str, str]] = []
+        self.actions: list[tuple[str, str, str, int | None]] = []
         self._changed = asyncio.Event()
 
     async def on_message(self, message: ChatMessage) -> None:
@@ -94,8 +95,9 @@ class Recorder:
         self._changed.set()
         return Rich.of(f"answer to {text}")
 
-    async def on_action(self, action_id: str, value: str, user: ChatUserId) -> None:
-        self.actions.append((action_id, value, user))
+    async def on_action(self, action: ChatAction) -> None:
+        assert action.platform == "matrix"
+        self.actions.append((action.id, action.value, action.user, action.power_level))
         self._changed.set()
 
     def texts(self) -> list[str]:
@@ -164,7 +166,6 @@ async def platforms(world: World) -> AsyncIterator[Factory]:
             world.bot.user_id,
             rooms=rooms,
             state=state or MemoryKV(),
-            min_power_level=50,
             **kwargs,
         )
         made.append(platform)
@@ -360,12 +361,17 @@ async def test_a_check_mark_from_an_agent_confirms_the_action(
     world.hs.send_text(world.agent, room, "done")
     await rec.until(lambda: "done" in rec.texts())
 
-    # Every allowed confirmation reaches the core, whose compare-and-set sends the reply
-    # once (tests/unit: a double Send tweets once); the member below the level never does.
-    assert rec.actions == [
+    # Every confirmation reaches the core with the sender's power level; the core sends
+    # the reply once (compare-and-set) and only for members at or above the level
+    # (tests/unit: a double Send tweets once, a Send below the level changes nothing).
+    assert [(a, v, user) for a, v, user, _ in rec.actions] == [
+        ("send", "reply-77", world.member.user_id),
         ("send", "reply-77", world.agent.user_id),
         ("send", "reply-77", world.admin.user_id),
     ]
+    member, agent, admin = (level for *_, level in rec.actions)
+    assert member is not None and agent is not None and admin is not None
+    assert member < 50 <= agent <= admin
 
 
 async def test_ticket_state_is_one_reaction_on_the_root(world: World, platforms: Factory) -> None:

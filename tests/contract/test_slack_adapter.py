@@ -26,6 +26,7 @@ from adapters.slack import SlackPlatform
 from bot.domain import (
     Action,
     ChannelId,
+    ChatAction,
     ChatMessage,
     ChatUserId,
     MessageId,
@@ -76,8 +77,9 @@ class Recorder:
             await self.hold_commands.wait()
         return Rich.of(Text(f"#{text.split()[-1] if text else '?'}", bold=True), " is <open>")
 
-    async def on_action(self, action_id: str, value: str, user: ChatUserId) -> None:
-        await self._note(self.actions, (action_id, value, user))
+    async def on_action(self, action: ChatAction) -> None:
+        assert (action.platform, action.power_level) == ("slack", None)
+        await self._note(self.actions, (action.id, action.value, action.user, action.channel))
 
     async def until(self, predicate: Callable[[], bool]) -> None:
         async with self.changed:
@@ -325,7 +327,7 @@ async def test_buttons_are_rendered_and_a_press_reaches_on_action(world: World) 
     )
     assert answer["status"] == 200
     await world.rec.until(lambda: len(world.rec.actions) == 1)
-    assert world.rec.actions == [("seva_send", "3:1", ChatUserId(ASHA))]
+    assert world.rec.actions == [("seva_send", "3:1", ChatUserId(ASHA), HEALTH)]
 
 
 async def test_mark_mirrors_states_as_reactions_idempotently(world: World) -> None:

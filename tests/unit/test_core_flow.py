@@ -6,7 +6,16 @@ from datetime import timedelta
 
 import pytest
 
-from bot.domain import ChannelId, ChatMessage, ChatUserId, Mention, MessageId, Quote
+from bot.domain import (
+    Action,
+    ChannelId,
+    ChatAction,
+    ChatMessage,
+    ChatUserId,
+    Mention,
+    MessageId,
+    Quote,
+)
 from handlers import delivery, escalation, ingest, replies
 from tests.fakes import ME, FakeChat, tweet
 
@@ -16,6 +25,13 @@ async def ask(b, x, text: str) -> None:
     x.mentions_queue = [tweet(10, text)]
     await ingest.poll(b)
     await delivery.deliver(b)
+
+
+def press(action: Action, user: str, power_level: int | None = None) -> ChatAction:
+    """A person pressing a preview's button (Slack), or reacting with its emoji (Matrix)."""
+    return ChatAction(
+        "slack", ChannelId("C0TRANSPORT"), action.id, action.value, ChatUserId(user), power_level
+    )
 
 
 def thread_msg(chat: FakeChat, key: str, text: str, *, user: str = "U0AGENT1", mid: str = "900.1"):
@@ -208,8 +224,8 @@ async def test_confirm_mode_waits_for_send(world):
     preview = chat.by_key("preview:1")[1]
     assert "Sorry, 10 min delay." in preview.body.plain()
     send = preview.actions[0]
-    await replies.on_action(b, send.id, send.value, ChatUserId("U0X"))
-    await replies.on_action(b, send.id, send.value, ChatUserId("U0X"))  # double click
+    await replies.on_action(b, press(send, "U0X"))
+    await replies.on_action(b, press(send, "U0X"))  # double click
     await delivery.deliver(b)
     assert [t for _, t, _ in x.posted] == ["Sorry, 10 min delay."]
     ((where, body),) = chat.updates  # the preview says who sent it, without buttons
@@ -347,8 +363,8 @@ async def test_cancel_after_send_changes_nothing(world):
     await replies.on_message(b, thread_msg(chat, "root:1", "10 min delay.", user="U0X"))
     await delivery.deliver(b)
     send, cancel = chat.by_key("preview:1")[1].actions
-    await replies.on_action(b, send.id, send.value, ChatUserId("U0X"))
-    await replies.on_action(b, cancel.id, cancel.value, ChatUserId("U0X"))
+    await replies.on_action(b, press(send, "U0X"))
+    await replies.on_action(b, press(cancel, "U0X"))
     await delivery.deliver(b)
     assert [t for _, t, _ in x.posted] == ["10 min delay."]
     assert [body.plain().split(";")[0] for _, body in chat.updates] == ["Sent by U0X"]
@@ -391,8 +407,8 @@ async def test_every_change_is_in_the_audit_log_with_who_made_it(world):
     await delivery.deliver(b)
     send, _ = chat.by_key("preview:2")[1].actions  # reply 1 went out on ticket #1
     _, cancel = chat.by_key("preview:3")[1].actions
-    await replies.on_action(b, send.id, send.value, ChatUserId("U0X"))
-    await replies.on_action(b, cancel.id, cancel.value, ChatUserId("U0X"))
+    await replies.on_action(b, press(send, "U0X"))
+    await replies.on_action(b, press(cancel, "U0X"))
     x.refuse = "You attempted to reply to a Tweet that is deleted or not visible to you."
     await delivery.deliver(b)
     with b.store.tx() as tx:
@@ -414,3 +430,18 @@ async def test_every_change_is_in_the_audit_log_with_who_made_it(world):
         ("U0X", "reply", "cancelled"),
         ("x", "refused", x.refuse),
     ]
+
+
+async def test_only_members_at_the_power_level_may_confirm_where_there_are_levels(world):
+    """One rule (bot.permissions) for replies, Send buttons and confirming reactions."""
+    b, x, chat, _ = world
+    await ask(b, x, "@SevaHelp train late #railways")  # transport: no agents listed
+    await replies.on_message(b, thread_msg(chat, "root:1", "Delayed 10 min.", user="U0X"))
+    await delivery.deliver(b)
+    send, _ = chat.by_key("preview:1")[1].actions
+    await replies.on_action(b, press(send, "@member:hs", power_level=0))
+    await delivery.deliver(b)
+    assert x.posted == [] and chat.updates == []
+    await replies.on_action(b, press(send, "@agent:hs", power_level=50))
+    await delivery.deliver(b)
+    assert [t for _, t, _ in x.posted] == ["Delayed 10 min."]
