@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
-from adapters.db import Store
+from adapters.db.store import Store
 from adapters.http import HttpServer
 from adapters.metrics import PrometheusMetrics
 from bot.config import Config, Env, reveal

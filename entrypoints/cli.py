@@ -72,7 +72,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from adapters.db import make_engine
+    from adapters.db.store import make_engine
     from entrypoints import migrate
 
     try:

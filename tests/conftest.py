@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from adapters.db import Store
+from adapters.db.store import Store
 from entrypoints import migrate
 
 PG_URL = os.environ.get("SEVA_TEST_POSTGRES_URL")

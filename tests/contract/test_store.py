@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from adapters.db import Store, TicketTweetRow
+from adapters.db.store import Store, TicketTweetRow
 from adapters.metrics import PrometheusMetrics
 from bot.config import parse_config
 from bot.domain import ChannelId, ChatUserId, DepartmentId, MessageId, Outgoing, Rich, TweetId
@@ -166,7 +166,7 @@ def test_posts_queued_before_is_root_existed_keep_opening_their_thread(db_url):
     """Migration 0002: a root queued by an older version still sets its ticket's thread."""
     from sqlalchemy import text
 
-    from adapters.db import make_engine
+    from adapters.db.store import make_engine
 
     engine = make_engine(db_url)
     migrate.upgrade(engine, "0001")
