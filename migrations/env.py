@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from adapters.db.store import Base
+from adapters.db.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from adapters.db.store import Store, TicketTweetRow
+from adapters.db.store import Store
+from adapters.db.tables import TicketTweetRow
 from adapters.metrics import PrometheusMetrics
 from bot.config import parse_config
 from bot.domain import ChannelId, ChatUserId, DepartmentId, MessageId, Outgoing, Rich, TweetId

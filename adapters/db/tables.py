@@ -1,0 +1,195 @@
+"""The schema (one Alembic chain in migrations/ follows it), the same on SQLite and
+PostgreSQL.
+
+The delivery guarantees rest on constraints here, not on Python checks: one ticket
+per tweet (`ticket_tweets.tweet_id` is the primary key), one public reply per chat
+message (`replies` unique on platform/channel/message), one chat post per key
+(`outbox.key` unique).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from bot.outbox import PartState, PostState
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored as naive UTC everywhere, handed out timezone-aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class TicketRow(Base):
+    __tablename__ = "tickets"
+
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tweet_id: Mapped[str] = mapped_column(String(32), unique=True)
+    conversation_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    department: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    author_id: Mapped[str] = mapped_column(String(32))
+    author_username: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    platform: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[str] = mapped_column(String(255))
+    root: Mapped[str | None] = mapped_column(String(255))
+    assignee: Mapped[str | None] = mapped_column(String(255))
+    oncall: Mapped[str | None] = mapped_column(String(255))
+    reply_to: Mapped[str] = mapped_column(String(32))
+    first_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_tickets_state_created", "state", "created_at"),
+        Index("ix_tickets_thread", "platform", "channel", "root"),
+    )
+
+
+class TicketTweetRow(Base):
+    """Every tweet known to belong to a ticket: the query, follow-ups, our replies."""
+
+    __tablename__ = "ticket_tweets"
+
+    tweet_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ticket: Mapped[int] = mapped_column(ForeignKey("tickets.number"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # query | followup | reply
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OutboxRow(Base):
+    """A bot message to chat that must land exactly once."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    ticket: Mapped[int | None] = mapped_column(ForeignKey("tickets.number"), index=True)
+    platform: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[str] = mapped_column(String(255))
+    in_thread: Mapped[bool] = mapped_column(Boolean)
+    is_root: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    body: Mapped[Any] = mapped_column(JSON)
+    actions: Mapped[Any] = mapped_column(JSON, default=list)
+    tweet_id: Mapped[str | None] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), default=PostState.PENDING)  # bot.outbox
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(32), index=True)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_outbox_state", "state", "id"),)
+
+
+class ReplyRow(Base):
+    """An agent's chat message that goes out as a public reply (chain)."""
+
+    __tablename__ = "replies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket: Mapped[int] = mapped_column(ForeignKey("tickets.number"), index=True)
+    platform: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[str] = mapped_column(String(255))
+    message_id: Mapped[str] = mapped_column(String(255))
+    author: Mapped[str] = mapped_column(String(255))
+    text: Mapped[str] = mapped_column(Text)
+    in_reply_to: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))  # bot.outbox.ReplyState
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    confirmed_by: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (UniqueConstraint("platform", "channel", "message_id"),)
+
+
+class ReplyPartRow(Base):
+    __tablename__ = "reply_parts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    reply: Mapped[int] = mapped_column(ForeignKey("replies.id"), index=True)
+    idx: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default=PartState.PENDING)  # bot.outbox
+    tweet_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(32))
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        UniqueConstraint("reply", "idx"),
+        Index("ix_reply_parts_state", "state", "id"),
+    )
+
+
+class KeyValueRow(Base):
+    __tablename__ = "kv"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class LeaseRow(Base):
+    """Work only one instance should do at a time (polling X), held for a while."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SeenEventRow(Base):
+    __tablename__ = "seen_events"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class AuditRow(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket: Mapped[int | None] = mapped_column(ForeignKey("tickets.number"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,392 @@
+"""One unit of work (`bot.ports.UnitOfWork`): a transaction's reads and writes.
+
+It records; what a change means (audit entries, first responses) the handlers say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from adapters.db.tables import (
+    AuditRow,
+    KeyValueRow,
+    OutboxRow,
+    ReplyPartRow,
+    ReplyRow,
+    TicketRow,
+    TicketTweetRow,
+)
+from bot.domain import (
+    Audit,
+    ChannelId,
+    ChatUserId,
+    DepartmentId,
+    MessageId,
+    Outgoing,
+    Platform,
+    Ticket,
+    TicketState,
+    Tweet,
+    TweetId,
+    XUserId,
+)
+from bot.outbox import PartState, PostState, ReplyState
+from bot.ports import (
+    AuditEntry,
+    NewTicket,
+    PendingPart,
+    ReplyInfo,
+)
+
+
+def _ticket(r: TicketRow) -> Ticket:
+    return Ticket(
+        number=r.number,
+        tweet_id=TweetId(r.tweet_id),
+        department=DepartmentId(r.department),
+        state=TicketState(r.state),
+        author_id=XUserId(r.author_id),
+        author_username=r.author_username,
+        text=r.text,
+        created_at=r.created_at,
+        platform=r.platform,  # type: ignore[arg-type]
+        channel=ChannelId(r.channel),
+        root=MessageId(r.root) if r.root else None,
+        conversation_id=TweetId(r.conversation_id) if r.conversation_id else None,
+        assignee=ChatUserId(r.assignee) if r.assignee else None,
+        first_response_at=r.first_response_at,
+        closed_at=r.closed_at,
+        escalated_at=r.escalated_at,
+        reply_to=TweetId(r.reply_to),
+    )
+
+
+class Tx:
+    """One unit of work: everything in it commits together or not at all."""
+
+    def __init__(self, session: Session, now: datetime) -> None:
+        self.s = session
+        self.now = now
+
+    # --- tickets and their tweets
+
+    def tweet_known(self, tweet_id: TweetId) -> bool:
+        return self.s.get(TicketTweetRow, tweet_id) is not None
+
+    def known_tweets(self, tweet_ids: Sequence[str]) -> set[str]:
+        if not tweet_ids:
+            return set()
+        rows = self.s.scalars(
+            select(TicketTweetRow.tweet_id).where(TicketTweetRow.tweet_id.in_(tweet_ids))
+        )
+        return set(rows)
+
+    def ticket(self, number: int) -> Ticket | None:
+        row = self.s.get(TicketRow, number)
+        return _ticket(row) if row else None
+
+    def ticket_of_tweet(self, tweet_id: TweetId) -> Ticket | None:
+        link = self.s.get(TicketTweetRow, tweet_id)
+        return self.ticket(link.ticket) if link else None
+
+    def ticket_of_conversation(self, conversation_id: TweetId) -> Ticket | None:
+        row = self.s.scalars(
+            select(TicketRow)
+            .where(TicketRow.conversation_id == conversation_id)
+            .order_by(TicketRow.number.desc())
+            .limit(1)
+        ).first()
+        return _ticket(row) if row else None
+
+    def ticket_of_thread(self, platform: Platform, channel: str, root: str) -> Ticket | None:
+        row = self.s.scalars(
+            select(TicketRow).where(
+                TicketRow.platform == platform, TicketRow.channel == channel, TicketRow.root == root
+            )
+        ).first()
+        return _ticket(row) if row else None
+
+    def create_tickets(self, items: Sequence[NewTicket]) -> list[Ticket]:
+        """Opens tickets in bulk: one INSERT for the lot, numbered in the given order."""
+        rows = [
+            TicketRow(
+                tweet_id=n.tweet.id,
+                conversation_id=n.tweet.conversation_id or n.tweet.id,
+                department=n.department,
+                state=TicketState.OPEN.value,
+                author_id=n.tweet.author_id,
+                author_username=n.tweet.author_username,
+                text=n.tweet.text,
+                created_at=n.tweet.created_at or self.now,
+                platform=n.platform,
+                channel=n.channel,
+                oncall=n.oncall,
+                reply_to=n.tweet.id,
+            )
+            for n in items
+        ]
+        self.s.add_all(rows)
+        self.s.flush()
+        for n, row in zip(items, rows, strict=True):
+            self.s.add(
+                TicketTweetRow(
+                    tweet_id=n.tweet.id, ticket=row.number, kind="query", created_at=self.now
+                )
+            )
+        return [_ticket(r) for r in rows]
+
+    def add_followup(self, ticket: int, tweet: Tweet) -> None:
+        self.s.add(
+            TicketTweetRow(tweet_id=tweet.id, ticket=ticket, kind="followup", created_at=self.now)
+        )
+        self.s.execute(
+            update(TicketRow).where(TicketRow.number == ticket).values(reply_to=tweet.id)
+        )
+
+    def set_state(self, ticket: int, state: TicketState) -> None:
+        values: dict[str, Any] = {"state": state.value}
+        values["closed_at"] = self.now if state is TicketState.CLOSED else None
+        self.s.execute(update(TicketRow).where(TicketRow.number == ticket).values(**values))
+
+    def set_assignee(self, ticket: int, assignee: ChatUserId) -> None:
+        self.s.execute(
+            update(TicketRow).where(TicketRow.number == ticket).values(assignee=assignee)
+        )
+
+    def set_root(self, ticket: int, root: MessageId) -> None:
+        self.s.execute(update(TicketRow).where(TicketRow.number == ticket).values(root=root))
+
+    def mark_escalated(self, ticket: int) -> bool:
+        done = self.s.execute(
+            update(TicketRow)
+            .where(TicketRow.number == ticket, TicketRow.escalated_at.is_(None))
+            .values(escalated_at=self.now)
+        )
+        return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    def tickets(
+        self,
+        *,
+        open_only: bool = True,
+        assignee: str | None = None,
+        department: str | None = None,
+        limit: int = 20,
+    ) -> list[Ticket]:
+        q = select(TicketRow)
+        if open_only:
+            q = q.where(TicketRow.state == TicketState.OPEN.value)
+        if assignee is not None:
+            q = q.where(TicketRow.assignee == assignee)
+        if department is not None:
+            q = q.where(TicketRow.department == department)
+        q = q.order_by(
+            (TicketRow.state != TicketState.OPEN.value), TicketRow.created_at, TicketRow.number
+        ).limit(limit)
+        return [_ticket(r) for r in self.s.scalars(q)]
+
+    def unanswered_before(self, department: str, created_before: datetime) -> list[Ticket]:
+        rows = self.s.scalars(
+            select(TicketRow).where(
+                TicketRow.department == department,
+                TicketRow.state == TicketState.OPEN.value,
+                TicketRow.first_response_at.is_(None),
+                TicketRow.escalated_at.is_(None),
+                TicketRow.root.is_not(None),
+                TicketRow.created_at <= created_before,
+            )
+        )
+        return [_ticket(r) for r in rows]
+
+    # --- the audit log
+
+    def audit(self, ticket: int | None, actor: str, action: Audit, detail: str = "") -> None:
+        self.s.add(AuditRow(ticket=ticket, at=self.now, actor=actor, action=action, detail=detail))
+
+    def audit_log(self, ticket: int) -> list[AuditEntry]:
+        rows = self.s.scalars(
+            select(AuditRow).where(AuditRow.ticket == ticket).order_by(AuditRow.id)
+        )
+        return [AuditEntry(r.at, r.actor, r.action, r.detail) for r in rows]
+
+    # --- the chat outbox
+
+    def enqueue(
+        self, out: Outgoing, platform: Platform, in_thread: bool, *, new_key: bool = False
+    ) -> bool:
+        """Queues a chat post; False when one with this key exists already.
+
+        `new_key` skips the look-up for keys that cannot exist yet (a new ticket's root);
+        the unique constraint still guards them.
+        """
+        if not new_key and self.s.scalar(select(OutboxRow.id).where(OutboxRow.key == out.key)):
+            return False
+        self.s.add(
+            OutboxRow(
+                key=out.key,
+                ticket=out.ticket,
+                platform=platform,
+                channel=out.channel,
+                in_thread=in_thread,
+                is_root=out.is_root,
+                body=out.body.to_json(),
+                actions=[{"id": a.id, "label": a.label, "value": a.value} for a in out.actions],
+                tweet_id=out.tweet_id,
+                created_at=self.now,
+            )
+        )
+        return True
+
+    def posted(self, key: str) -> MessageId | None:
+        """Where the chat post with this key landed, once it did."""
+        mid = self.s.scalar(
+            select(OutboxRow.message_id).where(
+                OutboxRow.key == key, OutboxRow.state == PostState.DONE
+            )
+        )
+        return MessageId(mid) if mid else None
+
+    # --- replies
+
+    def add_reply(
+        self,
+        ticket: Ticket,
+        platform: Platform,
+        channel: str,
+        message_id: str,
+        author: ChatUserId,
+        text: str,
+        parts: Sequence[str],
+        confirm: bool,
+    ) -> int | None:
+        """Records an agent's public reply; None if this chat message was seen before."""
+        exists = self.s.scalar(
+            select(ReplyRow.id).where(
+                ReplyRow.platform == platform,
+                ReplyRow.channel == channel,
+                ReplyRow.message_id == message_id,
+            )
+        )
+        if exists is not None:
+            return None
+        row = ReplyRow(
+            ticket=ticket.number,
+            platform=platform,
+            channel=channel,
+            message_id=message_id,
+            author=author,
+            text=text,
+            in_reply_to=ticket.reply_to or ticket.tweet_id,
+            state=ReplyState.CONFIRM if confirm else ReplyState.PENDING,
+            created_at=self.now,
+        )
+        self.s.add(row)
+        self.s.flush()
+        for i, part in enumerate(parts):
+            self.s.add(ReplyPartRow(reply=row.id, idx=i, text=part))
+        return row.id
+
+    def reply(self, reply_id: int) -> ReplyInfo | None:
+        row = self.s.get(ReplyRow, reply_id)
+        if row is None:
+            return None
+        ids = self.s.scalars(
+            select(ReplyPartRow.tweet_id)
+            .where(ReplyPartRow.reply == reply_id, ReplyPartRow.tweet_id.is_not(None))
+            .order_by(ReplyPartRow.idx)
+        )
+        return ReplyInfo(
+            row.id,
+            row.ticket,
+            ReplyState(row.state),
+            row.text,
+            ChatUserId(row.author),
+            tuple(TweetId(i) for i in ids if i),
+            row.error,
+        )
+
+    def confirm_reply(self, reply_id: int, user: ChatUserId) -> bool:
+        done = self.s.execute(
+            update(ReplyRow)
+            .where(ReplyRow.id == reply_id, ReplyRow.state == ReplyState.CONFIRM)
+            .values(state=ReplyState.PENDING, confirmed_by=user)
+        )
+        return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    def cancel_reply(self, reply_id: int) -> bool:
+        """Cancels a reply still awaiting confirmation (never one already sent on)."""
+        done = self.s.execute(
+            update(ReplyRow)
+            .where(ReplyRow.id == reply_id, ReplyRow.state == ReplyState.CONFIRM)
+            .values(state=ReplyState.CANCELLED)
+        )
+        return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    def finish_reply(self, reply_id: int, state: ReplyState, error: str | None = None) -> None:
+        self.s.execute(
+            update(ReplyRow).where(ReplyRow.id == reply_id).values(state=state, error=error)
+        )
+
+    def first_response(self, ticket: int) -> None:
+        """Stamps the ticket's first public response now, unless it has one."""
+        self.s.execute(
+            update(TicketRow)
+            .where(TicketRow.number == ticket, TicketRow.first_response_at.is_(None))
+            .values(first_response_at=self.now)
+        )
+
+    def part_sent(self, part: PendingPart, tweet_id: TweetId) -> bool:
+        """Records a part X accepted; False if our claim had expired (then it changes
+        nothing, so nothing is recorded twice)."""
+        done = self.s.execute(
+            update(ReplyPartRow)
+            .where(ReplyPartRow.id == part.id, ReplyPartRow.claimed_by == part.token)
+            .values(state=PartState.SENT, tweet_id=tweet_id, claimed_by=None)
+        )
+        if not done.rowcount:  # type: ignore[attr-defined]
+            return False
+        if not self.tweet_known(tweet_id):
+            self.s.add(
+                TicketTweetRow(
+                    tweet_id=tweet_id, ticket=part.ticket, kind="reply", created_at=self.now
+                )
+            )
+        return True
+
+    def reply_tweet_ids(self, ticket: int) -> set[str]:
+        return set(
+            self.s.scalars(
+                select(TicketTweetRow.tweet_id).where(
+                    TicketTweetRow.ticket == ticket, TicketTweetRow.kind == "reply"
+                )
+            )
+        )
+
+    def part_refused(self, part: PendingPart, reason: str) -> bool:
+        """Records X's refusal; False if our claim had expired (then it changes nothing)."""
+        done = self.s.execute(
+            update(ReplyPartRow)
+            .where(ReplyPartRow.id == part.id, ReplyPartRow.claimed_by == part.token)
+            .values(state=PartState.REFUSED, claimed_by=None)
+        )
+        return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    # --- small durable state
+
+    def get(self, key: str) -> str | None:
+        row = self.s.get(KeyValueRow, key)
+        return row.value if row else None
+
+    def put(self, key: str, value: str) -> None:
+        row = self.s.get(KeyValueRow, key)
+        if row is None:
+            self.s.add(KeyValueRow(key=key, value=value))
+        else:
+            row.value = value
