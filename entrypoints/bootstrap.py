@@ -96,7 +96,7 @@ class App:
         out: dict[Platform, ChatPlatform] = {}
         env = self.env
         if env.slack_enabled and "slack" in used:
-            from adapters.slack import SlackPlatform
+            from adapters.slack.platform import SlackPlatform
 
             out["slack"] = SlackPlatform(
                 bot_token=reveal(env.SLACK_BOT_TOKEN),

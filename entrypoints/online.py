@@ -12,7 +12,7 @@ async def check_online(env: Env, config: Config) -> list[str]:
     problems: list[str] = []
     problems += await _x(env)
     if env.slack_enabled:
-        from adapters import slack
+        from adapters.slack import platform as slack
 
         problems += await _report(
             "Slack",

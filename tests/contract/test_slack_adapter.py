@@ -21,8 +21,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from adapters import slack as slack_module
-from adapters.slack import SlackPlatform
+from adapters.slack import platform as slack_module
+from adapters.slack.platform import SlackPlatform
 from bot.domain import (
     Action,
     ChannelId,

@@ -9,7 +9,7 @@ fails, the change needs a migration of what is stored, not an updated expectatio
 from __future__ import annotations
 
 from adapters.matrix import ACTIONS_FIELD, KEY_FIELD, TICKET_FIELD, TWEET_FIELD, txn_id
-from adapters.slack import _metadata
+from adapters.slack.platform import _metadata
 from bot.domain import ChannelId, Outgoing, Rich, TweetId
 from bot.outbox import (
     ActionId,

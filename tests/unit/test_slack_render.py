@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from adapters.slack import render_mrkdwn, slack_to_plain
+from adapters.slack.platform import render_mrkdwn, slack_to_plain
 from bot.addressing import command_text
 from bot.domain import ChatUserId, Link, Mention, Quote, Rich, Text
 
@@ -133,7 +133,7 @@ def test_bang_commands(typed: str, command: str | None) -> None:
 
 
 def test_a_long_preview_is_shown_whole_across_sections() -> None:
-    from adapters.slack import _sections
+    from adapters.slack.platform import _sections
 
     lines = [f"> part {i}: " + "word " * 60 for i in range(40)]
     pieces = _sections("\n".join(lines))
