@@ -1,7 +1,7 @@
 """Slack as a `ChatPlatform`: slack-bolt for what comes in, slack_sdk's Web API for what goes out.
 
-Translation only: Slack payloads in, `ChatMessage` / commands / actions out; `Rich`
-bodies rendered to escaped mrkdwn on the way back.
+Translation only: Slack payloads in (parse.py), `ChatMessage` / commands / actions
+out; `Rich` bodies rendered to escaped mrkdwn on the way back (render.py).
 """
 
 from __future__ import annotations
@@ -25,20 +25,15 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from adapters.slack import parse
+from adapters.slack.render import blocks, metadata, render_mrkdwn
 from bot.addressing import command_text, slash_command_text
 from bot.domain import (
     ChannelId,
-    ChatAction,
-    ChatMessage,
-    ChatUserId,
-    Link,
-    Mention,
     MessageId,
     Outgoing,
     Platform,
-    Quote,
     Rich,
-    Text,
     ThreadRef,
 )
 from bot.outbox import ThreadMark
@@ -58,8 +53,6 @@ log = logging.getLogger("seva." + __name__)
 
 DEFAULT_API_BASE_URL = "https://slack.com/api/"
 SOCKET_CONNECT_TIMEOUT = 30.0  # seconds
-TICKET_EVENT = "seva_ticket"
-POST_EVENT = "seva_post"
 
 # Ticket state -> (reaction, add?) on the thread root.
 _MARKS: dict[str, tuple[str, bool]] = {
@@ -74,111 +67,12 @@ _IDEMPOTENT_ERRORS = frozenset({"already_reacted", "no_reaction"})
 _AUTH_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 )
-# A human reply in a thread that was also sent to the channel: still a human message.
-_HUMAN_SUBTYPES = frozenset({"thread_broadcast"})
 
 _HISTORY_PAGES = 5
 _PAGE_SIZE = 200
 _SLASH_ANSWER_BUDGET = 2.5  # seconds; Slack gives 3 for the ack
-_SECTION_LIMIT = 3000
-_MAX_SECTIONS = 49  # and one actions block: Slack's limit is 50
-_BUTTON_LABEL_LIMIT = 75
 
 T = TypeVar("T")
-
-
-# --- Rendering (pure) ---------------------------------------------------------
-
-_ZWJ = "\u200d"
-_BROADCAST_RE = re.compile(r"@(?=(?:here|channel|everyone)\b)", re.IGNORECASE)
-_USER_ID_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
-_SAFE_URL_RE = re.compile(r"^https?://[^\s|<>]+$", re.IGNORECASE)
-
-
-def escape_mrkdwn(text: str) -> str:
-    """Makes outside text inert: no `<!channel>`, `<@U…>`, forged links or `@here` pings."""
-    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _BROADCAST_RE.sub("@" + _ZWJ, escaped)
-
-
-def _bold(text: str) -> str:
-    # mrkdwn bold must hug non-space characters and cannot span lines.
-    out = []
-    for line in text.split("\n"):
-        core = line.strip()
-        if not core:
-            out.append(line)
-            continue
-        lead = line[: len(line) - len(line.lstrip())]
-        trail = line[len(line.rstrip()) :]
-        out.append(f"{lead}*{core}*{trail}")
-    return "\n".join(out)
-
-
-def _link(url: str, label: str) -> str:
-    safe_label = escape_mrkdwn(label.replace("\n", " "))
-    if not _SAFE_URL_RE.match(url):
-        # Not a link we are willing to build: show it as inert text.
-        shown = escape_mrkdwn(url)
-        return f"{safe_label} ({shown})" if label and label != url else shown
-    target = url.replace("&", "&amp;")
-    return f"<{target}|{safe_label}>" if label else f"<{target}>"
-
-
-def render_mrkdwn(rich: Rich) -> str:
-    """Slack mrkdwn for a `Rich` body; everything that came from outside is escaped."""
-    out: list[str] = []
-
-    def at_line_start() -> bool:
-        return not out or out[-1].endswith("\n")
-
-    after_quote = False
-    for seg in rich.segments:
-        if after_quote and not (isinstance(seg, Text) and seg.text.startswith("\n")):
-            out.append("\n")
-        after_quote = False
-        match seg:
-            case Text(text=t, bold=b):
-                out.append(_bold(escape_mrkdwn(t)) if b else escape_mrkdwn(t))
-            case Mention(user=u):
-                out.append(f"<@{u}>" if _USER_ID_RE.match(u) else escape_mrkdwn(f"@{u}"))
-            case Link(url=url, label=label):
-                out.append(_link(url, label))
-            case Quote(text=t):
-                if not at_line_start():
-                    out.append("\n")
-                lines = t.splitlines() or [""]
-                out.append("\n".join(">" + escape_mrkdwn(line) for line in lines))
-                after_quote = True
-    return "".join(out)
-
-
-# --- Parsing what Slack sends (pure) --------------------------------------------
-
-_ANGLE_RE = re.compile(r"<([^<>]*)>")
-
-
-def _plain_entity(match: re.Match[str]) -> str:
-    inner = match.group(1)
-    target, _, label = inner.partition("|")
-    if target.startswith("@"):
-        return target  # <@U123|name> -> @U123: the id is what the core understands
-    if target.startswith("#"):
-        return f"#{label}" if label else target
-    if target.startswith("!"):
-        word = target[1:].split("^", 1)[0]
-        if label:
-            return label
-        return f"@{word}" if word in {"here", "channel", "everyone"} else ""
-    if not label or label == target or target.endswith(label):
-        return label or target
-    return f"{label} ({target})"
-
-
-def slack_to_plain(text: str) -> str:
-    """What a person typed, from Slack's message encoding (entities and `<…>` markup)."""
-    plain = _ANGLE_RE.sub(_plain_entity, text)
-    return plain.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 # --- The adapter ------------------------------------------------------------------
@@ -367,12 +261,12 @@ class SlackPlatform:
             "unfurl_links": False,
             "unfurl_media": False,
             "link_names": False,
-            "metadata": _metadata(message),
+            "metadata": metadata(message),
         }
         if message.thread_root:
             kwargs["thread_ts"] = message.thread_root
         if message.actions:
-            kwargs["blocks"] = _blocks(text, message)
+            kwargs["blocks"] = blocks(text, message)
         await self._pace(message.channel)
         resp = await self._call("chat.postMessage", self._client.chat_postMessage(**kwargs))
         ts = _str(resp.get("ts"))
@@ -402,7 +296,7 @@ class SlackPlatform:
                 )
                 resp = await self._call("conversations.history", call)
             for msg in resp.get("messages") or []:
-                if self._is_ours(msg) and _matches(msg, message):
+                if self._is_ours(msg) and parse.carries(msg, message):
                     return MessageId(str(msg["ts"]))
             cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
             if not cursor:
@@ -524,14 +418,8 @@ class SlackPlatform:
             log.exception("slack.event_failed event_id=%s", event_id)
 
     async def _deliver(self, event: Mapping[str, Any], event_id: str) -> None:
-        subtype = event.get("subtype")
-        user = event.get("user")
-        if (
-            event.get("bot_id")
-            or (subtype and subtype not in _HUMAN_SUBTYPES)
-            or not user
-            or user == self._bot_user_id
-        ):
+        msg = parse.human_message(event, self._bot_user_id, event_id)
+        if msg is None:
             return
         if self._on_message is None or self._on_command is None:
             log.warning("slack.event_before_start event_id=%s", event_id)
@@ -539,32 +427,13 @@ class SlackPlatform:
         if event_id and not self._kv.first_sight("slack", event_id):
             log.info("slack.event_duplicate event_id=%s", event_id)
             return
-        channel = ChannelId(str(event.get("channel", "")))
-        ts = MessageId(str(event.get("ts", "")))
-        thread_ts = _str(event.get("thread_ts"))
-        text = slack_to_plain(str(event.get("text") or ""))
         mentions = [f"@{self._bot_user_id}"] if self._bot_user_id else []
-        command = command_text(text, mentions)
+        command = command_text(msg.text, mentions)
         if command is not None:
-            ctx = CommandContext(
-                platform="slack",
-                channel=channel,
-                user=ChatUserId(user),
-                thread_root=MessageId(thread_ts) if thread_ts else None,
-            )
+            ctx = parse.command_context(event)
             await self.respond(ctx, await self._answer(command, ctx))
             return
-        await self._on_message(
-            ChatMessage(
-                platform="slack",
-                channel=channel,
-                id=ts,
-                sender=ChatUserId(user),
-                text=text,
-                thread_root=MessageId(thread_ts) if thread_ts and thread_ts != ts else None,
-                event_id=event_id,
-            )
-        )
+        await self._on_message(msg)
 
     async def _answer(self, command: str, ctx: CommandContext) -> Rich:
         on_command = self._on_command
@@ -577,12 +446,8 @@ class SlackPlatform:
             return Rich.of("Sorry, that command failed. Please try again.")
 
     async def _on_slash_command(self, command: dict[str, Any], ack: AsyncAck) -> None:
-        ctx = CommandContext(
-            platform="slack",
-            channel=ChannelId(str(command.get("channel_id", ""))),
-            user=ChatUserId(str(command.get("user_id", ""))),
-        )
-        text = slash_command_text(slack_to_plain(str(command.get("text") or "")))
+        typed, ctx = parse.slash_command(command)
+        text = slash_command_text(typed)
         task = self._spawn(self._answer(text, ctx))
         try:
             answer = await asyncio.wait_for(asyncio.shield(task), _SLASH_ANSWER_BUDGET)
@@ -606,18 +471,14 @@ class SlackPlatform:
 
     async def _on_block_action(self, body: dict[str, Any], ack: AsyncAck) -> None:
         await ack()
-        user = ChatUserId(str((body.get("user") or {}).get("id", "")))
-        channel = ChannelId(str((body.get("channel") or {}).get("id", "")))
-        for action in body.get("actions") or []:
-            action_id = str(action.get("action_id", ""))
+        for action in parse.button_presses(body):
             try:
                 if self._on_action is None:
-                    log.warning("slack.action_before_start action_id=%s", action_id)
+                    log.warning("slack.action_before_start action_id=%s", action.id)
                     return
-                value = str(action.get("value") or "")
-                await self._on_action(ChatAction("slack", channel, action_id, value, user))
+                await self._on_action(action)
             except Exception:
-                log.exception("slack.action_failed action_id=%s user=%s", action_id, user)
+                log.exception("slack.action_failed action_id=%s user=%s", action.id, action.user)
 
     def _spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]:
         task: asyncio.Task[T] = asyncio.ensure_future(coro)
@@ -633,75 +494,6 @@ def _str(value: object) -> str | None:
     return str(value) if value else None
 
 
-def _metadata(message: Outgoing) -> dict[str, Any]:
-    if message.is_root:
-        return {
-            "event_type": TICKET_EVENT,
-            "event_payload": {
-                "ticket": message.ticket,
-                "tweet_id": str(message.tweet_id or ""),
-                "key": message.key,
-            },
-        }
-    payload: dict[str, Any] = {"key": message.key}
-    if message.ticket is not None:
-        payload["ticket"] = message.ticket
-    return {"event_type": POST_EVENT, "event_payload": payload}
-
-
-def _matches(msg: Mapping[str, Any], message: Outgoing) -> bool:
-    meta = msg.get("metadata") or {}
-    payload = meta.get("event_payload") or {}
-    if payload.get("key") == message.key:
-        return True
-    return (
-        message.is_root
-        and message.ticket is not None
-        and meta.get("event_type") == TICKET_EVENT
-        and payload.get("ticket") == message.ticket
-    )
-
-
-def _sections(text: str) -> list[str]:
-    """Mrkdwn in pieces a section block takes, cut at line ends: a long preview shows
-    whole (Slack allows 50 blocks; a reply chain's preview is far below that)."""
-    out: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        while len(line) > _SECTION_LIMIT:
-            out.append(line[:_SECTION_LIMIT])
-            line = line[_SECTION_LIMIT:]
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) > _SECTION_LIMIT:
-            out.append(current)
-            candidate = line
-        current = candidate
-    out.append(current)
-    return [piece or " " for piece in out][:_MAX_SECTIONS]
-
-
-def _blocks(text: str, message: Outgoing) -> list[dict[str, Any]]:
-    buttons: list[dict[str, Any]] = []
-    for i, action in enumerate(message.actions):
-        label = action.label[:_BUTTON_LABEL_LIMIT] or action.id
-        button: dict[str, Any] = {
-            "type": "button",
-            "action_id": action.id,
-            "value": action.value,
-            "text": {"type": "plain_text", "text": label, "emoji": True},
-        }
-        if i == 0:
-            button["style"] = "primary"
-        buttons.append(button)
-    return [
-        *(
-            {"type": "section", "text": {"type": "mrkdwn", "text": piece}}
-            for piece in _sections(text)
-        ),
-        {"type": "actions", "elements": buttons},
-    ]
-
-
 def _retry_after(headers: Mapping[str, Any]) -> float:
     for key, value in headers.items():
         if key.lower() == "retry-after":
@@ -713,9 +505,4 @@ def _retry_after(headers: Mapping[str, Any]) -> float:
     return 1.0
 
 
-__all__ = [
-    "SlackPlatform",
-    "escape_mrkdwn",
-    "render_mrkdwn",
-    "slack_to_plain",
-]
+__all__ = ["SlackPlatform", "check"]

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.matrix import render as render_matrix
-from adapters.slack.platform import render_mrkdwn
+from adapters.slack.render import render_mrkdwn
 from bot.domain import ChatUserId, Link, Mention, Quote, Rich, Segment, Text, tweet_url
 
 BUDGET = settings(max_examples=300, deadline=None, derandomize=True)

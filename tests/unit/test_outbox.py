@@ -9,7 +9,7 @@ fails, the change needs a migration of what is stored, not an updated expectatio
 from __future__ import annotations
 
 from adapters.matrix import ACTIONS_FIELD, KEY_FIELD, TICKET_FIELD, TWEET_FIELD, txn_id
-from adapters.slack.platform import _metadata
+from adapters.slack.render import metadata
 from bot.domain import ChannelId, Outgoing, Rich, TweetId
 from bot.outbox import (
     ActionId,
@@ -78,12 +78,12 @@ def test_where_slack_keeps_the_key() -> None:
         tweet_id=TweetId("180042"),
         is_root=True,
     )
-    assert _metadata(root) == {
+    assert metadata(root) == {
         "event_type": "seva_ticket",
         "event_payload": {"ticket": 42, "tweet_id": "180042", "key": "root:42"},
     }
     followup = Outgoing(followup_key(TweetId("99")), ChannelId("C0HEALTH"), Rich(), ticket=1)
-    assert _metadata(followup) == {
+    assert metadata(followup) == {
         "event_type": "seva_post",
         "event_payload": {"key": "followup:99", "ticket": 1},
     }

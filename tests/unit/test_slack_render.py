@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from adapters.slack.platform import render_mrkdwn, slack_to_plain
+from adapters.slack.parse import slack_to_plain
+from adapters.slack.render import render_mrkdwn
 from bot.addressing import command_text
 from bot.domain import ChatUserId, Link, Mention, Quote, Rich, Text
 
@@ -132,11 +133,11 @@ def test_bang_commands(typed: str, command: str | None) -> None:
     assert command_text(typed) == command
 
 
-def test_a_long_preview_is_shown_whole_across_sections() -> None:
-    from adapters.slack.platform import _sections
+def test_a_long_preview_is_shown_whole_acrosssections() -> None:
+    from adapters.slack.render import sections
 
     lines = [f"> part {i}: " + "word " * 60 for i in range(40)]
-    pieces = _sections("\n".join(lines))
+    pieces = sections("\n".join(lines))
     assert len(pieces) > 1 and all(len(p) <= 3000 for p in pieces)
     assert "\n".join(pieces) == "\n".join(lines)
 

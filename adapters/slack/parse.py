@@ -1,0 +1,122 @@
+"""What Slack sends, as the core's types (pure): message events, slash commands,
+button presses, and our own posts found again by their metadata.
+
+The bot's own messages, other bots, edits and other subtypes are dropped here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from adapters.slack.render import TICKET_EVENT
+from bot.domain import ChannelId, ChatAction, ChatMessage, ChatUserId, MessageId, Outgoing
+from bot.ports import CommandContext
+
+# A human reply in a thread that was also sent to the channel: still a human message.
+HUMAN_SUBTYPES = frozenset({"thread_broadcast"})
+
+_ANGLE_RE = re.compile(r"<([^<>]*)>")
+
+
+def _plain_entity(match: re.Match[str]) -> str:
+    inner = match.group(1)
+    target, _, label = inner.partition("|")
+    if target.startswith("@"):
+        return target  # <@U123|name> -> @U123: the id is what the core understands
+    if target.startswith("#"):
+        return f"#{label}" if label else target
+    if target.startswith("!"):
+        word = target[1:].split("^", 1)[0]
+        if label:
+            return label
+        return f"@{word}" if word in {"here", "channel", "everyone"} else ""
+    if not label or label == target or target.endswith(label):
+        return label or target
+    return f"{label} ({target})"
+
+
+def slack_to_plain(text: str) -> str:
+    """What a person typed, from Slack's message encoding (entities and `<…>` markup)."""
+    plain = _ANGLE_RE.sub(_plain_entity, text)
+    return plain.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def human_message(
+    event: Mapping[str, Any], bot_user_id: str | None, event_id: str = ""
+) -> ChatMessage | None:
+    """A person's message, or None for the bot's own, other bots', edits and any other
+    subtype but a thread broadcast."""
+    subtype = event.get("subtype")
+    user = event.get("user")
+    if (
+        event.get("bot_id")
+        or (subtype and subtype not in HUMAN_SUBTYPES)
+        or not user
+        or user == bot_user_id
+    ):
+        return None
+    ts = MessageId(str(event.get("ts", "")))
+    thread_ts = _str(event.get("thread_ts"))
+    return ChatMessage(
+        platform="slack",
+        channel=ChannelId(str(event.get("channel", ""))),
+        id=ts,
+        sender=ChatUserId(str(user)),
+        text=slack_to_plain(str(event.get("text") or "")),
+        thread_root=MessageId(thread_ts) if thread_ts and thread_ts != ts else None,
+        event_id=event_id,
+    )
+
+
+def command_context(event: Mapping[str, Any]) -> CommandContext:
+    """Where a command typed as a message was asked: its channel, and thread if any."""
+    thread_ts = _str(event.get("thread_ts"))
+    return CommandContext(
+        platform="slack",
+        channel=ChannelId(str(event.get("channel", ""))),
+        user=ChatUserId(str(event.get("user", ""))),
+        thread_root=MessageId(thread_ts) if thread_ts else None,
+    )
+
+
+def slash_command(payload: Mapping[str, Any]) -> tuple[str, CommandContext]:
+    """The slash command's text as typed, and who asked where."""
+    ctx = CommandContext(
+        platform="slack",
+        channel=ChannelId(str(payload.get("channel_id", ""))),
+        user=ChatUserId(str(payload.get("user_id", ""))),
+    )
+    return slack_to_plain(str(payload.get("text") or "")), ctx
+
+
+def button_presses(body: Mapping[str, Any]) -> list[ChatAction]:
+    """The buttons pressed in a `block_actions` payload."""
+    user = ChatUserId(str((body.get("user") or {}).get("id", "")))
+    channel = ChannelId(str((body.get("channel") or {}).get("id", "")))
+    return [
+        ChatAction(
+            "slack", channel, str(action.get("action_id", "")), str(action.get("value") or ""), user
+        )
+        for action in body.get("actions") or []
+    ]
+
+
+def carries(msg: Mapping[str, Any], message: Outgoing) -> bool:
+    """Whether a message from the history is this post (its metadata names the key, or
+    for a root the ticket)."""
+    meta = msg.get("metadata") or {}
+    payload = meta.get("event_payload") or {}
+    if payload.get("key") == message.key:
+        return True
+    return (
+        message.is_root
+        and message.ticket is not None
+        and meta.get("event_type") == TICKET_EVENT
+        and payload.get("ticket") == message.ticket
+    )
+
+
+def _str(value: object) -> str | None:
+    return str(value) if value else None
