@@ -109,7 +109,7 @@ class App:
                 clock=self.clock,
             )
         if env.matrix_enabled and "matrix" in used:
-            from adapters.matrix import MatrixPlatform
+            from adapters.matrix.platform import MatrixPlatform
 
             rooms = [d.channel for d in self.config.departments if d.platform == "matrix"]
             out["matrix"] = MatrixPlatform(

@@ -19,7 +19,7 @@ async def check_online(env: Env, config: Config) -> list[str]:
             slack.check(bot_token=reveal(env.SLACK_BOT_TOKEN), api_base_url=env.SLACK_API_BASE_URL),
         )
     if env.matrix_enabled:
-        from adapters import matrix
+        from adapters.matrix import platform as matrix
 
         problems += await _report(
             "Matrix",

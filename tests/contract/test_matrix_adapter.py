@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from adapters.matrix import MatrixPlatform, render, txn_id
+from adapters.matrix.platform import MatrixPlatform, render, txn_id
 from bot.addressing import command_text
 from bot.domain import (
     Action,
@@ -561,7 +561,7 @@ class _Proxy:
 
 
 def test_a_command_names_users_by_their_pill() -> None:
-    from adapters.matrix import _with_user_ids
+    from adapters.matrix.platform import _with_user_ids
 
     content = {
         "format": "org.matrix.custom.html",
@@ -574,7 +574,7 @@ def test_a_command_names_users_by_their_pill() -> None:
 
 
 def test_a_message_addressed_to_the_bot_is_a_command() -> None:
-    from adapters.matrix import _with_user_ids
+    from adapters.matrix.platform import _with_user_ids
 
     content = {
         "format": "org.matrix.custom.html",
