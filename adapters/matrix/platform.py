@@ -9,17 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import html
 import json
 import logging
-import random
-import re
-import urllib.parse
 from collections.abc import Iterable
-from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import ClientError
@@ -27,19 +21,29 @@ from nio import (
     AsyncClient,
     AsyncClientConfig,
     ErrorResponse,
-    JoinedRoomsResponse,
-    JoinError,
-    LoginResponse,
     MessageDirection,
     RoomGetEventResponse,
-    RoomGetStateResponse,
     RoomMessagesResponse,
     RoomSendResponse,
-    SyncResponse,
     WhoamiResponse,
 )
 from nio.api import RelationshipType
 
+from adapters.matrix.parse import is_human_text, normalise_key, strip_reply_fallback, with_user_ids
+from adapters.matrix.render import (
+    ACTION_KEYS,
+    ACTIONS_FIELD,
+    CONFIRM_ALIASES,
+    HTML_FORMAT,
+    KEY_FIELD,
+    STATE_MARKS,
+    TICKET_FIELD,
+    TWEET_FIELD,
+    render,
+    thread_relation,
+    txn_id,
+)
+from adapters.matrix.sync import SYNC_ERRORS, MatrixSync, log_event
 from bot.addressing import command_text
 from bot.domain import (
     Action,
@@ -47,14 +51,10 @@ from bot.domain import (
     ChatAction,
     ChatMessage,
     ChatUserId,
-    Link,
-    Mention,
     MessageId,
     Outgoing,
     Platform,
-    Quote,
     Rich,
-    Text,
     ThreadRef,
 )
 from bot.outbox import ThreadMark
@@ -66,147 +66,25 @@ from bot.ports import (
     KeyValue,
     MessageHandler,
     PlatformRefused,
-    RateLimited,
     Unavailable,
 )
 
 log = logging.getLogger("seva." + __name__)
 
-KEY_FIELD = "org.sevabridge.key"
-TICKET_FIELD = "org.sevabridge.ticket"
-TWEET_FIELD = "org.sevabridge.tweet_id"
-ACTIONS_FIELD = "org.sevabridge.actions"
-HTML_FORMAT = "org.matrix.custom.html"
+
+def _log(level: int, name: str, /, **fields: object) -> None:
+    log_event(log, level, name, **fields)
+
 
 # Room versions where power comes only from m.room.power_levels; from v12 ("hydra")
 # on, the creators are above every level and are not listed in `users`.
 LEGACY_ROOM_VERSIONS = frozenset(str(v) for v in range(1, 12))
 CREATOR_POWER_LEVEL = 2**53 - 1  # above any level canonical JSON can express
 
-# The reaction that confirms each action, in order; the first also accepts aliases.
-ACTION_KEYS = ("✅", "❌", "3️⃣", "4️⃣", "5️⃣")
-CONFIRM_ALIASES = frozenset({"✅", "✔", "☑", "👍"})
-# How a ticket state shows on its thread root; states mapped to None show nothing.
-# One mark at a time: the root shows the ticket's latest state.
-STATE_MARKS: dict[str, str | None] = {
-    ThreadMark.CLOSED: "✅",
-    ThreadMark.CLAIMED: "👀",
-    ThreadMark.ANSWERED: "💬",
-    ThreadMark.ESCALATED: "🚨",
-    ThreadMark.OPEN: None,
-}
-
-_ROOM_PING = re.compile(r"@(?=room)", re.IGNORECASE)
-_USER_ID = re.compile(r"^@[^:\s]+:[^\s]+$")
-_EMOJI_NOISE = re.compile("[\ufe0e\ufe0f\U0001f3fb-\U0001f3ff]")
-_SYNC_ERRORS = (ClientError, TimeoutError, OSError)
-
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Rendered:
-    body: str
-    formatted_body: str
-    user_ids: list[str]
-
-
-def render(rich: Rich) -> Rendered:
-    """Plain `body`, HTML `formatted_body` and the users to mention.
-
-    Every piece of text is escaped and "@room" is broken with a word joiner, so a
-    citizen's words can neither ping the room nor inject markup; only `Mention`
-    segments produce pills and entries in `m.mentions`.
-    """
-    body: list[str] = []
-    out: list[str] = []
-    users: list[str] = []
-    for seg in rich.segments:
-        match seg:
-            case Text(text=t, bold=bold):
-                body.append(_defuse(t))
-                escaped = _html_text(t)
-                out.append(f"<strong>{escaped}</strong>" if bold else escaped)
-            case Mention(user=u) if _USER_ID.match(u):
-                body.append(u)
-                href = html.escape("https://matrix.to/#/" + urllib.parse.quote(u, safe="@:"))
-                out.append(f'<a href="{href}">{html.escape(u)}</a>')
-                if u not in users:
-                    users.append(u)
-            case Mention(user=u):
-                body.append(_defuse(u))
-                out.append(_html_text(u))
-            case Link(url=url, label=label):
-                shown = label or url
-                body.append(_defuse(f"{shown} ({url})" if shown != url else url))
-                if urllib.parse.urlsplit(url).scheme.lower() in ("http", "https"):
-                    out.append(f'<a href="{html.escape(url)}">{_html_text(shown)}</a>')
-                else:
-                    out.append(_html_text(f"{shown} ({url})" if shown != url else url))
-            case Quote(text=t):
-                lines = t.splitlines() or [""]
-                body.append(_defuse("\n".join("> " + line for line in lines)))
-                out.append("<blockquote>" + _html_text(t) + "</blockquote>")
-    return Rendered("".join(body), "".join(out), users)
-
-
-def _defuse(text: str) -> str:
-    return _ROOM_PING.sub("@\u2060", text)
-
-
-def _html_text(text: str) -> str:
-    return html.escape(_defuse(text)).replace("\n", "<br>")
-
-
-def txn_id(key: str) -> str:
-    """Deterministic per `Outgoing.key`, so Synapse drops a resend after a crash."""
-    return "seva-" + hashlib.sha256(key.encode()).hexdigest()[:32]
-
-
-_PILL = re.compile(
-    r'<a\s+href="https://matrix\.to/#/(@[^"/?]+)"[^>]*>.*?</a>', re.IGNORECASE | re.S
-)
-_TAG = re.compile(r"<[^>]+>")
-
-
-def _with_user_ids(body: str, content: dict[str, Any]) -> str:
-    """A command's text with mention pills as user ids (`!assign 5 @asha:hs`).
-
-    Element writes a pill's display name into `body`; the id is only in the HTML.
-    """
-    formatted = content.get("formatted_body")
-    if content.get("format") != "org.matrix.custom.html" or not isinstance(formatted, str):
-        return body
-    if not _PILL.search(formatted):
-        return body
-    text = _PILL.sub(lambda m: urllib.parse.unquote(m.group(1)), formatted)
-    return html.unescape(_TAG.sub("", text.replace("<br>", "\n").replace("<br/>", "\n")))
-
-
-def _normalise_key(key: str) -> str:
-    return _EMOJI_NOISE.sub("", key)
-
-
-def _thread_relation(root: str) -> dict[str, Any]:
-    return {
-        "rel_type": "m.thread",
-        "event_id": root,
-        "is_falling_back": True,
-        "m.in_reply_to": {"event_id": root},
-    }
-
-
-def _strip_reply_fallback(body: str) -> str:
-    lines = body.split("\n")
-    i = 0
-    while i < len(lines) and lines[i].startswith(">"):
-        i += 1
-    if 0 < i < len(lines) and lines[i] == "":
-        return "\n".join(lines[i + 1 :])
-    return body
 
 
 async def check(
@@ -246,7 +124,7 @@ async def check(
         await client.close()
 
 
-class MatrixPlatform:
+class MatrixPlatform(MatrixSync):
     """One Matrix account serving a fixed set of rooms."""
 
     name: Platform = "matrix"
@@ -399,7 +277,7 @@ class MatrixPlatform:
                 {"key": key, "id": a.id, "value": a.value} for key, a in pairs
             ]
         if message.thread_root:
-            content["m.relates_to"] = _thread_relation(message.thread_root)
+            content["m.relates_to"] = thread_relation(message.thread_root)
         event_id = await self._send(
             client, message.channel, "m.room.message", content, txn_id(message.key)
         )
@@ -422,7 +300,7 @@ class MatrixPlatform:
                     limit=100,
                     message_filter=message_filter,
                 )
-            except _SYNC_ERRORS as e:
+            except SYNC_ERRORS as e:
                 raise Unavailable(f"Matrix /messages: {self._scrub(e)}") from None
             if not isinstance(resp, RoomMessagesResponse):
                 raise self._error_for(resp, "read history of", message.channel)
@@ -491,227 +369,8 @@ class MatrixPlatform:
             "m.mentions": {"user_ids": rendered.user_ids},
         }
         if ctx.thread_root:
-            content["m.relates_to"] = _thread_relation(ctx.thread_root)
+            content["m.relates_to"] = thread_relation(ctx.thread_root)
         await self._send(client, ctx.channel, "m.room.message", content, None)
-
-    # --- login, rooms, sync
-
-    async def _login(self, client: AsyncClient) -> None:
-        if self._token is not None:
-            client.access_token = self._token
-            who = await client.whoami()
-            if not isinstance(who, WhoamiResponse):
-                raise self._error_for(who, "accept the access token of", self.user_id)
-            if who.user_id != self.user_id:
-                raise PlatformRefused(
-                    f"MATRIX_ACCESS_TOKEN belongs to {who.user_id}, not {self.user_id}"
-                )
-            client.user_id = who.user_id
-            client.device_id = who.device_id or ""
-        else:
-            assert self._password is not None
-            client.device_id = self._kv.get(self._k("device_id")) or ""
-            resp = await client.login(self._password, device_name=self._device_name)
-            if not isinstance(resp, LoginResponse):
-                raise self._error_for(resp, "log in as", self.user_id)
-        if client.device_id:
-            self._kv.put(self._k("device_id"), client.device_id)
-        _log(logging.INFO, "matrix.logged_in", user=self.user_id, device=client.device_id)
-
-    async def _join_rooms(self, client: AsyncClient) -> None:
-        joined = await client.joined_rooms()
-        if not isinstance(joined, JoinedRoomsResponse):
-            raise Unavailable(f"Matrix joined_rooms: {joined}")
-        for room_id in self.rooms:
-            if room_id in joined.rooms:
-                continue
-            resp = await client.join(room_id)
-            if isinstance(resp, JoinError):
-                raise PlatformRefused(
-                    f"cannot join Matrix room {room_id} as {self.user_id}: {resp.message} "
-                    "(invite the bot or make the room joinable)"
-                )
-            _log(logging.INFO, "matrix.joined", room=room_id)
-
-    async def _initial_syncs(
-        self, client: AsyncClient, since: str | None
-    ) -> list[tuple[str | None, SyncResponse]]:
-        """Full state, then more syncs until every room shows (a fresh join can lag).
-
-        Nothing is dispatched yet: encrypted rooms must be refused first.
-        """
-        batches: list[tuple[str | None, SyncResponse]] = []
-        token = since
-        for attempt in range(5):
-            resp = await self._sync(
-                client, since=token, full_state=attempt == 0, wait_ms=0 if attempt == 0 else 1000
-            )
-            batches.append((token, resp))
-            token = resp.next_batch
-            missing = [r for r in self.rooms if r not in client.rooms]
-            if not missing:
-                return batches
-            _log(logging.INFO, "matrix.rooms_not_synced_yet", rooms=missing, attempt=attempt)
-        raise Unavailable(f"Matrix rooms {missing} joined but not visible in sync yet")
-
-    async def _learn_creators(self, client: AsyncClient) -> None:
-        """Reads m.room.create where sync left it out (Synapse does in v12 rooms)."""
-        for room_id in self.rooms:
-            if room_id in self._creators:
-                continue
-            resp = await client.room_get_state(room_id)
-            if isinstance(resp, RoomGetStateResponse):
-                self._note_creators(room_id, resp.events)
-            else:
-                _log(logging.WARNING, "matrix.room_state_failed", room=room_id, error=str(resp))
-
-    def _refuse_encrypted(self, client: AsyncClient) -> None:
-        for room_id in self.rooms:
-            room = client.rooms.get(room_id)
-            if room is not None and room.encrypted:
-                raise PlatformRefused(
-                    f"Matrix room {room_id} is end-to-end encrypted; Seva Bridge does not "
-                    "support end-to-end encryption, so it will not read or post there. "
-                    "Use an unencrypted room."
-                )
-
-    def _sync_filter(self) -> dict[str, Any]:
-        nothing = {"not_types": ["*"]}
-        return {
-            "presence": nothing,
-            "account_data": nothing,
-            "room": {
-                "rooms": list(self.rooms),
-                "timeline": {"limit": self._timeline_limit},
-                "state": {"lazy_load_members": True},
-                "ephemeral": nothing,
-                "account_data": nothing,
-            },
-        }
-
-    async def _sync(
-        self, client: AsyncClient, since: str | None, full_state: bool, wait_ms: int
-    ) -> SyncResponse:
-        resp = await client.sync(
-            timeout=wait_ms, sync_filter=self._sync_filter(), since=since, full_state=full_state
-        )
-        if not isinstance(resp, SyncResponse):
-            raise self._error_for(resp, "sync", self.homeserver)
-        return resp
-
-    async def _run(self, client: AsyncClient) -> None:
-        failures = 0
-        while not self._stopping.is_set():
-            try:
-                resp = await self._sync_or_stop(client)
-                if resp is None:
-                    break
-                self._health(connected=True)
-                failures = 0
-                await self._after_sync(client, resp)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                failures += 1
-                delay = min(self._max_backoff, 0.5 * 2 ** (failures - 1))
-                delay *= 0.5 + random.random() / 2
-                if isinstance(e, RateLimited):
-                    delay = max(delay, (e.until - self._clock.now()).total_seconds())
-                self._health(connected=False, error=self._scrub(e))
-                _log(
-                    logging.WARNING,
-                    "matrix.sync.failed",
-                    error=self._scrub(e),
-                    failures=failures,
-                    retry_in=round(delay, 2),
-                )
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._stopping.wait()
-
-    async def _sync_or_stop(self, client: AsyncClient) -> SyncResponse | None:
-        """The next sync, or None once `stop()` is called while waiting for it."""
-        sync = asyncio.ensure_future(
-            self._sync(client, since=self._since, full_state=False, wait_ms=self._sync_timeout_ms)
-        )
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({sync, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-            if not sync.done():
-                sync.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sync
-        return None if sync.cancelled() else sync.result()
-
-    async def _after_sync(self, client: AsyncClient, resp: SyncResponse) -> None:
-        for room_id in resp.rooms.invite:
-            if room_id in self.rooms:
-                joined = await client.join(room_id)
-                ok = not isinstance(joined, JoinError)
-                _log(logging.INFO, "matrix.rejoined", room=room_id, ok=ok)
-        await self._dispatch(resp, self._since)
-        self._advance(resp.next_batch)
-        problems = []
-        for room_id in self.rooms:
-            room = client.rooms.get(room_id)
-            if room_id in resp.rooms.leave:
-                problems.append(f"the bot left or was removed from room {room_id}")
-            elif room is not None and room.encrypted:
-                problems.append(f"room {room_id} became encrypted; not posting there")
-        if problems and "; ".join(problems) != self._room_problems:
-            _log(logging.ERROR, "matrix.rooms_unusable", problems=problems)
-        self._room_problems = "; ".join(problems)
-        if problems:
-            self._error = self._room_problems
-
-    def _advance(self, next_batch: str) -> None:
-        """Persists the token only after the batch was handled: a crash replays, never loses."""
-        self._since = next_batch
-        self._kv.put(self._k("sync_token"), next_batch)
-
-    async def _dispatch(
-        self, resp: SyncResponse, since: str | None, skip_rooms: AbstractSet[str] = frozenset()
-    ) -> None:
-        for room_id, info in resp.rooms.join.items():
-            if room_id not in self.rooms:
-                continue
-            self._note_creators(room_id, [e.source for e in [*info.state, *info.timeline.events]])
-            if since is None or room_id in skip_rooms:
-                continue  # backlog
-            events = [e.source for e in info.timeline.events]
-            if info.timeline.limited and info.timeline.prev_batch:
-                events = await self._gap(room_id, info.timeline.prev_batch, since) + events
-            for event in events:
-                await self._handle(room_id, event)
-
-    async def _gap(self, room_id: str, prev_batch: str, since: str) -> list[dict[str, Any]]:
-        """Events a limited sync left out between `since` and the timeline, oldest first."""
-        assert self._client is not None
-        found: list[dict[str, Any]] = []
-        start = prev_batch
-        for _ in range(self._history_pages * 4):
-            resp = await self._client.room_messages(
-                room_id, start=start, end=since, direction=MessageDirection.back, limit=100
-            )
-            if not isinstance(resp, RoomMessagesResponse):
-                _log(logging.WARNING, "matrix.gap.failed", room=room_id, error=str(resp))
-                break
-            found.extend(e.source for e in resp.chunk)
-            if not resp.chunk or not resp.end or resp.end == start:
-                break
-            start = resp.end
-        _log(logging.INFO, "matrix.gap.filled", room=room_id, events=len(found))
-        return list(reversed(found))
-
-    def _note_creators(self, room_id: str, events: Iterable[dict[str, Any]]) -> None:
-        for src in events:
-            if src.get("type") == "m.room.create" and src.get("state_key") == "":
-                content = src.get("content") or {}
-                extra = content.get("additional_creators") or []
-                creators = frozenset({str(src.get("sender", "")), *map(str, extra)})
-                self._creators[room_id] = (creators, str(content.get("room_version", "1")))
 
     # --- incoming events
 
@@ -724,7 +383,7 @@ class MatrixPlatform:
             return
         if sender == self.user_id or kind not in ("m.room.message", "m.reaction"):
             return
-        if kind == "m.room.message" and not self._is_human_text(content):
+        if kind == "m.room.message" and not is_human_text(content):
             return
         if self._kv.was_seen("matrix", event_id):
             _log(logging.DEBUG, "matrix.replay_skipped", event=event_id)
@@ -743,16 +402,6 @@ class MatrixPlatform:
         # constraints make that harmless) instead of losing it.
         self._kv.first_sight("matrix", event_id)
 
-    @staticmethod
-    def _is_human_text(content: dict[str, Any]) -> bool:
-        relates = content.get("m.relates_to") or {}
-        return (
-            content.get("msgtype") == "m.text"
-            and isinstance(content.get("body"), str)
-            and relates.get("rel_type") != "m.replace"
-            and "m.new_content" not in content
-        )
-
     async def _on_text(
         self, room_id: str, event_id: str, sender: str, content: dict[str, Any]
     ) -> None:
@@ -760,9 +409,9 @@ class MatrixPlatform:
         root = relates.get("event_id") if relates.get("rel_type") == "m.thread" else None
         body = str(content["body"])
         if "m.in_reply_to" in relates and not relates.get("is_falling_back"):
-            body = _strip_reply_fallback(body)
+            body = strip_reply_fallback(body)
         thread_root = MessageId(root) if isinstance(root, str) else None
-        command = command_text(_with_user_ids(body, content), [self.user_id])
+        command = command_text(with_user_ids(body, content), [self.user_id])
         if command is not None:
             ctx = CommandContext("matrix", ChannelId(room_id), ChatUserId(sender), thread_root)
             assert self._on_command is not None
@@ -793,14 +442,14 @@ class MatrixPlatform:
         target, key = relates.get("event_id"), relates.get("key")
         if relates.get("rel_type") != "m.annotation" or not isinstance(target, str):
             return
-        key = _normalise_key(str(key))
-        wanted = {_normalise_key(k) for k in ACTION_KEYS}
+        key = normalise_key(str(key))
+        wanted = {normalise_key(k) for k in ACTION_KEYS}
         if key not in wanted and key not in CONFIRM_ALIASES:
             return
         actions = await self._actions_of(room_id, target)
         chosen: Action | None = None
         for entry in actions:
-            entry_key = _normalise_key(entry["key"])
+            entry_key = normalise_key(entry["key"])
             if key == entry_key or (entry_key == "✅" and key in CONFIRM_ALIASES):
                 chosen = Action(str(entry["id"]), "", str(entry["value"]))
                 break
@@ -874,21 +523,11 @@ class MatrixPlatform:
     ) -> str:
         try:
             resp = await client.room_send(room_id, event_type, content, tx_id=tx)
-        except _SYNC_ERRORS as e:
+        except SYNC_ERRORS as e:
             raise Unavailable(f"Matrix send to {room_id}: {self._scrub(e)}") from None
         if not isinstance(resp, RoomSendResponse):
             raise self._error_for(resp, "send to", room_id)
         return str(resp.event_id)
-
-    def _error_for(self, resp: object, what: str, where: str) -> Exception:
-        code = getattr(resp, "status_code", None)
-        message = f"Matrix could not {what} {where}: {resp}"
-        if code == "M_LIMIT_EXCEEDED":
-            wait_ms = getattr(resp, "retry_after_ms", None) or 5000
-            return RateLimited(self._clock.now() + timedelta(milliseconds=wait_ms), message)
-        if code in ("M_FORBIDDEN", "M_UNKNOWN_TOKEN", "M_MISSING_TOKEN", "M_USER_DEACTIVATED"):
-            return PlatformRefused(message)
-        return Unavailable(message)
 
     async def _own_marks(self, client: AsyncClient, thread: ThreadRef) -> list[tuple[str, str]]:
         marks = {m for m in STATE_MARKS.values() if m}
@@ -907,32 +546,6 @@ class MatrixPlatform:
         except AttributeError:
             # nio 0.26 reads `next_batch` off an error response: the request failed.
             raise Unavailable(f"Matrix relations of {thread.root} unavailable") from None
-        except _SYNC_ERRORS as e:
+        except SYNC_ERRORS as e:
             raise Unavailable(f"Matrix relations of {thread.root}: {self._scrub(e)}") from None
         return found
-
-    # --- bookkeeping
-
-    def _k(self, name: str) -> str:
-        return f"matrix:{self.user_id}:{name}"
-
-    def _health(self, connected: bool, error: str | None = None) -> None:
-        self._connected = connected
-        self._error = error
-        if connected:
-            self._last_sync_at = self._clock.now()
-
-    def _scrub(self, error: object) -> str:
-        text = f"{type(error).__name__}: {error}" if isinstance(error, Exception) else str(error)
-        live = self._client.access_token if self._client else None
-        for secret in (self._token, self._password, live):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
-
-
-def _log(level: int, name: str, /, **fields: object) -> None:
-    """A structured line: the event name, then key=value pairs (never a token)."""
-    if log.isEnabledFor(level):
-        pairs = " ".join(f"{k}={v!r}" for k, v in fields.items())
-        log.log(level, "%s %s", name, pairs, extra={"event": name, "fields": fields})

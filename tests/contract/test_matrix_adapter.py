@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from adapters.matrix.platform import MatrixPlatform, render, txn_id
+from adapters.matrix.platform import MatrixPlatform
+from adapters.matrix.render import render, txn_id
 from bot.addressing import command_text
 from bot.domain import (
     Action,
@@ -561,7 +562,7 @@ class _Proxy:
 
 
 def test_a_command_names_users_by_their_pill() -> None:
-    from adapters.matrix.platform import _with_user_ids
+    from adapters.matrix.parse import with_user_ids
 
     content = {
         "format": "org.matrix.custom.html",
@@ -569,18 +570,18 @@ def test_a_command_names_users_by_their_pill() -> None:
             '!ticket assign 5 <a href="https://matrix.to/#/@asha:hs">Asha &amp; co</a>'
         ),
     }
-    assert _with_user_ids("!ticket assign 5 Asha & co", content) == "!ticket assign 5 @asha:hs"
-    assert _with_user_ids("!close", {"body": "!close"}) == "!close"
+    assert with_user_ids("!ticket assign 5 Asha & co", content) == "!ticket assign 5 @asha:hs"
+    assert with_user_ids("!close", {"body": "!close"}) == "!close"
 
 
 def test_a_message_addressed_to_the_bot_is_a_command() -> None:
-    from adapters.matrix.platform import _with_user_ids
+    from adapters.matrix.parse import with_user_ids
 
     content = {
         "format": "org.matrix.custom.html",
         "formatted_body": '<a href="https://matrix.to/#/@seva:hs">Seva</a>: close done',
     }
-    text = _with_user_ids("Seva: close done", content)
+    text = with_user_ids("Seva: close done", content)
     assert command_text(text, ["@seva:hs"]) == "close done"
     assert command_text("@asha:hs: thanks", ["@seva:hs"]) is None
 

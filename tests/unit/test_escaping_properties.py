@@ -18,7 +18,7 @@ from urllib.parse import quote
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.matrix.platform import render as render_matrix
+from adapters.matrix.render import render as render_matrix
 from adapters.slack.render import render_mrkdwn
 from bot.domain import ChatUserId, Link, Mention, Quote, Rich, Segment, Text, tweet_url
 

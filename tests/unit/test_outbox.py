@@ -8,7 +8,7 @@ fails, the change needs a migration of what is stored, not an updated expectatio
 
 from __future__ import annotations
 
-from adapters.matrix.platform import ACTIONS_FIELD, KEY_FIELD, TICKET_FIELD, TWEET_FIELD, txn_id
+from adapters.matrix.render import ACTIONS_FIELD, KEY_FIELD, TICKET_FIELD, TWEET_FIELD, txn_id
 from adapters.slack.render import metadata
 from bot.domain import ChannelId, Outgoing, Rich, TweetId
 from bot.outbox import (
