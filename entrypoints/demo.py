@@ -21,8 +21,8 @@ from entrypoints.bootstrap import App, serve
 from entrypoints.logs import setup_logging
 from sandbox.scenario import CHANNELS, HANDLE, USERS, play
 from sandbox.server import start_sandbox
-from sandbox.slack_api import SlackState
-from sandbox.x_api import XState
+from sandbox.slack.state import SlackState
+from sandbox.x.state import XState
 
 BUILTIN_CONFIG = Path(sandbox.__file__).with_name("seva.sandbox.yaml")
 CONSOLE_HOST, CONSOLE_PORT = "127.0.0.1", 8000

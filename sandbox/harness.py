@@ -14,8 +14,8 @@ from typing import Any
 import requests
 
 from sandbox.server import Sandbox, start_sandbox
-from sandbox.slack_api import SlackState
-from sandbox.x_api import XState
+from sandbox.slack.state import SlackState
+from sandbox.x.state import XState
 
 HANDLE = "SevaHelp"
 CHANNELS = [("C0HEALTH", "health"), ("C0TRANSPORT", "transport")]

@@ -1,6 +1,6 @@
 """SlackPlatform against the local Slack stand-in, over real HTTP both ways.
 
-The stand-in (sandbox/slack_api.py) serves the Web API and sends signed events to the
+The stand-in (sandbox/slack/) serves the Web API and sends signed events to the
 adapter's `handle_http`, mounted on its own aiohttp server, as Slack would.
 """
 
@@ -41,7 +41,7 @@ from bot.outbox import root_key
 from bot.ports import CommandContext, PlatformRefused, RateLimited
 from tests.fakes import MemoryKV
 
-slack_api = pytest.importorskip("sandbox.slack_api")
+slack_api = pytest.importorskip("sandbox.slack.state")
 
 TOKEN = "xoxb-test-token"
 SECRET = "test-signing-secret"

@@ -16,7 +16,7 @@ from adapters.x import XClient
 from bot.domain import TweetId
 from bot.ports import RateLimited, TweetRefused, Unavailable
 from bot.tweettext import split_reply
-from sandbox.x_api import XState, build_x_app
+from sandbox.x.state import XState, build_x_app
 
 
 class FakeClock:

@@ -10,8 +10,8 @@ import pytest
 
 from sandbox.scenario import CHANNELS, HANDLE, USERS, ScenarioError, play
 from sandbox.server import STATIC_DIR, Sandbox, start_sandbox
-from sandbox.slack_api import SlackState
-from sandbox.x_api import XState
+from sandbox.slack.state import SlackState
+from sandbox.x.state import XState
 
 SLACK_TOKEN = "xoxb-sandbox-console-test"
 SIGNING_SECRET = "console-test-signing-secret"

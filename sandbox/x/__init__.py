@@ -1,0 +1,1 @@
+"""The X stand-in: the API v2 endpoints the bot uses, in X's wire format."""
