@@ -18,7 +18,8 @@ from types import TracebackType
 
 from aiohttp import web
 
-from sandbox.slack.state import SlackState, build_slack_app
+from sandbox.slack.routes import build_slack_app
+from sandbox.slack.state import SlackState
 from sandbox.x.state import XState, build_x_app
 
 STATIC_DIR = Path(__file__).with_name("static")

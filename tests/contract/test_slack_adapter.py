@@ -41,7 +41,8 @@ from bot.outbox import root_key
 from bot.ports import CommandContext, PlatformRefused, RateLimited
 from tests.fakes import MemoryKV
 
-slack_api = pytest.importorskip("sandbox.slack.state")
+slack_state = pytest.importorskip("sandbox.slack.state")
+slack_routes = pytest.importorskip("sandbox.slack.routes")
 
 TOKEN = "xoxb-test-token"
 SECRET = "test-signing-secret"
@@ -149,7 +150,7 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
 
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
-    state = slack_api.SlackState(
+    state = slack_state.SlackState(
         TOKEN,
         SECRET,
         None,
@@ -158,7 +159,7 @@ async def world() -> AsyncIterator[World]:
         rate_limit_per_channel=0,
     )
     stand_in = web.Application()
-    stand_in.add_subapp("/slack", slack_api.build_slack_app(state))
+    stand_in.add_subapp("/slack", slack_routes.build_slack_app(state))
     stand_in_runner, stand_in_url = await _serve(stand_in)
 
     http = aiohttp.ClientSession()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from sandbox.slack.state import Delivery
+from sandbox.slack.model import Delivery
 from tests.e2e.harness import Bot, Stand, wait_for
 
 pytestmark = pytest.mark.e2e

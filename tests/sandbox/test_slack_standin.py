@@ -23,7 +23,9 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from sandbox.slack.state import Delivery, SlackState, build_slack_app, sign
+from sandbox.slack.model import Delivery, sign
+from sandbox.slack.routes import build_slack_app
+from sandbox.slack.state import SlackState
 
 TOKEN = "xoxb-1-sandbox-test-token"
 APP_TOKEN = "xapp-1-A0SEVA-1-sandbox-app-token"

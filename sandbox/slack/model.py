@@ -1,0 +1,225 @@
+"""The Slack stand-in's records and wire-format helpers: users, channels, messages,
+deliveries, ts and cursors, signatures."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+JSON_TYPE = "application/json"
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+# Slack keeps retrying an event for a while (immediately, after 1 min, after 5 min); the sandbox
+# compresses that so the demo shows recovery within seconds.
+DEFAULT_RETRY_DELAYS = (1.0, 5.0, 15.0)
+MAX_EVENT_RETRIES = 3
+_KEPT_ENVELOPES = 20_000
+_KEPT_DELIVERIES = 10_000
+_KEPT_TICKETS = 100
+_US = 1_000_000
+
+
+class ApiError(Exception):
+    """A Web API failure, reported to the caller as ``{"ok": false, "error": <error>}``."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class RateLimitedError(ApiError):
+    """Over the per-channel posting rate: HTTP 429 with ``Retry-After`` whole seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("ratelimited")
+        self.retry_after = retry_after
+
+
+@dataclass(slots=True)
+class User:
+    id: str
+    name: str
+    real_name: str
+    is_bot: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class Message:
+    channel: str
+    us: int  # the ts as integer microseconds: the sort and index key
+    ts: str
+    user: str
+    text: str
+    bot_id: str | None = None
+    thread_us: int | None = None  # the root's key, on replies only
+    blocks: list[Any] | None = None
+    metadata: dict[str, Any] | None = None
+    client_msg_id: str | None = None
+    reactions: dict[str, list[str]] = field(default_factory=dict)
+    replies: list[int] = field(default_factory=list)  # reply keys, oldest first (roots only)
+    edited: dict[str, str] | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Channel:
+    id: str
+    name: str
+    by_us: dict[int, Message] = field(default_factory=dict)  # insertion order is ts order
+    top_level: list[int] = field(default_factory=list)  # ascending keys of non-replies
+    tokens: float = 0.0
+    refilled_at: float | None = None
+
+
+@dataclass(slots=True)
+class Ephemeral:
+    channel: str
+    user: str
+    text: str
+    blocks: list[Any] | None
+    ts: str
+    thread_ts: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class _ResponseTarget:
+    channel: str
+    user: str
+    thread_ts: str | None
+    message_ts: str | None  # the message an interaction came from (replace_original)
+
+
+@dataclass(slots=True, frozen=True)
+class Delivery:
+    """One HTTP request or Socket Mode envelope the stand-in sent to the bot."""
+
+    kind: str  # "event", "command" or "block_actions"
+    event_id: str | None
+    retry_num: int
+    status: int | None  # None: no answer (timeout or connection failure); 200: socket ack
+    # None: 2xx or acked; else http_timeout / http_error / connection_failed (HTTP),
+    # timeout / connection_failed (socket)
+    reason: str | None
+    transport: str = "http"  # or "socket"
+
+
+class _SocketGone(Exception):
+    """The socket an envelope went out on closed before its ack arrived."""
+
+
+@dataclass(slots=True, eq=False)
+class _Socket:
+    """One Socket Mode connection of the bot."""
+
+    number: int
+    ws: web.WebSocketResponse
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self.lock:
+            await self.ws.send_str(json.dumps(message, separators=(",", ":")))
+
+
+@dataclass(slots=True, frozen=True)
+class PostResult:
+    ts: str
+    event_id: str | None
+    status: int | None
+
+
+@dataclass(slots=True, frozen=True)
+class CommandResult:
+    status: int | None
+    response: Any  # the parsed JSON body, the plain text body, or None when empty
+
+
+def ts_to_us(ts: str) -> int:
+    """Parse a Slack ts ("1732900000.000100", also "1732900000" or "1732900000.5")."""
+    seconds, _, fraction = str(ts).strip().partition(".")
+    if not seconds.isdigit() or (fraction and not fraction.isdigit()):
+        raise ValueError(f"not a Slack ts: {ts!r}")
+    return int(seconds) * _US + int((fraction + "000000")[:6])
+
+
+def us_to_ts(us: int) -> str:
+    return f"{us // _US}.{us % _US:06d}"
+
+
+_CONTROL_SEQUENCE = re.compile(r"<(?:[@#!][^<>\s]+|https?://[^<>\s]+)>")
+
+
+def encode_typed_text(text: str) -> str:
+    """Encode what a person typed the way Slack's client does before it reaches the API.
+
+    ``&``, ``<`` and ``>`` become entities; mentions and links already in Slack syntax
+    (``<@U…>``, ``<#C…>``, ``<!here>``, ``<https://…|…>``) stay live, as if autocompleted.
+    """
+    out: list[str] = []
+    last = 0
+    for m in _CONTROL_SEQUENCE.finditer(text):
+        out.append(_escape(text[last : m.start()]))
+        out.append(m.group(0))
+        last = m.end()
+    out.append(_escape(text[last:]))
+    return "".join(out)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def sign(signing_secret: str, timestamp: str, body: bytes) -> str:
+    """Slack's request signature: ``v0=`` + hex HMAC-SHA256 of ``v0:{timestamp}:{body}``."""
+    base = b"v0:" + timestamp.encode() + b":" + body
+    return "v0=" + hmac.new(signing_secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes")
+
+
+def _as_json(value: Any, error: str) -> Any:
+    """Blocks and metadata come as JSON values in JSON bodies and as JSON strings in forms."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise ApiError(error) from None
+    return value
+
+
+def _as_int(value: Any, default: int, low: int, high: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ApiError("invalid_arguments") from None
+    return default if number <= 0 else max(low, min(high, number))
+
+
+def _encode_cursor(key: int) -> str:
+    return base64.b64encode(f"next_ts:{key}".encode()).decode()
+
+
+def _decode_cursor(cursor: Any) -> int | None:
+    if not cursor:
+        return None
+    try:
+        kind, _, value = base64.b64decode(str(cursor)).decode().partition(":")
+        if kind != "next_ts":
+            raise ValueError(kind)
+        return int(value)
+    except ValueError:
+        raise ApiError("invalid_cursor") from None

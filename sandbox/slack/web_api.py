@@ -1,0 +1,306 @@
+"""The Web API methods the bot calls (`POST /api/<method>`), in Slack's wire
+format."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hmac
+import secrets
+from bisect import bisect_left
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sandbox.slack.events import EventDelivery
+from sandbox.slack.model import (
+    _KEPT_TICKETS,
+    ApiError,
+    Message,
+    _as_bool,
+    _as_int,
+    _as_json,
+    _decode_cursor,
+    _encode_cursor,
+    ts_to_us,
+)
+
+
+class WebApi(EventDelivery):
+    """A part of `SlackState` (state.py), which holds the workspace it works on."""
+
+    def check_token(self, authorization: str | None, token: Any = None, method: str = "") -> None:
+        """The bot token for every method, except the app token for ``apps.connections.open``."""
+        supplied = token
+        if authorization and authorization.lower().startswith("bearer "):
+            supplied = authorization[7:].strip()
+        if not supplied:
+            raise ApiError("not_authed")
+        supplied = str(supplied)
+        is_bot = hmac.compare_digest(supplied, self.bot_token)
+        is_app = self.app_token is not None and hmac.compare_digest(supplied, self.app_token)
+        wanted, other = (is_app, is_bot) if method == "apps.connections.open" else (is_bot, is_app)
+        if wanted:
+            return
+        raise ApiError("not_allowed_token_type" if other else "invalid_auth")
+
+    @functools.cached_property
+    def _methods(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        return {
+            "api.test": lambda args: {"args": args},
+            "apps.connections.open": self._apps_connections_open,
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
+            "chat.delete": self._chat_delete,
+            "chat.postEphemeral": self._chat_post_ephemeral,
+            "reactions.add": self._reactions_add,
+            "reactions.remove": self._reactions_remove,
+            "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
+            "conversations.info": self._conversations_info,
+            "conversations.members": self._conversations_members,
+            "users.info": self._users_info,
+        }
+
+    def call(self, method: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Run one Web API method (token already checked); raises ApiError / RateLimitedError."""
+        handler = self._methods.get(method)
+        if handler is None:
+            raise ApiError("unknown_method")
+        return {"ok": True, **handler(dict(args))}
+
+    def _apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A one-time WebSocket URL on this server (the token was checked to be the app token)."""
+        base = self.public_base_url
+        if base is None:
+            raise RuntimeError("SlackState.public_base_url is unknown: set it, or make a request")
+        ticket = secrets.token_urlsafe(16)
+        self._tickets[ticket] = None
+        if len(self._tickets) > _KEPT_TICKETS:
+            del self._tickets[next(iter(self._tickets))]
+        scheme, sep, rest = base.rstrip("/").partition("://")
+        ws_base = ("wss" if scheme == "https" else "ws") + sep + rest
+        return {"url": f"{ws_base}/socket/{ticket}"}
+
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "url": f"https://{self.team_name.lower().replace(' ', '-')}.slack.com/",
+            "team": self.team_name,
+            "user": self.bot_name,
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _chat_post_message(self, args: dict[str, Any]) -> dict[str, Any]:
+        chan = self.channel(args.get("channel"))
+        text = str(args.get("text") or "")
+        blocks = _as_json(args.get("blocks"), "invalid_blocks")
+        if blocks is not None and not isinstance(blocks, list):
+            raise ApiError("invalid_blocks")
+        if not text and not blocks:
+            raise ApiError("no_text")
+        metadata = self._metadata_arg(args.get("metadata"))
+        root = self._thread_root(chan, args.get("thread_ts"))
+        self._take_token(chan)
+        msg = self._add_message(
+            chan, self.bot_user_id, text, bot=True, root=root, blocks=blocks, metadata=metadata
+        )
+        self._deliver_in_background(self._message_event(msg))
+        return {"channel": chan.id, "ts": msg.ts, "message": self._render(msg, metadata=True)}
+
+    def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        msg = self.message(args.get("channel"), args.get("ts"))
+        if msg.bot_id != self.bot_id:
+            raise ApiError("cant_update_message")
+        text = args.get("text")
+        blocks = _as_json(args.get("blocks"), "invalid_blocks")
+        metadata = self._metadata_arg(args.get("metadata"))
+        if text is None and blocks is None:
+            raise ApiError("no_text")
+        event = self._edit(
+            msg,
+            self.bot_user_id,
+            str(text) if text is not None else None,
+            blocks=blocks,
+            metadata=metadata,
+        )
+        self._deliver_in_background(event)
+        return {
+            "channel": msg.channel,
+            "ts": msg.ts,
+            "text": msg.text,
+            "message": self._render(msg, metadata=True),
+        }
+
+    def _chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        msg = self.message(args.get("channel"), args.get("ts"))
+        if msg.bot_id != self.bot_id:
+            raise ApiError("cant_delete_message")
+        self._deliver_in_background(self._delete(msg))
+        return {"channel": msg.channel, "ts": msg.ts}
+
+    def _chat_post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        chan = self.channel(args.get("channel"))
+        user = self.user(args.get("user"))
+        if user.is_bot:
+            raise ApiError("user_not_in_channel")
+        text = str(args.get("text") or "")
+        blocks = _as_json(args.get("blocks"), "invalid_blocks")
+        if not text and not blocks:
+            raise ApiError("no_text")
+        thread_ts = args.get("thread_ts") or None
+        note = self._add_ephemeral(chan.id, user.id, text, blocks, thread_ts)
+        return {"message_ts": note.ts}
+
+    def _reactions_add(self, args: dict[str, Any]) -> dict[str, Any]:
+        msg, name = self._reaction_target(args)
+        users = msg.reactions.setdefault(name, [])
+        if self.bot_user_id in users:
+            raise ApiError("already_reacted")
+        users.append(self.bot_user_id)
+        return {}
+
+    def _reactions_remove(self, args: dict[str, Any]) -> dict[str, Any]:
+        msg, name = self._reaction_target(args)
+        users = msg.reactions.get(name, [])
+        if self.bot_user_id not in users:
+            raise ApiError("no_reaction")
+        users.remove(self.bot_user_id)
+        if not users:
+            del msg.reactions[name]
+        return {}
+
+    def _reaction_target(self, args: dict[str, Any]) -> tuple[Message, str]:
+        name = str(args.get("name") or "").strip(":")
+        if not name or any(c.isspace() for c in name):
+            raise ApiError("invalid_name")
+        if not args.get("channel") or not (args.get("timestamp") or args.get("ts")):
+            raise ApiError("no_item_specified")
+        return self.message(args["channel"], args.get("timestamp") or args.get("ts")), name
+
+    def _conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        chan = self.channel(args.get("channel"))
+        limit = _as_int(args.get("limit"), 100, 1, 999)
+        with_metadata = _as_bool(args.get("include_all_metadata", False))
+        low, high = self._bounds(args)
+        cursor = _decode_cursor(args.get("cursor"))
+        if cursor is not None:
+            high = min(high, cursor + 1)
+        keys = chan.top_level
+        start, end = bisect_left(keys, low), bisect_left(keys, high)
+        first = max(start, end - limit)
+        page = [self._render(chan.by_us[k], metadata=with_metadata) for k in keys[first:end]]
+        page.reverse()
+        has_more = first > start
+        return {
+            "messages": page,
+            "has_more": has_more,
+            "pin_count": 0,
+            "channel_actions_ts": None,
+            "channel_actions_count": 0,
+            "response_metadata": {
+                "next_cursor": _encode_cursor(keys[first - 1]) if has_more else ""
+            },
+        }
+
+    def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        chan = self.channel(args.get("channel"))
+        try:
+            msg = self.message(chan.id, args.get("ts"))
+        except ApiError:
+            raise ApiError("thread_not_found") from None
+        root = chan.by_us[msg.thread_us] if msg.thread_us is not None else msg
+        limit = _as_int(args.get("limit"), 1000, 1, 1000)
+        with_metadata = _as_bool(args.get("include_all_metadata", False))
+        low, high = self._bounds(args)
+        cursor = _decode_cursor(args.get("cursor"))
+        keys = root.replies
+        start = bisect_left(keys, low if cursor is None else max(low, cursor))
+        end = bisect_left(keys, high)
+        page: list[dict[str, Any]] = []
+        if cursor is None:
+            page.append(self._render(root, metadata=with_metadata))
+        stop = min(end, start + max(0, limit - len(page)))
+        page.extend(self._render(chan.by_us[k], metadata=with_metadata) for k in keys[start:stop])
+        has_more = stop < end
+        return {
+            "messages": page,
+            "has_more": has_more,
+            "response_metadata": {"next_cursor": _encode_cursor(keys[stop]) if has_more else ""},
+        }
+
+    def _bounds(self, args: dict[str, Any]) -> tuple[int, int]:
+        """Half-open key range [low, high) from oldest/latest/inclusive."""
+        inclusive = _as_bool(args.get("inclusive", False))
+        try:
+            low = ts_to_us(args["oldest"]) + (0 if inclusive else 1) if args.get("oldest") else 0
+            high = (
+                ts_to_us(args["latest"]) + (1 if inclusive else 0)
+                if args.get("latest")
+                else 1 << 62
+            )
+        except ValueError:
+            raise ApiError("invalid_ts_latest") from None
+        return low, high
+
+    def _conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        chan = self.channel(args.get("channel"))
+        return {
+            "channel": {
+                "id": chan.id,
+                "name": chan.name,
+                "is_channel": True,
+                "is_group": False,
+                "is_im": False,
+                "is_private": False,
+                "is_archived": False,
+                "is_general": False,
+                "is_member": True,
+                "created": 1700000000,
+                "creator": next(iter(self.users), self.bot_user_id),
+                "name_normalized": chan.name,
+                "num_members": len(self.users) + 1,
+                "context_team_id": self.team_id,
+            }
+        }
+
+    def _conversations_members(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.channel(args.get("channel"))
+        members = [*self.users, self.bot_user_id]
+        limit = _as_int(args.get("limit"), 100, 1, 1000)
+        start = 0
+        if args.get("cursor"):
+            try:
+                start = int(base64.b64decode(str(args["cursor"])).decode().removeprefix("offset:"))
+            except ValueError:
+                raise ApiError("invalid_cursor") from None
+        end = start + limit
+        more = end < len(members)
+        cursor = base64.b64encode(f"offset:{end}".encode()).decode() if more else ""
+        return {"members": members[start:end], "response_metadata": {"next_cursor": cursor}}
+
+    def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = self.user(args.get("user"))
+        profile: dict[str, Any] = {
+            "real_name": user.real_name,
+            "display_name": user.name,
+            "team": self.team_id,
+        }
+        if user.is_bot:
+            profile["bot_id"] = self.bot_id
+        return {
+            "user": {
+                "id": user.id,
+                "team_id": self.team_id,
+                "name": user.name,
+                "real_name": user.real_name,
+                "deleted": False,
+                "is_bot": user.is_bot,
+                "is_admin": False,
+                "tz": "Asia/Kolkata",
+                "tz_offset": 19800,
+                "profile": profile,
+            }
+        }

@@ -1,0 +1,370 @@
+"""The stand-in's workspace: channels, users, messages and ephemerals, kept in memory,
+with the lookups and message bookkeeping every part of it shares (the base of
+`SlackState`: socket_mode.py, events.py, web_api.py and people.py build on it)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+import time
+import uuid
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
+
+import aiohttp
+
+from sandbox.slack.model import (
+    _KEPT_DELIVERIES,
+    _US,
+    DEFAULT_RETRY_DELAYS,
+    ApiError,
+    Channel,
+    Delivery,
+    Ephemeral,
+    Message,
+    RateLimitedError,
+    User,
+    _as_json,
+    _ResponseTarget,
+    _Socket,
+    ts_to_us,
+    us_to_ts,
+)
+
+
+class Workspace:
+    """The workspace: channels, users, messages, ephemerals and the deliveries to the bot.
+
+    All Web API calls are synchronous and cheap (an index by channel and ts); deliveries to the
+    bot are asynchronous. ``clock`` (seconds since the epoch) drives message ts and the rate
+    limiter, so tests can move time without sleeping; signature timestamps always use the real
+    clock because the receiving bot checks them against its own.
+    """
+
+    def __init__(
+        self,
+        bot_token: str,
+        signing_secret: str,
+        events_url: str | None = None,
+        channels: Iterable[tuple[str, str]] = (),
+        users: Iterable[tuple[str, str, str]] = (),
+        *,
+        team_id: str = "T0SEVA",
+        team_name: str = "Seva Sandbox",
+        bot_user_id: str = "UBOTSEVA",
+        bot_id: str = "BSEVA",
+        app_id: str = "A0SEVA",
+        bot_name: str = "seva",
+        verification_token: str = "sandbox-verification-token",
+        rate_limit_per_channel: float = 1.0,
+        rate_limit_burst: int = 3,
+        clock: Callable[[], float] = time.time,
+        delivery_timeout: float = 3.0,
+        retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS,
+        public_base_url: str | None = None,
+        app_token: str | None = None,
+    ) -> None:
+        self.bot_token = bot_token
+        # The app-level token (xapp-…) that may call apps.connections.open; None: no Socket Mode.
+        self.app_token = app_token
+        self.signing_secret = signing_secret
+        self.events_url = events_url
+        self.team_id = team_id
+        self.team_name = team_name
+        self.bot_user_id = bot_user_id
+        self.bot_id = bot_id
+        self.app_id = app_id
+        self.bot_name = bot_name
+        self.verification_token = verification_token
+        self.rate_limit_per_channel = rate_limit_per_channel
+        self.rate_limit_burst = rate_limit_burst
+        self.clock = clock
+        self.delivery_timeout = delivery_timeout
+        self.retry_delays = retry_delays
+        # The subapp's own root URL as the bot reaches it, e.g. "http://127.0.0.1:8000/slack";
+        # needed for response_url. Learned from the first request when left None.
+        self.public_base_url = public_base_url
+
+        self.channels: dict[str, Channel] = {}
+        self._channel_names: dict[str, str] = {}
+        for channel_id, name in channels:
+            self.add_channel(channel_id, name)
+        self.users: dict[str, User] = {}
+        for user_id, name, real_name in users:
+            self.users[user_id] = User(user_id, name, real_name)
+        self._bot_user = User(bot_user_id, bot_name, bot_name.capitalize(), is_bot=True)
+        self.ephemeral: list[Ephemeral] = []
+        self.deliveries: deque[Delivery] = deque(maxlen=_KEPT_DELIVERIES)
+
+        self._last_us = 0
+        self._instance = secrets.token_hex(3).upper()  # event ids stay unique across restarts
+        self._counter = 0
+        self._envelopes: dict[str, bytes] = {}
+        self._response_targets: dict[str, _ResponseTarget] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._background_slots = asyncio.Semaphore(16)
+        self._tickets: dict[str, None] = {}  # unused Socket Mode tickets, oldest first
+        self._sockets: list[_Socket] = []  # connected, oldest first; the newest gets envelopes
+        self._socket_count = 0
+        self._socket_used = False  # once the bot used Socket Mode, retries wait for it to return
+        self._pending: dict[str, tuple[_Socket, asyncio.Future[dict[str, Any]]]] = {}
+
+    # ------------------------------------------------------------------ set-up and lookups
+
+    def add_channel(self, channel_id: str, name: str) -> None:
+        self.channels[channel_id] = Channel(channel_id, name)
+        self._channel_names[name] = channel_id
+
+    def add_user(self, user_id: str, name: str, real_name: str) -> None:
+        self.users[user_id] = User(user_id, name, real_name)
+
+    def channel(self, ref: Any) -> Channel:
+        """A channel by id, or by name as chat.postMessage also accepts ("#health", "health")."""
+        key = str(ref or "")
+        found = self.channels.get(key)
+        if found is None:
+            channel_id = self._channel_names.get(key.removeprefix("#"))
+            found = self.channels.get(channel_id) if channel_id else None
+        if found is None:
+            raise ApiError("channel_not_found")
+        return found
+
+    def user(self, user_id: Any) -> User:
+        if user_id == self.bot_user_id:
+            return self._bot_user
+        found = self.users.get(str(user_id or ""))
+        if found is None:
+            raise ApiError("user_not_found")
+        return found
+
+    def message(self, channel: Any, ts: Any) -> Message:
+        chan = self.channel(channel)
+        try:
+            found = chan.by_us.get(ts_to_us(str(ts)))
+        except ValueError:
+            found = None
+        if found is None:
+            raise ApiError("message_not_found")
+        return found
+
+    # ------------------------------------------------------------------ messages
+
+    def _new_us(self) -> int:
+        us = max(int(self.clock() * _US), self._last_us + 1)
+        self._last_us = us
+        return us
+
+    def _take_token(self, chan: Channel) -> None:
+        """A token bucket per channel: ``rate_limit_per_channel``/s, ``rate_limit_burst`` deep."""
+        rate = self.rate_limit_per_channel
+        if rate <= 0:
+            return
+        now = self.clock()
+        burst = max(1.0, float(self.rate_limit_burst))
+        if chan.refilled_at is None:
+            chan.tokens = burst
+        else:
+            chan.tokens = min(burst, chan.tokens + max(0.0, now - chan.refilled_at) * rate)
+        chan.refilled_at = now
+        if chan.tokens < 1.0:
+            raise RateLimitedError(max(1, math.ceil((1.0 - chan.tokens) / rate)))
+        chan.tokens -= 1.0
+
+    def _metadata_arg(self, value: Any) -> dict[str, Any] | None:
+        metadata = _as_json(value, "invalid_metadata_format")
+        if metadata is None:
+            return None
+        if (
+            not isinstance(metadata, dict)
+            or not isinstance(metadata.get("event_type"), str)
+            or not isinstance(metadata.get("event_payload", {}), dict)
+        ):
+            raise ApiError("invalid_metadata_format")
+        return {
+            "event_type": metadata["event_type"],
+            "event_payload": metadata.get("event_payload", {}),
+        }
+
+    def _thread_root(self, chan: Channel, thread_ts: Any) -> Message | None:
+        if not thread_ts:
+            return None
+        try:
+            found = chan.by_us.get(ts_to_us(str(thread_ts)))
+        except ValueError:
+            found = None
+        if found is None:
+            raise ApiError("thread_not_found")
+        return chan.by_us[found.thread_us] if found.thread_us is not None else found
+
+    def _add_message(
+        self,
+        chan: Channel,
+        user: str,
+        text: str,
+        *,
+        bot: bool,
+        root: Message | None = None,
+        blocks: list[Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Message:
+        us = self._new_us()
+        msg = Message(
+            channel=chan.id,
+            us=us,
+            ts=us_to_ts(us),
+            user=user,
+            text=text,
+            bot_id=self.bot_id if bot else None,
+            thread_us=root.us if root is not None else None,
+            blocks=blocks,
+            metadata=metadata,
+            client_msg_id=None if bot else str(uuid.uuid4()),
+        )
+        chan.by_us[us] = msg
+        if root is None:
+            chan.top_level.append(us)
+        else:
+            root.replies.append(us)
+        return msg
+
+    def _delete(self, msg: Message) -> dict[str, Any]:
+        """Remove a message (a root takes its replies along); returns the message_deleted event."""
+        previous = self._render(msg, metadata=False)
+        chan = self.channels[msg.channel]
+        chan.by_us.pop(msg.us, None)
+        if msg.thread_us is None:
+            keys = chan.top_level
+            for reply in msg.replies:
+                chan.by_us.pop(reply, None)
+        else:
+            root = chan.by_us.get(msg.thread_us)
+            keys = root.replies if root is not None else []
+        i = bisect_left(keys, msg.us)
+        if i < len(keys) and keys[i] == msg.us:
+            del keys[i]
+        event_ts = us_to_ts(self._new_us())
+        return {
+            "type": "message",
+            "subtype": "message_deleted",
+            "hidden": True,
+            "channel": msg.channel,
+            "deleted_ts": msg.ts,
+            "previous_message": previous,
+            "ts": event_ts,
+            "event_ts": event_ts,
+            "channel_type": "channel",
+        }
+
+    def _edit(
+        self,
+        msg: Message,
+        editor: str,
+        text: str | None,
+        *,
+        blocks: list[Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Apply an edit and return the ``message_changed`` event Slack would send for it."""
+        previous = self._render(msg, metadata=False)
+        event_us = self._new_us()
+        if text is not None:
+            msg.text = text
+        if blocks is not None:
+            msg.blocks = blocks
+        if metadata is not None:
+            msg.metadata = metadata
+        msg.edited = {"user": editor, "ts": us_to_ts(event_us)}
+        return {
+            "type": "message",
+            "subtype": "message_changed",
+            "hidden": True,
+            "channel": msg.channel,
+            "message": self._render(msg, metadata=False),
+            "previous_message": previous,
+            "ts": us_to_ts(event_us),
+            "event_ts": us_to_ts(event_us),
+            "channel_type": "channel",
+        }
+
+    def _add_ephemeral(
+        self,
+        channel: str,
+        user: str,
+        text: str,
+        blocks: list[Any] | None = None,
+        thread_ts: str | None = None,
+    ) -> Ephemeral:
+        note = Ephemeral(channel, user, text, blocks, us_to_ts(self._new_us()), thread_ts)
+        self.ephemeral.append(note)
+        return note
+
+    def _render(self, msg: Message, *, metadata: bool) -> dict[str, Any]:
+        """A message as conversations.history / replies and events show it."""
+        out: dict[str, Any] = {
+            "type": "message",
+            "user": msg.user,
+            "text": msg.text,
+            "ts": msg.ts,
+            "team": self.team_id,
+        }
+        if msg.bot_id is not None:
+            out["bot_id"] = msg.bot_id
+            out["app_id"] = self.app_id
+            out["bot_profile"] = {
+                "id": msg.bot_id,
+                "app_id": self.app_id,
+                "name": self.bot_name,
+                "deleted": False,
+                "team_id": self.team_id,
+            }
+        if msg.client_msg_id is not None:
+            out["client_msg_id"] = msg.client_msg_id
+        if msg.blocks is not None:
+            out["blocks"] = msg.blocks
+        if msg.edited is not None:
+            out["edited"] = dict(msg.edited)
+        if msg.thread_us is not None:
+            root = self.channels[msg.channel].by_us.get(msg.thread_us)
+            out["thread_ts"] = us_to_ts(msg.thread_us)
+            if root is not None:
+                out["parent_user_id"] = root.user
+        elif msg.replies:
+            chan = self.channels[msg.channel]
+            reply_users = list(dict.fromkeys(chan.by_us[k].user for k in msg.replies))
+            out["thread_ts"] = msg.ts
+            out["reply_count"] = len(msg.replies)
+            out["reply_users_count"] = len(reply_users)
+            out["latest_reply"] = us_to_ts(msg.replies[-1])
+            out["reply_users"] = reply_users
+            out["is_locked"] = False
+            out["subscribed"] = False
+        if msg.reactions:
+            out["reactions"] = [
+                {"name": name, "users": list(users), "count": len(users)}
+                for name, users in msg.reactions.items()
+            ]
+        if metadata and msg.metadata is not None:
+            out["metadata"] = dict(msg.metadata)
+        return out
+
+    def _message_event(self, msg: Message) -> dict[str, Any]:
+        event = self._render(msg, metadata=False)
+        event.pop("reactions", None)
+        event["channel"] = msg.channel
+        event["event_ts"] = msg.ts
+        event["channel_type"] = "channel"
+        return event
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait until every background delivery (and retry) has finished."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
