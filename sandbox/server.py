@@ -20,7 +20,8 @@ from aiohttp import web
 
 from sandbox.slack.routes import build_slack_app
 from sandbox.slack.state import SlackState
-from sandbox.x.state import XState, build_x_app
+from sandbox.x.routes import build_x_app
+from sandbox.x.state import XState
 
 STATIC_DIR = Path(__file__).with_name("static")
 CONSOLE_PAGE = "console.html"

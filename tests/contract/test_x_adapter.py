@@ -16,7 +16,8 @@ from adapters.x import XClient
 from bot.domain import TweetId
 from bot.ports import RateLimited, TweetRefused, Unavailable
 from bot.tweettext import split_reply
-from sandbox.x.state import XState, build_x_app
+from sandbox.x.routes import build_x_app
+from sandbox.x.state import XState
 
 
 class FakeClock:

@@ -19,7 +19,8 @@ from aiohttp import web
 from requests.adapters import HTTPAdapter
 from requests_oauthlib import OAuth1
 
-from sandbox.x.state import XState, build_x_app
+from sandbox.x.routes import build_x_app
+from sandbox.x.state import XState
 
 ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 DUPLICATE = "You are not allowed to create a Tweet with duplicate content."

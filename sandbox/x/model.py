@@ -1,0 +1,413 @@
+"""The X stand-in's records, limits, errors and parameter parsing, in X's wire format."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any, NamedTuple
+
+from aiohttp import web
+from oauthlib.oauth1.rfc5849 import utils as oauth_utils
+from twitter_text import parse_tweet
+
+WINDOW_SECONDS = 15 * 60
+DUPLICATE_SECONDS = 24 * 3600
+SEARCH_SECONDS = 7 * 24 * 3600
+MENTIONS_REACHABLE = 800
+USER_TWEETS_REACHABLE = 3200
+FIRST_TWEET_ID = 1_860_000_000_000_000_000
+FIRST_USER_ID = 1_600_000_000_000_000_001
+OAUTH_MAX_SKEW = 15 * 60
+
+# Rate limits per 15-minute window: the pay-per-use "user" column of the reference.
+DEFAULT_LIMITS: dict[str, int] = {
+    "users_me": 75,
+    "mentions": 300,
+    "search_recent": 300,
+    "user_tweets": 900,
+    "create_tweet": 100,
+}
+
+PROBLEMS = "https://api.twitter.com/2/problems/"
+CANONICAL_HOSTS = ("https://api.twitter.com", "https://api.x.com")
+
+DUPLICATE = "You are not allowed to create a Tweet with duplicate content."
+DELETED = "You attempted to reply to a Tweet that is deleted or not visible to you."
+NOT_ALLOWED = "You can only reply to or quote posts where you are mentioned or are the author."
+
+
+def _names(spaced: str) -> frozenset[str]:
+    return frozenset(spaced.split())
+
+
+TWEET_FIELDS = _names(
+    "article attachments author_id card_uri community_id context_annotations "
+    "conversation_id created_at display_text_range edit_controls edit_history_tweet_ids "
+    "entities geo id in_reply_to_user_id lang media_metadata non_public_metrics note_tweet "
+    "organic_metrics possibly_sensitive promoted_metrics public_metrics referenced_tweets "
+    "reply_settings scopes source text withheld"
+)
+USER_FIELDS = _names(
+    "affiliation connection_status created_at description entities id "
+    "is_identity_verified location most_recent_tweet_id name parody pinned_tweet_id "
+    "profile_banner_url profile_image_url protected public_metrics receives_your_dm "
+    "subscription subscription_type url username verified verified_followers_count "
+    "verified_type withheld"
+)
+EXPANSIONS = _names(
+    "article.cover_media article.media_entities attachments.media_keys "
+    "attachments.media_source_tweet attachments.poll_ids author_id edit_history_tweet_ids "
+    "entities.mentions.username entities.note.mentions.username geo.place_id "
+    "in_reply_to_user_id referenced_tweets.id referenced_tweets.id.attachments.media_keys "
+    "referenced_tweets.id.author_id"
+)
+_TIMELINE_PARAMS = _names(
+    "since_id until_id max_results pagination_token start_time end_time expansions "
+    "tweet.fields user.fields media.fields place.fields poll.fields"
+)
+_SEARCH_PARAMS = _TIMELINE_PARAMS | {"query", "next_token", "sort_order"}
+_USER_PARAMS = frozenset({"expansions", "tweet.fields", "user.fields"})
+_CREATE_KEYS = _names(
+    "text reply quote_tweet_id reply_settings media poll for_super_followers_only "
+    "direct_message_deep_link place_id geo community_id nullcast made_with_ai "
+    "paid_partnership share_with_followers card_uri edit_options"
+)
+
+_HANDLE = re.compile(r"(?<![A-Za-z0-9_!#$%&*@＠])[@＠]([A-Za-z0-9_]{1,15})(?![A-Za-z0-9_@＠])")
+_HASHTAG = re.compile(r"(?<![\w&])[#＃](\w+)")
+_URL = re.compile(r"https?://\S+", re.IGNORECASE)
+_USERNAME = re.compile(r"[A-Za-z0-9_]{1,15}")
+_DIGITS = re.compile(r"[0-9]{1,19}")
+_TOKEN_PREFIX = "sx1"
+
+
+class SandboxError(Exception):
+    """A control-API request that cannot be done (unknown tweet, bad input)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class RequestRecord(NamedTuple):
+    """One X API request as the stand-in answered it (the control API is not logged)."""
+
+    method: str
+    path: str
+    status: int
+    auth: str  # "oauth1", "bearer" or "none"
+
+
+@dataclass(slots=True)
+class _User:
+    id: str
+    username: str
+    name: str
+
+    def json(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name, "username": self.username}
+
+
+@dataclass(slots=True)
+class _Tweet:
+    id: int
+    text: str
+    author_id: str
+    created_at: float
+    conversation_id: int
+    in_reply_to_tweet_id: int | None = None
+    in_reply_to_user_id: str | None = None
+    referenced: tuple[tuple[str, int], ...] = ()
+    deleted: bool = False
+    _words: tuple[str, ...] | None = None
+
+    @property
+    def is_retweet(self) -> bool:
+        return any(kind == "retweeted" for kind, _ in self.referenced)
+
+    @property
+    def quoted_id(self) -> int | None:
+        return next((i for kind, i in self.referenced if kind == "quoted"), None)
+
+    def words(self) -> tuple[str, ...]:
+        if self._words is None:
+            self._words = tuple(_split_words(self.text))
+        return self._words
+
+
+@dataclass(slots=True)
+class _Window:
+    start: float
+    used: int = 0
+
+
+@dataclass(slots=True)
+class _Fault:
+    method: str
+    path_prefix: str
+    status: int
+    times: int
+    after_commit: bool
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path_prefix": self.path_prefix,
+            "status": self.status,
+            "times": self.times,
+            "after_commit": self.after_commit,
+        }
+
+
+@dataclass(slots=True)
+class _Fields:
+    tweet: frozenset[str] = frozenset()
+    user: frozenset[str] = frozenset()
+    expansions: frozenset[str] = frozenset()
+
+
+class _Problem(Exception):
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        type_: str = "about:blank",
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.body: dict[str, Any] = {"title": title, "detail": detail, "type": type_}
+        self.body["status"] = status
+        if errors:
+            self.body["errors"] = errors
+
+    def response(self) -> web.Response:
+        return web.json_response(
+            self.body, status=self.status, content_type="application/problem+json"
+        )
+
+
+def _http_problem(status: int) -> _Problem:
+    phrase = HTTPStatus(status).phrase
+    return _Problem(status, phrase, phrase)
+
+
+def _invalid(parameter: str, value: str, message: str) -> _Problem:
+    return _Problem(
+        400,
+        "Invalid Request",
+        "One or more parameters to your request was invalid.",
+        PROBLEMS + "invalid-request",
+        [{"parameters": {parameter: [value]}, "message": message}],
+    )
+
+
+def _forbidden(detail: str) -> _Problem:
+    return _Problem(403, "Forbidden", detail)
+
+
+def _relative_path(request: web.Request, template: str) -> str:
+    """The path below the stand-in's mount point (the resource knows its full template)."""
+    canonical = (
+        request.match_info.route.resource.canonical
+        if request.match_info.route.resource
+        else template
+    )
+    prefix = canonical[: len(canonical) - len(template)] if canonical.endswith(template) else ""
+    raw = request.rel_url.raw_path
+    return raw[len(prefix) :] if prefix and raw.startswith(prefix) else raw
+
+
+def _check_params(query: Any, allowed: Iterable[str]) -> None:
+    allowed = frozenset(allowed)
+    for name in query:
+        if name not in allowed:
+            raise _invalid(
+                name,
+                query[name],
+                f"The query parameter [{name}] is not one of [{','.join(sorted(allowed))}]",
+            )
+
+
+def _list_param(query: Any, name: str, known: frozenset[str]) -> frozenset[str]:
+    values = frozenset(filter(None, query.get(name, "").split(",")))
+    for value in values:
+        if value not in known:
+            raise _invalid(
+                name,
+                value,
+                f"The `{name}` query parameter value [{value}] is not one of "
+                f"[{','.join(sorted(known))}]",
+            )
+    return values
+
+
+def _fields(query: Any) -> _Fields:
+    return _Fields(
+        tweet=_list_param(query, "tweet.fields", TWEET_FIELDS),
+        user=_list_param(query, "user.fields", USER_FIELDS),
+        expansions=_list_param(query, "expansions", EXPANSIONS),
+    )
+
+
+def _int_param(query: Any, name: str, lo: int, hi: int, default: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not re.fullmatch(r"-?[0-9]+", raw) or not lo <= int(raw) <= hi:
+        raise _invalid(
+            name, raw, f"The `{name}` query parameter value [{raw}] is not between {lo} and {hi}"
+        )
+    return int(raw)
+
+
+def _id_param(query: Any, name: str) -> int | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    if not _DIGITS.fullmatch(raw):
+        raise _invalid(name, raw, f"The `{name}` query parameter value [{raw}] is not valid")
+    return int(raw)
+
+
+def _token(tweet_id: int) -> str:
+    return _TOKEN_PREFIX + _base36(tweet_id)
+
+
+def _token_param(query: Any, name: str) -> int | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        if not raw.startswith(_TOKEN_PREFIX):
+            raise ValueError(raw)
+        return int(raw[len(_TOKEN_PREFIX) :], 36)
+    except ValueError:
+        raise _invalid(
+            name, raw, f"The `{name}` query parameter value [{raw}] is not valid"
+        ) from None
+
+
+def _time_filter(query: Any, since: int | None) -> Callable[[_Tweet], bool] | None:
+    """start_time/end_time; since_id wins over start_time, as on X."""
+    start = None if since is not None else _time_param(query, "start_time")
+    end = _time_param(query, "end_time")
+    if start is None and end is None:
+        return None
+    return lambda t: (
+        (start is None or t.created_at >= start) and (end is None or t.created_at < end)
+    )
+
+
+def _time_param(query: Any, name: str) -> float | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        when = datetime.fromisoformat(raw)
+    except ValueError:
+        raise _invalid(
+            name, raw, f"The `{name}` query parameter value [{raw}] is not valid"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+def _and(
+    a: Callable[[_Tweet], bool] | None, b: Callable[[_Tweet], bool] | None
+) -> Callable[[_Tweet], bool] | None:
+    if a is None or b is None:
+        return a or b
+    return lambda t: a(t) and b(t)
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while n:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+    return out or "0"
+
+
+def _as_int(tweet_id: str | int) -> int:
+    if isinstance(tweet_id, int):
+        return tweet_id
+    if not isinstance(tweet_id, str) or not _DIGITS.fullmatch(tweet_id):
+        raise SandboxError(400, f"not a tweet id: {tweet_id!r}")
+    return int(tweet_id)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _str_or_none(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _iso(ts: float) -> str:
+    when = datetime.fromtimestamp(ts, UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def _escape(text: str) -> str:
+    """X's v2 `text` has &, < and > as HTML entities."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _missing_tweet(tweet_id: int) -> dict[str, Any]:
+    return {
+        "value": str(tweet_id),
+        "detail": f"Could not find tweet with referenced_tweets.id: [{tweet_id}].",
+        "title": "Not Found Error",
+        "resource_type": "tweet",
+        "parameter": "referenced_tweets.id",
+        "resource_id": str(tweet_id),
+        "type": PROBLEMS + "resource-not-found",
+    }
+
+
+def _hmac_sha1(base_string: str, consumer_secret: str, token_secret: str) -> str:
+    """RFC 5849 section 3.4.2."""
+    key = oauth_utils.escape(consumer_secret) + "&" + oauth_utils.escape(token_secret)
+    digest = hmac.new(key.encode(), base_string.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _text_fits(text: str) -> bool:
+    """X's 280 weighted characters; parse_tweet is slow, so plain short text skips it."""
+    if len(text) <= 280 and "." not in text and all(ord(c) <= 4351 for c in text):
+        return True  # no URL possible, every code point weighs 1
+    return bool(parse_tweet(text).valid)
+
+
+# --- search queries --------------------------------------------------------------------
+
+
+def _word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_" or unicodedata.category(ch).startswith("M")
+
+
+def _split_words(text: str) -> list[str]:
+    words: list[str] = []
+    current: list[str] = []
+    for ch in _URL.sub(" ", text):
+        if _word_char(ch):
+            current.append(ch)
+        elif current:
+            words.append("".join(current).casefold())
+            current = []
+    if current:
+        words.append("".join(current).casefold())
+    return words
