@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
 from bot.domain import (
     Audit,
@@ -324,10 +324,23 @@ class UnitOfWork(Protocol):
     def put(self, key: str, value: str) -> None: ...
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
 class TicketStore(KeyValue, Protocol):
     """The database. Raises Conflict when a uniqueness constraint refused a transaction."""
 
     def tx(self) -> AbstractContextManager[UnitOfWork]: ...
+
+    async def run(
+        self, fn: Callable[Concatenate[UnitOfWork, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`fn(tx, *args)` as one transaction on the database's own threads, so the event
+        loop never waits on the database. `fn` is plain synchronous code: nothing can be
+        awaited inside a transaction, so no network call ever holds one open."""
+        ...
+
     def hold_lease(self, name: str, owner: str, ttl: timedelta) -> bool: ...
     def release_lease(self, name: str, owner: str) -> None: ...
     def forget_events_before(self, when: datetime) -> None: ...

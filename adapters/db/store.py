@@ -5,12 +5,15 @@ the outbox claims and leases that let several instances share one PostgreSQL dat
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import (
     Engine,
@@ -51,6 +54,13 @@ from bot.ports import (
     PendingPost,
 )
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Threads that run units of work for the event loop; fewer than the connection pool
+# holds, so a unit of work never waits for a connection.
+DB_THREADS = 4
+
 
 class Store:
     """The database: short transactions, one per unit of work."""
@@ -60,6 +70,20 @@ class Store:
         self.engine = make_engine(url, echo=echo)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._clock = clock
+        self._threads: ThreadPoolExecutor | None = None
+
+    async def run(
+        self, fn: Callable[Concatenate[Tx, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`fn(tx, *args)` in one transaction on the store's threads (`TicketStore.run`)."""
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="seva-db")
+        work = functools.partial(self._run, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, work)
+
+    def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with self.tx() as tx:
+            return fn(tx, *args, **kwargs)
 
     def now(self) -> datetime:
         return self._clock.now() if self._clock is not None else datetime.now(UTC)
@@ -73,6 +97,9 @@ class Store:
             raise Conflict(str(e.orig)) from e
 
     def dispose(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
+            self._threads = None
         self.engine.dispose()
 
     # --- KeyValue port (adapters' sync tokens, device ids, replay guard)

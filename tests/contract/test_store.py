@@ -186,3 +186,39 @@ def test_posts_queued_before_is_root_existed_keep_opening_their_thread(db_url):
         rows = dict(conn.execute(text("SELECT key, is_root FROM outbox")).all())
     engine.dispose()
     assert {k: bool(v) for k, v in rows.items()} == {"root:1": True, "followup:5": False}
+
+
+async def test_a_unit_of_work_runs_off_the_event_loop_and_commits_whole(store):
+    """`run` is how async code uses the database: on the store's threads, one transaction."""
+    import threading
+
+    loop_thread = threading.get_ident()
+
+    def put_two(tx, value: str) -> int:
+        tx.put("a", value)
+        tx.put("b", value)
+        return threading.get_ident()
+
+    assert await store.run(put_two, "1") != loop_thread
+    assert (store.get("a"), store.get("b")) == ("1", "1")
+
+    def put_then_fail(tx) -> None:
+        tx.put("a", "2")
+        raise RuntimeError("half-way")
+
+    with pytest.raises(RuntimeError):
+        await store.run(put_then_fail)
+    assert store.get("a") == "1"  # rolled back whole
+
+    def same_tweet_twice(tx) -> None:
+        new = NewTicket(
+            tweet(77, "@SevaHelp twice"),
+            DepartmentId("health"),
+            "slack",
+            ChannelId("C1"),
+            ChatUserId("U1"),
+        )
+        tx.create_tickets([new, new])
+
+    with pytest.raises(Conflict):
+        await store.run(same_tweet_twice)
