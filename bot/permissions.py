@@ -15,3 +15,9 @@ def may_answer(config: Config, dept: Department, user: ChatUserId, power_level: 
     if power_level is not None:
         return power_level >= config.matrix.min_power_level
     return True
+
+
+def may_change(config: Config, dept: Department, user: ChatUserId, power_level: int | None) -> bool:
+    """Who may change a department's tickets and saved answers (SPEC section 5): whoever
+    may answer for it in public, and the `supervisors` on every department."""
+    return user in config.supervisors or may_answer(config, dept, user, power_level)

@@ -127,6 +127,7 @@ class CommandContext:
     channel: ChannelId
     user: ChatUserId
     thread_root: MessageId | None = None
+    power_level: int | None = None  # where the platform has them (Matrix), in `channel`
 
 
 MessageHandler = Callable[[ChatMessage], Awaitable[None]]

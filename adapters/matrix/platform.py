@@ -413,7 +413,13 @@ class MatrixPlatform(MatrixSync):
         thread_root = MessageId(root) if isinstance(root, str) else None
         command = command_text(with_user_ids(body, content), [self.user_id])
         if command is not None:
-            ctx = CommandContext("matrix", ChannelId(room_id), ChatUserId(sender), thread_root)
+            ctx = CommandContext(
+                "matrix",
+                ChannelId(room_id),
+                ChatUserId(sender),
+                thread_root,
+                power_level=self.power_level(room_id, sender),
+            )
             assert self._on_command is not None
             _log(logging.INFO, "matrix.command", room=room_id, sender=sender, event=event_id)
             try:

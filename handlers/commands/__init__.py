@@ -10,7 +10,9 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from bot.config import Department
 from bot.domain import ChatUserId, Rich, Text, Ticket
+from bot.permissions import may_change
 from bot.ports import CommandContext, Count
 from handlers.context import Bridge
 
@@ -34,17 +36,33 @@ class Command:
     usage: str
     help: str
     run: Run
+    changes: bool = False  # changes a ticket or saved answers: see `require_may_change`
 
 
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, usage: str, help: str) -> Callable[[Run], Run]:
+def command(name: str, usage: str, help: str, *, changes: bool = False) -> Callable[[Run], Run]:
     def register(fn: Run) -> Run:
-        COMMANDS[name] = Command(name, usage, help, fn)
+        COMMANDS[name] = Command(name, usage, help, fn, changes)
         return fn
 
     return register
+
+
+class NotAllowed(CommandError):
+    """The asker may not change this department's tickets: answered privately, nothing
+    changes."""
+
+
+def require_may_change(b: Bridge, args: Args, dept: Department) -> None:
+    """Every command registered with `changes=True` calls this before it changes
+    anything, once it knows the department concerned."""
+    ctx = args.ctx
+    if not may_change(b.config, dept, ctx.user, ctx.power_level):
+        raise NotAllowed(
+            f"Only {dept.name}'s agents and the supervisors can do that, so nothing changed."
+        )
 
 
 async def run_command(b: Bridge, text: str, ctx: CommandContext) -> Rich:
@@ -58,6 +76,8 @@ async def run_command(b: Bridge, text: str, ctx: CommandContext) -> Rich:
     b.metrics.count(Count.COMMANDS, label=cmd.name)
     try:
         return await cmd.run(b, Args(words[1:], ctx))
+    except NotAllowed as e:
+        return Rich.of(Text(str(e)))
     except CommandError as e:
         return Rich.of(Text(f"{e}\nUsage: {cmd.usage}"))
 

@@ -6,7 +6,14 @@ from datetime import timedelta
 
 from bot.domain import Audit, ChatUserId, Link, Mention, Rich, Segment, Text, TicketState
 from bot.outbox import ThreadMark
-from handlers.commands import Args, CommandError, command, take_ticket, user_arg
+from handlers.commands import (
+    Args,
+    CommandError,
+    command,
+    require_may_change,
+    take_ticket,
+    user_arg,
+)
 from handlers.context import Bridge
 
 
@@ -79,9 +86,10 @@ def _snippet(text: str, n: int = 60) -> str:
     return flat if len(flat) <= n else flat[: n - 1] + "…"
 
 
-@command("claim", "claim N", "make yourself the assignee")
+@command("claim", "claim N", "make yourself the assignee", changes=True)
 async def claim(b: Bridge, args: Args) -> Rich:
     t = take_ticket(b, args)
+    require_may_change(b, args, b.department(t.department))
     with b.store.tx() as tx:
         tx.set_assignee(t.number, args.ctx.user)
         tx.audit(t.number, args.ctx.user, Audit.ASSIGNED, args.ctx.user)
@@ -89,9 +97,10 @@ async def claim(b: Bridge, args: Args) -> Rich:
     return Rich.of(Text(f"You now have ticket #{t.number}."))
 
 
-@command("assign", "assign N @user", "set the assignee")
+@command("assign", "assign N @user", "set the assignee", changes=True)
 async def assign(b: Bridge, args: Args) -> Rich:
     t = take_ticket(b, args)
+    require_may_change(b, args, b.department(t.department))
     if len(args.words) != 1:
         raise CommandError("Whom to assign it to?")
     user = user_arg(args.words[0])
@@ -102,9 +111,10 @@ async def assign(b: Bridge, args: Args) -> Rich:
     return Rich.of(Text(f"Ticket #{t.number} assigned to "), Mention(user), Text("."))
 
 
-@command("close", "close N [reason]", "close the ticket")
+@command("close", "close N [reason]", "close the ticket", changes=True)
 async def close(b: Bridge, args: Args) -> Rich:
     t = take_ticket(b, args)
+    require_may_change(b, args, b.department(t.department))
     if t.state is TicketState.CLOSED:
         return Rich.of(Text(f"Ticket #{t.number} is already closed."))
     reason = " ".join(args.words)
@@ -115,9 +125,10 @@ async def close(b: Bridge, args: Args) -> Rich:
     return Rich.of(Text(f"Ticket #{t.number} closed" + (f": {reason}" if reason else ".")))
 
 
-@command("reopen", "reopen N", "open a closed ticket again")
+@command("reopen", "reopen N", "open a closed ticket again", changes=True)
 async def reopen(b: Bridge, args: Args) -> Rich:
     t = take_ticket(b, args)
+    require_may_change(b, args, b.department(t.department))
     if t.state is TicketState.OPEN:
         return Rich.of(Text(f"Ticket #{t.number} is already open."))
     with b.store.tx() as tx:

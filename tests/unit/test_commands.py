@@ -8,7 +8,7 @@ from handlers import delivery, ingest
 from handlers.commands import COMMANDS, run_command
 from tests.fakes import tweet
 
-ASKER = ChatUserId("U0AGENT2")
+ASKER = ChatUserId("U0AGENT1")  # one of health's agents
 
 
 def ctx(thread: str | None = None) -> CommandContext:
@@ -52,16 +52,16 @@ async def test_thread_gives_the_default_ticket_and_state_changes_are_mirrored(wo
     assert chat.marks[-1][1] == "open"
     with b.store.tx() as tx:
         log = [(e.actor, e.action, e.detail) for e in tx.audit_log(1)]
-    assert ("U0AGENT2", "closed", "resolved by phone") in log
-    assert ("U0AGENT2", "reopened", "") in log
+    assert ("U0AGENT1", "closed", "resolved by phone") in log
+    assert ("U0AGENT1", "reopened", "") in log
 
 
 async def test_claim_and_assign_and_list_mine(world):
     b, x, chat, _ = await opened(world, 3)
     await run_command(b, "claim 2", ctx())
     # As the Slack adapter hands a mention on: @U…
-    answer = await run_command(b, "assign 3 @U0AGENT1", ctx())
-    assert Mention(ChatUserId("U0AGENT1")) in answer.segments
+    answer = await run_command(b, "assign 3 @U0AGENT2", ctx())
+    assert Mention(ChatUserId("U0AGENT2")) in answer.segments
     mine = (await run_command(b, "list mine", ctx())).plain()
     assert "#2" in mine and "#3" not in mine and "#1" not in mine
     everything = (await run_command(b, "list all health", ctx())).plain()
@@ -85,3 +85,32 @@ async def test_oncall_now_and_next(world):
     mentions = [s.user for s in text.segments if isinstance(s, Mention)]
     assert mentions == ["U0AGENT1", "U0AGENT2"]
     assert "no rotation configured" in (await run_command(b, "oncall", ctx())).plain()
+
+
+async def test_only_agents_and_supervisors_change_a_ticket(world):
+    """An intern in another channel cannot close or reassign a department's ticket; the
+    refusal says so and changes nothing (SPEC section 5: the permission rule)."""
+    b, x, chat, _ = await opened(world)
+    intern = CommandContext("slack", ChannelId("C0RANDOM"), ChatUserId("U0INTERN"))
+    for text in ("close 1 spam", "claim 1", "assign 1 U0INTERN", "reopen 1"):
+        answer = (await run_command(b, text, intern)).plain()
+        assert "Only Health's agents and the supervisors" in answer, text
+    with b.store.tx() as tx:
+        ticket = tx.ticket(1)
+        log = [e.action for e in tx.audit_log(1)]
+    assert ticket is not None and ticket.state.value == "open" and ticket.assignee is None
+    assert log == ["created"]
+    assert "status" not in [c for c in COMMANDS if COMMANDS[c].changes]  # reading is for all
+
+    lead = CommandContext("slack", ChannelId("C0RANDOM"), ChatUserId("U0LEAD"))
+    b.config = b.config.model_copy(update={"supervisors": [ChatUserId("U0LEAD")]})
+    assert "closed" in (await run_command(b, "close 1", lead)).plain()
+
+
+async def test_on_matrix_the_power_level_decides_who_changes_a_ticket(world):
+    b, x, chat, _ = await opened(world)
+    b.config.departments[0].agents.clear()  # any member with enough power
+    low = CommandContext("slack", ChannelId("C0HEALTH"), ChatUserId("@guest:hs"), power_level=0)
+    assert "Only Health's agents" in (await run_command(b, "close 1", low)).plain()
+    high = CommandContext("slack", ChannelId("C0HEALTH"), ChatUserId("@mod:hs"), power_level=50)
+    assert "closed" in (await run_command(b, "close 1", high)).plain()
