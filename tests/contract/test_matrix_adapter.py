@@ -264,7 +264,9 @@ async def test_commands_reach_on_command_and_are_answered_with_notices(
 
     (status, ctx1), (close, ctx2) = rec.commands
     assert status == "status 42"
-    assert ctx1 == CommandContext("matrix", room, ChatUserId(world.agent.user_id), None)
+    # The asker's power level comes along: the core decides who may change a ticket.
+    agent = ChatUserId(world.agent.user_id)
+    assert ctx1 == CommandContext("matrix", room, agent, None, power_level=50)
     assert close == "close" and ctx2.thread_root == root
     assert rec.messages == []
 
