@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from bot.addressing import is_internal
 from bot.domain import (
     Action,
     Audit,
+    ChannelId,
     ChatAction,
     ChatMessage,
+    ChatUserId,
     Mention,
     Outgoing,
+    Platform,
     Quote,
     Rich,
     Text,
@@ -19,7 +23,7 @@ from bot.domain import (
 )
 from bot.outbox import ActionId, ReplyState, preview_key
 from bot.permissions import may_answer
-from bot.ports import CommandContext
+from bot.ports import CommandContext, UnitOfWork
 from bot.tweettext import split_reply
 from handlers.context import Bridge
 
@@ -41,20 +45,59 @@ async def on_message(b: Bridge, msg: ChatMessage) -> None:
             log.info("reply.not_agent ticket=%d sender=%s", ticket.number, msg.sender)
             await _tell_not_agent(b, msg, dept.name)
             return
-        confirm = dept.reply_mode == "confirm"
-        parts = split_reply(text)
-        reply_id = tx.add_reply(
-            ticket, msg.platform, msg.channel, msg.id, msg.sender, text, parts, confirm
-        )
-        if reply_id is None:
-            return  # a replayed event: this message was taken already
-        tx.audit(
-            ticket.number, msg.sender, Audit.REPLY, "awaiting confirmation" if confirm else "queued"
-        )
-        if confirm:
-            tx.enqueue(_preview(ticket, reply_id, parts), ticket.platform, True)
+        source = ReplySource(msg.platform, msg.channel, msg.id, msg.sender)
+        queued = queue_reply(tx, b, ticket, source, text)
+    if queued is not None:
+        b.kick()
+
+
+@dataclass(frozen=True, slots=True)
+class ReplySource:
+    """Who asked for a public reply, and how: an agent's message in the ticket's thread
+    (`message_id` is that message)."""
+
+    platform: Platform
+    channel: ChannelId
+    message_id: str
+    author: ChatUserId
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedReply:
+    id: int
+    parts: tuple[str, ...]
+    confirm: bool  # waits for Send (or a ✅) before anything is tweeted
+
+
+def queue_reply(
+    tx: UnitOfWork, b: Bridge, ticket: Ticket, source: ReplySource, text: str
+) -> QueuedReply | None:
+    """Queues `text` as the ticket's public reply: the one way every path (an agent's
+    message, `answer`, `reuse`, a confirmed preview) reaches X, so the reply mode and
+    the chain rules apply to all of them alike. None when this source was queued
+    already (a replayed event): nothing is queued twice.
+    """
+    dept = b.department(ticket.department)
+    confirm = dept.reply_mode == "confirm"
+    parts = split_reply(text)
+    reply_id = tx.add_reply(
+        ticket,
+        source.platform,
+        source.channel,
+        source.message_id,
+        source.author,
+        text,
+        parts,
+        confirm,
+    )
+    if reply_id is None:
+        return None
+    how = "awaiting confirmation" if confirm else "queued"
+    tx.audit(ticket.number, source.author, Audit.REPLY, how)
+    if confirm:
+        tx.enqueue(_preview(ticket, reply_id, parts), ticket.platform, True)
     log.info("reply.queued ticket=%d reply=%d parts=%d", ticket.number, reply_id, len(parts))
-    b.kick()
+    return QueuedReply(reply_id, tuple(parts), confirm)
 
 
 async def _tell_not_agent(b: Bridge, msg: ChatMessage, department: str) -> None:
