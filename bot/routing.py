@@ -93,6 +93,12 @@ def extract_hashtags(text: str) -> list[str]:
     For text that comes without X's own `entities.hashtags`: follow-ups read from a
     conversation, the sandbox.
     """
+    return [tag for _, _, tag in hashtag_spans(text)]
+
+
+def hashtag_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, tag) of each hashtag, `#` included in the span (code points, as X's
+    `entities.hashtags` give them: the X stand-in builds its entities with this)."""
     found = [
         (m.start(), m.end(), m.group(1))
         for m in _HASHTAG.finditer(text)
@@ -101,7 +107,7 @@ def extract_hashtags(text: str) -> list[str]:
     if found and "." in text:  # a URL needs a dot; skip the costly URL scan otherwise
         urls = [u["indices"] for u in extract_urls_with_indices(text)]
         found = [f for f in found if not any(f[0] < end and start < f[1] for start, end in urls)]
-    return [tag for _, _, tag in found]
+    return found
 
 
 def is_hashtag(tag: str) -> bool:

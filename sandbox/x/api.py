@@ -25,6 +25,7 @@ from sandbox.x.model import (
     _check_params,
     _escape,
     _Fault,
+    _field_params,
     _fields,
     _forbidden,
     _http_problem,
@@ -95,7 +96,7 @@ class XApi:
         return _Problem(404, "Not Found", "Sorry, that page does not exist.").response()
 
     async def users_me(self, request: web.Request, caller: str | None) -> tuple[dict, int]:
-        _check_params(request.query, _USER_PARAMS)
+        _check_params(request.query, _field_params(_USER_PARAMS, self.state.field_names))
         user = self.state._users[caller or ""]
         return {"data": self.state._user_json(user, _fields(request.query))}, 200
 
@@ -126,7 +127,7 @@ class XApi:
     async def search_recent(self, request: web.Request, caller: str | None) -> tuple[dict, int]:
         state = self.state
         q = request.query
-        _check_params(q, _SEARCH_PARAMS)
+        _check_params(q, _field_params(_SEARCH_PARAMS, state.field_names))
         query = q.get("query", "")
         if not query.strip():
             raise _invalid("query", query, "The `query` query parameter can not be empty")

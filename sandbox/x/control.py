@@ -31,11 +31,28 @@ class Control:
                         _opt_str(body.get("in_reply_to_tweet_id")),
                         quote_tweet_id=_opt_str(body.get("quote_tweet_id")),
                         retweet_of_tweet_id=_opt_str(body.get("retweet_of_tweet_id")),
+                        media=body.get("media"),
                     )
                 },
                 201,
             )
         )
+
+    async def edit(self, request: web.Request) -> web.Response:
+        """The citizen edits a post: a new version with a new id (X's edit history)."""
+        body = await _json_object(request)
+        tweet_id = request.match_info["id"]
+        return _control(lambda: ({"data": self.x.edit(tweet_id, body.get("text", ""))}, 201))
+
+    async def field_names(self, request: web.Request) -> web.Response:
+        """Which spelling of the field parameters the API takes: old, new or both."""
+        body = await _json_object(request)
+
+        def run() -> tuple[dict[str, Any], int]:
+            self.x.set_field_names(str(body.get("field_names", "")))
+            return {"data": {"field_names": self.x.field_names}}, 200
+
+        return _control(run)
 
     async def delete(self, request: web.Request) -> web.Response:
         tweet_id = request.match_info["id"]
@@ -48,6 +65,10 @@ class Control:
 
     async def snapshot(self, request: web.Request) -> web.Response:
         return web.json_response(self.x.snapshot())
+
+    async def requests(self, request: web.Request) -> web.Response:
+        """The API requests answered so far (method, path, status, auth), oldest first."""
+        return web.json_response({"data": [r._asdict() for r in self.x.requests]})
 
     async def limits(self, request: web.Request) -> web.Response:
         body = await _json_object(request)

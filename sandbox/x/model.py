@@ -68,12 +68,40 @@ EXPANSIONS = _names(
     "in_reply_to_user_id referenced_tweets.id referenced_tweets.id.attachments.media_keys "
     "referenced_tweets.id.author_id"
 )
-_TIMELINE_PARAMS = _names(
-    "since_id until_id max_results pagination_token start_time end_time expansions "
-    "tweet.fields user.fields media.fields place.fields poll.fields"
+# X's OpenAPI 2.167 (docs openapi.json, xdk's specs/openapi.json), GET /2/users/{id}/mentions:
+# `post.fields` and the renamed expansions. author_id, in_reply_to_user_id, referenced_posts
+# and edit_history_post_ids are expansions only there.
+POST_FIELDS = _names(
+    "article article_title attachments card_uri community_id context_annotations "
+    "conversation_id created_at display_text_range edit_controls entities geo id lang "
+    "matched_media_notes media_metadata non_public_metrics note_post note_request_suggestions "
+    "organic_metrics paid_partnership possibly_sensitive promoted_metrics public_metrics "
+    "reply_settings scopes source suggested_source_links suggested_source_links_with_counts "
+    "text withheld"
 )
+POST_EXPANSIONS = _names(
+    "article.cover_media article.media_entities attachments.media_keys "
+    "attachments.media_source_tweet attachments.poll_ids author_id edit_history_post_ids "
+    "entities.mentions.username geo.place_id in_reply_to_user_id referenced_posts username"
+)
+# media.fields: the same enum in both specs (components.parameters.MediaFieldsParameter).
+MEDIA_FIELDS = _names(
+    "alt_text duration_ms height media_key non_public_metrics organic_metrics "
+    "preview_image_url promoted_metrics public_metrics type url variants width"
+)
+# Which spellings of the field parameters the stand-in accepts (`XState.field_names`):
+# X's docs and xurl use the old names, its newest OpenAPI spec the new ones, and whether
+# the live API takes either is not known; tests choose.
+FIELD_NAMES = ("old", "new", "both")
+_COMMON_TIMELINE_PARAMS = _names(
+    "since_id until_id max_results pagination_token start_time end_time expansions "
+    "user.fields media.fields place.fields poll.fields"
+)
+_TIMELINE_PARAMS = _COMMON_TIMELINE_PARAMS | {"tweet.fields"}
 _SEARCH_PARAMS = _TIMELINE_PARAMS | {"query", "next_token", "sort_order"}
 _USER_PARAMS = frozenset({"expansions", "tweet.fields", "user.fields"})
+LONG_POST_LIMIT = 25_000  # characters of a long post (X Premium)
+NOTE_CUT = 270  # weighted characters of `text` left for a long post (captures: ~270, no ellipsis)
 _CREATE_KEYS = _names(
     "text reply quote_tweet_id reply_settings media poll for_super_followers_only "
     "direct_message_deep_link place_id geo community_id nullcast made_with_ai "
@@ -127,7 +155,14 @@ class _Tweet:
     in_reply_to_user_id: str | None = None
     referenced: tuple[tuple[str, int], ...] = ()
     deleted: bool = False
+    media_keys: tuple[str, ...] = ()
+    history: tuple[int, ...] = ()  # the versions this edit replaced, oldest first
+    superseded: bool = False  # an edit replaced it: timelines show only the newest
     _words: tuple[str, ...] | None = None
+
+    @property
+    def hidden(self) -> bool:
+        return self.deleted or self.superseded
 
     @property
     def is_retweet(self) -> bool:
@@ -168,10 +203,24 @@ class _Fault:
 
 
 @dataclass(slots=True)
+class _Media:
+    """One attachment, as `includes.media` shows it (X-spec-old `Media`, by `type`)."""
+
+    key: str
+    type: str  # photo | video | animated_gif
+    alt_text: str = ""
+    width: int = 1200
+    height: int = 900
+    duration_ms: int = 0
+
+
+@dataclass(slots=True)
 class _Fields:
     tweet: frozenset[str] = frozenset()
     user: frozenset[str] = frozenset()
     expansions: frozenset[str] = frozenset()
+    media: frozenset[str] = frozenset()
+    new_names: bool = False  # the request used post.fields: answer with the new names
 
 
 class _Problem(Exception):
@@ -252,11 +301,45 @@ def _list_param(query: Any, name: str, known: frozenset[str]) -> frozenset[str]:
 
 
 def _fields(query: Any) -> _Fields:
+    new_names = "post.fields" in query
     return _Fields(
-        tweet=_list_param(query, "tweet.fields", TWEET_FIELDS),
+        tweet=(
+            _list_param(query, "post.fields", POST_FIELDS)
+            if new_names
+            else _list_param(query, "tweet.fields", TWEET_FIELDS)
+        ),
         user=_list_param(query, "user.fields", USER_FIELDS),
-        expansions=_list_param(query, "expansions", EXPANSIONS),
+        expansions=_list_param(query, "expansions", POST_EXPANSIONS if new_names else EXPANSIONS),
+        media=_list_param(query, "media.fields", MEDIA_FIELDS),
+        new_names=new_names,
     )
+
+
+def _field_params(params: frozenset[str], field_names: str) -> frozenset[str]:
+    """The query parameters an endpoint accepts, with the field parameter(s) the stand-in
+    is set to take: `tweet.fields` (old), `post.fields` (new) or both."""
+    if field_names == "old":
+        return params
+    renamed = params - {"tweet.fields"} | {"post.fields"}
+    return renamed if field_names == "new" else params | renamed
+
+
+def _weight(ch: str) -> int:
+    """X's weight of one code point (twitter-text config v3; /work/shared/reference)."""
+    cp = ord(ch)
+    light = cp <= 4351 or 8192 <= cp <= 8205 or 8208 <= cp <= 8223 or 8242 <= cp <= 8247
+    return 1 if light else 2
+
+
+def _cut(text: str, limit: int = NOTE_CUT) -> str:
+    """A long post's `text`: a plain prefix, no ellipsis, no link (captures in
+    xdevplatform/samples#202)."""
+    used = 0
+    for i, ch in enumerate(text):
+        used += _weight(ch)
+        if used > limit:
+            return text[:i]
+    return text
 
 
 def _int_param(query: Any, name: str, lo: int, hi: int, default: int) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
 from sandbox.x.api import XApi
@@ -11,7 +13,19 @@ from sandbox.x.state import XState
 
 def build_x_app(state: XState) -> web.Application:
     """The stand-in as an aiohttp app; routes are relative to wherever it is mounted."""
-    app = web.Application()
+
+    @web.middleware
+    async def learn_base_url(
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        if state.public_base_url is None:
+            state_path = str(request.app.router["sandbox-state"].url_for())
+            prefix = state_path.removesuffix("/sandbox/state")
+            state.public_base_url = f"{request.url.origin()}{prefix}"
+        return await handler(request)
+
+    app = web.Application(middlewares=[learn_base_url])
     api = XApi(state)
     r = app.router
     r.add_get("/2/users/me", api.route("users_me", "/2/users/me", api.users_me, user_only=True))
@@ -35,7 +49,24 @@ def build_x_app(state: XState) -> web.Application:
     control = Control(state)
     r.add_post("/sandbox/tweets", control.tweet)
     r.add_post("/sandbox/tweets/{id}/delete", control.delete)
-    r.add_get("/sandbox/state", control.snapshot)
+    r.add_get("/sandbox/state", control.snapshot, name="sandbox-state")
+    r.add_post("/sandbox/tweets/{id}/edit", control.edit)
+    r.add_post("/sandbox/field_names", control.field_names)
+    r.add_get("/sandbox/requests", control.requests)
+    r.add_get("/media/{name}", media_file)
     r.add_post("/sandbox/limits", control.limits)
     r.add_post("/sandbox/faults", control.faults)
     return app
+
+
+# The smallest valid PNG (a 1x1 grey pixel): what the stand-in's media URLs serve, so
+# the console shows something where X's CDN (pbs.twimg.com) would show the photo.
+_PIXEL = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108000000003a7e9b55"
+    "0000000a49444154789c636800000082008177cd72b60000000049454e44ae426082"
+)
+
+
+async def media_file(request: web.Request) -> web.Response:
+    """A posted photo or a video's preview frame (as pbs.twimg.com / video.twimg.com)."""
+    return web.Response(body=_PIXEL, content_type="image/png")

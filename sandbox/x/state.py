@@ -24,16 +24,20 @@ from aiohttp import web
 from oauthlib.oauth1.rfc5849 import signature as oauth_signature
 from oauthlib.oauth1.rfc5849 import utils as oauth_utils
 
+from bot.routing import hashtag_spans
 from sandbox.x.model import (
     _DIGITS,
     _HANDLE,
     _TIMELINE_PARAMS,
+    _URL,
     _USERNAME,
     CANONICAL_HOSTS,
     DEFAULT_LIMITS,
     DUPLICATE_SECONDS,
+    FIELD_NAMES,
     FIRST_TWEET_ID,
     FIRST_USER_ID,
+    LONG_POST_LIMIT,
     OAUTH_MAX_SKEW,
     PROBLEMS,
     WINDOW_SECONDS,
@@ -41,9 +45,12 @@ from sandbox.x.model import (
     SandboxError,
     _and,
     _as_int,
+    _base36,
     _check_params,
+    _cut,
     _escape,
     _Fault,
+    _field_params,
     _Fields,
     _fields,
     _hmac_sha1,
@@ -51,6 +58,7 @@ from sandbox.x.model import (
     _int_param,
     _invalid,
     _iso,
+    _Media,
     _missing_tweet,
     _Problem,
     _str_or_none,
@@ -109,6 +117,12 @@ class XState:
         self._last_id = FIRST_TWEET_ID - 1
         self._windows: dict[str, _Window] = {}
         self._faults: list[_Fault] = []
+        self._media: dict[str, _Media] = {}
+        # Which spelling of the field parameters the API takes: "old" (tweet.fields),
+        # "new" (post.fields) or "both"; the other one gets X's 400 invalid-request.
+        self.field_names = "old"
+        # Where the stand-in is reached (learned from the first request): media URLs.
+        self.public_base_url: str | None = None
 
         self.account = self._add_user(username, account_name, account_id)
 
@@ -126,10 +140,14 @@ class XState:
         *,
         quote_tweet_id: str | None = None,
         retweet_of_tweet_id: str | None = None,
+        media: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Posts as `username` (a citizen, created on first use, or the account itself).
 
-        A retweet's text is made the way X makes it ("RT @author: text").
+        A retweet's text is made the way X makes it ("RT @author: text"). Text over 280
+        weighted characters is a long post (up to 25,000 characters, as X Premium
+        allows): the API then cuts `text` and gives the whole in `note_tweet`. `media`
+        attaches photos, videos or GIFs: `[{"type": "photo", "alt_text": "…"}]`.
         """
         author = self._user_by_name(username)
         refs: list[tuple[str, int]] = []
@@ -142,19 +160,64 @@ class XState:
         else:
             if not isinstance(text, str) or not text.strip():
                 raise SandboxError(400, "text must not be empty")
-            if not _text_fits(text):
-                raise SandboxError(400, "text is longer than 280 weighted characters")
+            if len(text) > LONG_POST_LIMIT:
+                raise SandboxError(400, f"text is longer than {LONG_POST_LIMIT} characters")
             if in_reply_to_tweet_id is not None:
                 reply_to = self._visible(in_reply_to_tweet_id)
             if quote_tweet_id is not None:
                 refs.append(("quoted", self._visible(quote_tweet_id).id))
-        return self._state_json(self._create(author, text, reply_to, refs))
+        keys = self._new_media(media or [])
+        return self._state_json(self._create(author, text, reply_to, refs, media_keys=keys))
+
+    def edit(self, tweet_id: str, text: str) -> dict[str, Any]:
+        """Edits a post the way X does: a new post with a new, higher id whose edit
+        history lists the earlier versions, oldest first; timelines and search then show
+        only the newest version. X's rules (docs: x-api/fundamentals/edit-posts.mdx):
+        within 30 minutes, at most 5 edits, and never a reply to someone else's post."""
+        old = self._visible(tweet_id)
+        if old.superseded:
+            raise SandboxError(409, f"tweet {tweet_id} was edited already: edit the newest")
+        if not isinstance(text, str) or not text.strip():
+            raise SandboxError(400, "text must not be empty")
+        if len(text) > LONG_POST_LIMIT:
+            raise SandboxError(400, f"text is longer than {LONG_POST_LIMIT} characters")
+        if len(old.history) >= 5:
+            raise SandboxError(403, "a post can be edited at most 5 times")
+        first = self._tweets[old.history[0]] if old.history else old
+        if self.clock() - first.created_at > 30 * 60:
+            raise SandboxError(403, "a post can be edited only within 30 minutes")
+        replied = self._tweets.get(old.in_reply_to_tweet_id or -1)
+        if replied is not None and replied.author_id != old.author_id:
+            raise SandboxError(403, "replies to other people's posts cannot be edited")
+        author = self._users[old.author_id]
+        old.superseded = True
+        new = self._create(
+            author,
+            text,
+            replied,
+            [r for r in old.referenced if r[0] != "replied_to"],
+            media_keys=old.media_keys,
+            history=(*old.history, old.id),
+        )
+        if old.conversation_id == old.id:  # an edited root starts its own conversation
+            new.conversation_id = new.id
+        return self._state_json(new)
 
     def delete(self, tweet_id: str) -> None:
+        """Deleting any version of an edited post deletes the whole chain."""
         t = self._tweets.get(_as_int(tweet_id))
         if t is None:
             raise SandboxError(404, f"no tweet {tweet_id}")
         t.deleted = True
+        for other in self._tweets.values():
+            if t.id in other.history or other.id in t.history:
+                other.deleted = True
+
+    def set_field_names(self, names: str) -> None:
+        """Which spelling of the field parameters the API accepts: old, new or both."""
+        if names not in FIELD_NAMES:
+            raise SandboxError(400, f"field_names must be one of {list(FIELD_NAMES)}")
+        self.field_names = names
 
     def get(self, tweet_id: str) -> dict[str, Any] | None:
         t = self._tweets.get(_as_int(tweet_id))
@@ -168,6 +231,7 @@ class XState:
             "tweets": [self._state_json(self._tweets[i]) for i in self._ids],
             "limits": self.limit_status(),
             "faults": [f.json() for f in self._faults],
+            "field_names": self.field_names,
         }
 
     def set_limit(self, endpoint: str, limit: int) -> None:
@@ -251,12 +315,34 @@ class XState:
         self._last_id = max(self._last_id + 1, FIRST_TWEET_ID + (elapsed_ms << 22))
         return self._last_id
 
+    def _new_media(self, specs: list[dict[str, Any]]) -> tuple[str, ...]:
+        """Media keys for attachments (X: up to 4 photos, or 1 video or GIF)."""
+        if not isinstance(specs, list) or len(specs) > 4:
+            raise SandboxError(400, "media: a list of at most 4 items")
+        prefixes = {"photo": "3", "video": "13", "animated_gif": "16"}
+        keys = []
+        for spec in specs:
+            kind = spec.get("type", "photo") if isinstance(spec, dict) else None
+            if kind not in prefixes:
+                raise SandboxError(400, "media type must be photo, video or animated_gif")
+            if kind != "photo" and len(specs) > 1:
+                raise SandboxError(400, "a video or GIF must be the only attachment")
+            key = f"{prefixes[kind]}_{self._new_id()}"
+            self._media[key] = _Media(
+                key, kind, str(spec.get("alt_text") or ""), duration_ms=32_000 * (kind == "video")
+            )
+            keys.append(key)
+        return tuple(keys)
+
     def _create(
         self,
         author: _User,
         text: str,
         reply_to: _Tweet | None,
         refs: list[tuple[str, int]],
+        *,
+        media_keys: tuple[str, ...] = (),
+        history: tuple[int, ...] = (),
     ) -> _Tweet:
         tweet_id = self._new_id()
         if reply_to is not None:
@@ -270,6 +356,8 @@ class XState:
             in_reply_to_tweet_id=reply_to.id if reply_to else None,
             in_reply_to_user_id=reply_to.author_id if reply_to else None,
             referenced=tuple(refs),
+            media_keys=media_keys,
+            history=history,
         )
         self._tweets[tweet_id] = t
         self._ids.append(tweet_id)
@@ -415,30 +503,142 @@ class XState:
             "referenced_tweets": [{"type": k, "id": str(i)} for k, i in t.referenced],
             "mentions_account": t.id in self._mention_sets.get(self.account.id, ()),
             "deleted": t.deleted,
+            "media_keys": list(t.media_keys),
+            "edit_history_tweet_ids": [str(i) for i in (*t.history, t.id)],
+            "superseded": t.superseded,
         }
 
     def _api_json(self, t: _Tweet, fields: _Fields) -> dict[str, Any]:
+        """A post as X renders it, in the names the request used (X-spec-old `Tweet`,
+        X-spec-new `Post`): a long post's `text` cut with the whole in `note_tweet`, a
+        t.co link for its media, entities with code-point offsets."""
         wanted = fields.tweet
+        exp = fields.expansions
+        new = fields.new_names
+        long_post = not _text_fits(t.text)
+        text = _cut(t.text) if long_post else t.text
+        media_url = None
+        if t.media_keys:
+            media_url = f"https://t.co/{_base36(t.id)[-10:]}"
+            text = f"{text} {media_url}"
+        history_name = "edit_history_post_ids" if new else "edit_history_tweet_ids"
         out: dict[str, Any] = {
             "id": str(t.id),
-            "text": _escape(t.text),
-            "edit_history_tweet_ids": [str(t.id)],
+            "text": _escape(text),
+            history_name: [str(i) for i in (*t.history, t.id)],  # a default field
         }
-        if "author_id" in wanted or "author_id" in fields.expansions:
+        if "author_id" in wanted or "author_id" in exp:
             out["author_id"] = t.author_id
         if "conversation_id" in wanted:
             out["conversation_id"] = str(t.conversation_id)
         if "created_at" in wanted:
             out["created_at"] = _iso(t.created_at)
         if t.in_reply_to_user_id and (
-            "in_reply_to_user_id" in wanted or "in_reply_to_user_id" in fields.expansions
+            "in_reply_to_user_id" in wanted or "in_reply_to_user_id" in exp
         ):
             out["in_reply_to_user_id"] = t.in_reply_to_user_id
-        if t.referenced and (
-            "referenced_tweets" in wanted
-            or any(e.startswith("referenced_tweets.id") for e in fields.expansions)
+        refs = [{"type": k, "id": str(i)} for k, i in t.referenced]
+        if refs and new and "referenced_posts" in exp:
+            out["referenced_posts"] = refs
+        elif (
+            refs
+            and not new
+            and (
+                "referenced_tweets" in wanted
+                or any(e.startswith("referenced_tweets.id") for e in exp)
+            )
         ):
-            out["referenced_tweets"] = [{"type": k, "id": str(i)} for k, i in t.referenced]
+            out["referenced_tweets"] = refs
+        if t.media_keys and ("attachments" in wanted or "attachments.media_keys" in exp):
+            out["attachments"] = {"media_keys": list(t.media_keys)}
+        if "entities" in wanted:
+            entities = self._entities(text, t, media_url)
+            if entities:
+                out["entities"] = entities
+        note = "note_post" if new else "note_tweet"
+        if long_post and note in wanted:
+            out[note] = {"text": _escape(t.text)}
+            note_entities = self._entities(t.text, t, None)
+            if note_entities:
+                out[note]["entities"] = note_entities
+        return out
+
+    def _entities(self, text: str, t: _Tweet, media_url: str | None) -> dict[str, Any]:
+        """hashtags, mentions and urls of `text`, start inclusive and end exclusive, in
+        code points (X-spec-old `EntityIndicesInclusiveExclusive`; real captures)."""
+        out: dict[str, Any] = {}
+        tags = [{"start": a, "end": b, "tag": tag} for a, b, tag in hashtag_spans(text)]
+        if tags:
+            out["hashtags"] = tags
+        mentions = []
+        for m in _HANDLE.finditer(text):
+            user_id = self._by_username.get(m.group(1).lower())
+            item: dict[str, Any] = {"start": m.start(), "end": m.end(), "username": m.group(1)}
+            if user_id is not None:
+                item["id"] = user_id
+            mentions.append(item)
+        if mentions:
+            out["mentions"] = mentions
+        urls: list[dict[str, Any]] = []
+        for m in _URL.finditer(text):
+            if m.group(0) == media_url:
+                continue
+            urls.append(
+                {"start": m.start(), "end": m.end(), "url": m.group(0), "expanded_url": m.group(0)}
+            )
+        if media_url is not None and t.media_keys:
+            start = text.rindex(media_url)
+            kind = self._media[t.media_keys[0]].type
+            path = "photo" if kind == "photo" else "video"
+            urls.append(
+                {
+                    "start": start,
+                    "end": start + len(media_url),
+                    "url": media_url,
+                    "expanded_url": f"https://x.com/{self._users[t.author_id].username}"
+                    f"/status/{t.id}/{path}/1",
+                    "display_url": f"pic.x.com/{media_url.rsplit('/', 1)[-1]}",
+                    "media_key": t.media_keys[0],
+                }
+            )
+        if urls:
+            out["urls"] = urls
+        return out
+
+    def _media_json(self, key: str, fields: _Fields) -> dict[str, Any]:
+        """`includes.media`: a photo has `url`, a video or GIF `preview_image_url` and
+        `variants` but no `url` (X-spec-old `Media` subtypes)."""
+        m = self._media[key]
+        wanted = fields.media
+        out: dict[str, Any] = {"media_key": key, "type": m.type}
+        base = (self.public_base_url or "http://127.0.0.1").rstrip("/")
+        image = f"{base}/media/{key}.png"
+        if m.type == "photo" and "url" in wanted:
+            out["url"] = image
+        if m.type != "photo" and "preview_image_url" in wanted:
+            out["preview_image_url"] = image
+        if m.type != "photo" and "variants" in wanted:
+            out["variants"] = [
+                {"content_type": "application/x-mpegURL", "url": f"{base}/media/{key}.m3u8"},
+                {
+                    "bit_rate": 256000,
+                    "content_type": "video/mp4",
+                    "url": f"{base}/media/{key}-256.mp4",
+                },
+                {
+                    "bit_rate": 832000,
+                    "content_type": "video/mp4",
+                    "url": f"{base}/media/{key}-832.mp4",
+                },
+            ]
+        if m.type == "video" and "duration_ms" in wanted:
+            out["duration_ms"] = m.duration_ms
+        if "alt_text" in wanted and m.alt_text:
+            out["alt_text"] = m.alt_text
+        if "width" in wanted:
+            out["width"] = m.width
+        if "height" in wanted:
+            out["height"] = m.height
         return out
 
     def _user_json(self, user: _User, fields: _Fields) -> dict[str, Any]:
@@ -467,15 +667,25 @@ class XState:
         self, tweets: list[_Tweet], fields: _Fields
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         exp = fields.expansions
+        new = fields.new_names
         user_ids: dict[str, None] = {}
         included: dict[int, _Tweet] = {}
+        media: dict[str, None] = {}
         errors: list[dict[str, Any]] = []
+        refs_expanded = (
+            "referenced_posts" in exp
+            if new
+            else ("referenced_tweets.id" in exp or "referenced_tweets.id.author_id" in exp)
+        )
+        history_expanded = ("edit_history_post_ids" if new else "edit_history_tweet_ids") in exp
         for t in tweets:
             if "author_id" in exp:
                 user_ids[t.author_id] = None
             if "in_reply_to_user_id" in exp and t.in_reply_to_user_id:
                 user_ids[t.in_reply_to_user_id] = None
-            if "referenced_tweets.id" in exp or "referenced_tweets.id.author_id" in exp:
+            if "attachments.media_keys" in exp:
+                media.update(dict.fromkeys(t.media_keys))
+            if refs_expanded:
                 for _, ref_id in t.referenced:
                     ref = self._tweets.get(ref_id)
                     if ref is None or ref.deleted:
@@ -484,11 +694,18 @@ class XState:
                     included[ref_id] = ref
                     if "referenced_tweets.id.author_id" in exp:
                         user_ids[ref.author_id] = None
+            if history_expanded:
+                for old_id in t.history:
+                    if old_id in self._tweets and not self._tweets[old_id].deleted:
+                        included[old_id] = self._tweets[old_id]
         includes: dict[str, Any] = {}
         if user_ids:
             includes["users"] = [self._user_json(self._users[u], fields) for u in user_ids]
         if included:
-            includes["tweets"] = [self._api_json(t, fields) for t in included.values()]
+            name = "posts" if new else "tweets"
+            includes[name] = [self._api_json(t, fields) for t in included.values()]
+        if media:
+            includes["media"] = [self._media_json(k, fields) for k in media if k in self._media]
         return includes, errors
 
     # --- the timelines -------------------------------------------------------------
@@ -516,7 +733,7 @@ class XState:
             t = tweets[ids[i]]
             if stop is not None and stop(t):
                 break
-            if t.deleted or (keep is not None and not keep(t)):
+            if t.hidden or (keep is not None and not keep(t)):
                 continue
             if len(out) == max_results:
                 return out, True
@@ -547,7 +764,8 @@ class XState:
         keep: Callable[[_Tweet], bool] | None = None,
     ) -> dict[str, Any]:
         q = request.query
-        _check_params(q, _TIMELINE_PARAMS | ({"exclude"} if keep is not None else set()))
+        params = _field_params(_TIMELINE_PARAMS, self.field_names)
+        _check_params(q, params | ({"exclude"} if keep is not None else set()))
         fields = _fields(q)
         max_results = _int_param(q, "max_results", 5, 100, 10)
         since = _id_param(q, "since_id")

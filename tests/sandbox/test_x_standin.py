@@ -674,3 +674,105 @@ async def test_a_page_of_100_mentions_is_served_fast_from_a_large_store(x: X) ->
         timings.append(time.perf_counter() - started)
         assert status == 200 and body["meta"]["result_count"] == 100, (k, body["meta"])
     assert statistics.median(timings) < 0.010, timings
+
+
+# --- what X really sends: long posts, media, edits, the renamed fields --------------
+
+
+async def test_a_long_post_is_cut_and_whole_only_in_note_tweet(x: X) -> None:
+    from twitter_text import parse_tweet
+
+    text = "@SevaHelp " + "मेरी ट्रेन रद्द हो गई, रिफंड कब मिलेगा? " * 12 + "#भारतीयरेल"
+    x.state.tweet("asha", text)
+    path = f"/2/users/{x.me}/mentions"
+    _, _, plain = await x.get(path, {"tweet.fields": "entities"})
+    (item,) = plain["data"]
+    assert "note_tweet" not in item  # only when asked for
+    assert text.startswith(item["text"]) and parse_tweet(item["text"]).weightedLength <= 280
+    assert not item["text"].endswith(("…", "..."))
+    _, _, full = await x.get(path, {"tweet.fields": "note_tweet"})
+    note = full["data"][0]["note_tweet"]
+    assert note["text"] == text
+    (tag,) = note["entities"]["hashtags"]
+    assert (tag["tag"], text[tag["start"] : tag["end"]]) == ("भारतीयरेल", "#भारतीयरेल")
+
+
+async def test_media_come_as_includes_with_a_t_co_link(x: X) -> None:
+    x.state.tweet(
+        "asha",
+        "@SevaHelp my ticket",
+        media=[{"type": "photo", "alt_text": "PNR"}, {"type": "photo"}],
+    )
+    x.state.tweet("ravi", "@SevaHelp the queue", media=[{"type": "video"}])
+    _, _, body = await x.get(
+        f"/2/users/{x.me}/mentions",
+        {
+            "tweet.fields": "attachments,entities",
+            "expansions": "attachments.media_keys",
+            "media.fields": "url,preview_image_url,variants,alt_text,duration_ms",
+        },
+    )
+    video_post, photo_post = body["data"]
+    keys = photo_post["attachments"]["media_keys"]
+    assert all(k.startswith("3_") for k in keys)
+    link = photo_post["entities"]["urls"][-1]
+    assert link["media_key"] == keys[0] and photo_post["text"].endswith(link["url"])
+    media = {m["media_key"]: m for m in body["includes"]["media"]}
+    assert media[keys[0]]["alt_text"] == "PNR" and "url" in media[keys[0]]
+    video = media[video_post["attachments"]["media_keys"][0]]
+    assert video["type"] == "video" and "url" not in video  # X gives videos no url
+    assert video["duration_ms"] > 0 and video["preview_image_url"]
+    assert any(v.get("content_type") == "video/mp4" for v in video["variants"])
+    async with x.http.get(media[keys[0]]["url"].removeprefix(x.origin)) as r:
+        assert r.status == 200 and r.content_type == "image/png"
+
+
+async def test_an_edit_is_a_new_post_and_the_timeline_shows_only_it(x: X) -> None:
+    first = x.state.tweet("asha", "@SevaHelp is the hospitl open?")
+    status, edited = await x.control(
+        "POST", f"/sandbox/tweets/{first['id']}/edit", {"text": "@SevaHelp is the hospital open?"}
+    )
+    assert status == 201 and int(edited["data"]["id"]) > int(first["id"])
+    _, _, body = await x.get(
+        f"/2/users/{x.me}/mentions",
+        {"tweet.fields": "conversation_id", "expansions": "edit_history_tweet_ids"},
+    )
+    (item,) = body["data"]
+    assert item["id"] == edited["data"]["id"]
+    assert item["edit_history_tweet_ids"] == [first["id"], item["id"]]  # oldest first
+    assert item["conversation_id"] == item["id"]  # an edited root: its own conversation
+    assert [t["id"] for t in body["includes"]["tweets"]] == [first["id"]]
+    status, _ = await x.control(
+        "POST", f"/sandbox/tweets/{first['id']}/edit", {"text": "@SevaHelp again"}
+    )
+    assert status == 409  # only the newest version can be edited
+    x.clock.advance(31 * 60)
+    status, _ = await x.control(
+        "POST", f"/sandbox/tweets/{item['id']}/edit", {"text": "@SevaHelp too late"}
+    )
+    assert status == 403  # 30 minutes
+
+
+async def test_the_renamed_field_parameters_are_one_option(x: X) -> None:
+    question = x.state.tweet("asha", "@SevaHelp hello")
+    x.state.tweet("ravi", "@SevaHelp same", quote_tweet_id=question["id"])
+    path = f"/2/users/{x.me}/mentions"
+    new = {"post.fields": "conversation_id", "expansions": "referenced_posts,author_id"}
+    status, _, body = await x.get(path, new)
+    assert status == 400  # the default takes X's documented names only
+    (error,) = body["errors"]
+    assert error["parameters"] == {"post.fields": ["conversation_id"]}
+    assert error["message"].startswith("The query parameter [post.fields] is not one of [")
+    assert body["type"] == "https://api.twitter.com/2/problems/invalid-request"
+
+    x.state.set_field_names("new")
+    status, _, body = await x.get(path, new)
+    assert status == 200
+    quote = body["data"][0]
+    assert quote["referenced_posts"] == [{"type": "quoted", "id": question["id"]}]
+    assert "edit_history_post_ids" in quote and "edit_history_tweet_ids" not in quote
+    assert [p["id"] for p in body["includes"]["posts"]] == [question["id"]]
+    status, _, _ = await x.get(path, {"tweet.fields": "conversation_id"})
+    assert status == 400
+    x.state.set_field_names("both")
+    assert (await x.get(path, {"tweet.fields": "conversation_id"}))[0] == 200
