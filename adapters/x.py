@@ -14,7 +14,7 @@ import ipaddress
 import logging
 import re
 import unicodedata
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,19 +23,22 @@ import requests
 import tweepy
 from requests.adapters import HTTPAdapter
 
+from adapters.x_fields import (
+    Dialect,
+    dialect_refused,
+    own_posts_params,
+    page_tweets,
+    references,
+    timeline_params,
+    without_media_links,
+)
 from bot.domain import Tweet, TweetId, XUser, XUserId
-from bot.ports import Clock, RateLimited, TweetRefused, Unavailable
+from bot.ports import Clock, KeyValue, RateLimited, TweetRefused, Unavailable
 
 log = logging.getLogger("seva." + __name__)
 
 X_API_BASE_URL = "https://api.twitter.com"
-MENTION_FIELDS = [
-    "author_id",
-    "created_at",
-    "conversation_id",
-    "in_reply_to_user_id",
-    "referenced_tweets",
-]
+DIALECT_KEY = "x.field_dialect"  # which spelling of the field parameters X accepts
 FALLBACK_WAIT = timedelta(minutes=15)  # a 429 without a usable reset header
 MIN_WAIT = timedelta(seconds=60)  # a reset already in the past (clock skew)
 # Above this many mentions since the cursor, X may have dropped older ones (it keeps 800).
@@ -101,6 +104,7 @@ class XClient:
         timeout: float = 30.0,
         own_reply_pages: int = 3,
         clock: Clock | None = None,
+        kv: KeyValue | None = None,
     ) -> None:
         for name in _CHATTY_LOGGERS:
             chatty = logging.getLogger(name)
@@ -120,6 +124,8 @@ class XClient:
         self._clock = clock
         self._me: XUser | None = None
         self._me_lock = asyncio.Lock()
+        self._kv = kv
+        self._dialect: Dialect | None = None
 
     @staticmethod
     def _client(
@@ -175,8 +181,8 @@ class XClient:
         me = await self.me()
         tweets = await self._pages(
             "mentions",
-            self._reader.get_users_mentions,
-            me.id,
+            f"/2/users/{me.id}/mentions",
+            {},
             token_param="pagination_token",
             since_id=since_id,
         )
@@ -188,8 +194,8 @@ class XClient:
         """Recent search (the last 7 days), newest first; at most 8 pages a call."""
         return await self._pages(
             "search/recent",
-            self._reader.search_recent_tweets,
-            query,
+            "/2/tweets/search/recent",
+            {"query": query},
             token_param="next_token",
             since_id=since_id,
             max_pages=MENTIONS_REACHABLE // 100,
@@ -198,8 +204,9 @@ class XClient:
     async def _pages(
         self,
         what: str,
-        call: Callable[..., Any],
-        *args: Any,
+        route: str,
+        params: Mapping[str, str],
+        *,
         token_param: str,
         since_id: TweetId | None,
         max_pages: int | None = None,
@@ -211,25 +218,16 @@ class XClient:
         token: str | None = None
         pages = 0
         while True:
-            body, headers = await self._read_json(
-                what,
-                call,
-                *args,
-                user_auth=self._read_as_user,
-                since_id=since_id,
-                max_results=100,
-                expansions=["author_id"],
-                tweet_fields=MENTION_FIELDS,
-                user_fields=["username"],
-                **{token_param: token},
+            page: dict[str, str] = {**params, "max_results": "100"}
+            if since_id:
+                page["since_id"] = since_id
+            if token:
+                page[token_param] = token
+            body, headers = await self._read_posts(
+                what, route, page, timeline_params, user_auth=self._read_as_user
             )
             pages += 1
-            users = {
-                str(u["id"]): str(u["username"])
-                for u in (body.get("includes") or {}).get("users") or []
-            }
-            for item in body.get("data") or []:
-                tweet = _tweet(item, users)
+            for tweet in page_tweets(body):
                 if tweet.id in seen or tweet.author_id == me.id:
                     continue
                 seen.add(tweet.id)
@@ -248,14 +246,62 @@ class XClient:
         log.debug("x.read what=%s count=%d pages=%d", what, len(tweets), pages)
         return tweets
 
+    async def dialect(self) -> Dialect:
+        """The spelling of the field parameters X accepted last (remembered across
+        restarts); `tweet.fields`, as X's docs show, until X refuses it."""
+        if self._dialect is None:
+            stored = await asyncio.to_thread(self._kv.get, DIALECT_KEY) if self._kv else None
+            self._dialect = Dialect(stored) if stored in set(Dialect) else Dialect.TWEET
+        return self._dialect
+
+    async def _read_posts(
+        self,
+        what: str,
+        route: str,
+        params: Mapping[str, str],
+        fields: Callable[[Dialect], dict[str, str]],
+        *,
+        user_auth: bool,
+    ) -> tuple[dict[str, Any], Mapping[str, str]]:
+        """A read of posts in the dialect X accepts: when X refuses the field parameter
+        by name, the same read in the other spelling, which is then remembered."""
+        dialect = await self.dialect()
+        for attempt in range(2):
+            try:
+                return await self._read_json(
+                    what,
+                    self._reader.request,
+                    "GET",
+                    route,
+                    params={**params, **fields(dialect)},
+                    user_auth=user_auth,
+                    dialect=dialect,
+                )
+            except _DialectRefused:
+                if attempt:
+                    break
+                dialect = await self._switch_dialect(dialect)
+        raise Unavailable(
+            f"X {what} refused both tweet.fields and post.fields; "
+            "check X_API_BASE_URL and the API's changelog"
+        )
+
+    async def _switch_dialect(self, refused: Dialect) -> Dialect:
+        self._dialect = refused.other
+        log.warning("x.field_dialect refused=%s using=%s", refused.value, self._dialect.value)
+        if self._kv is not None:
+            await asyncio.to_thread(self._kv.put, DIALECT_KEY, self._dialect.value)
+        return self._dialect
+
     # --- TweetSink -------------------------------------------------------------------
 
-    async def post(self, text: str, in_reply_to: TweetId) -> TweetId:
+    async def post(self, text: str, in_reply_to: TweetId, media_ids: Sequence[str] = ()) -> TweetId:
         try:
             response = await asyncio.to_thread(
                 self._writer.create_tweet,
-                text=text,
+                text=text or None,
                 in_reply_to_tweet_id=in_reply_to,
+                media_ids=list(media_ids) or None,
                 user_auth=True,
             )
         except tweepy.HTTPException as e:
@@ -278,26 +324,23 @@ class XClient:
         wanted = _comparable(text)
         token: str | None = None
         for _ in range(self._own_reply_pages):
-            body, headers = await self._read_json(
+            params = {"since_id": in_reply_to, "max_results": "100", "exclude": "retweets"}
+            if token:
+                params["pagination_token"] = token
+            # since_id: a reply is always newer than what it answers.
+            body, headers = await self._read_posts(
                 "users/tweets",
-                self._reader.get_users_tweets,
-                me.id,
+                f"/2/users/{me.id}/tweets",
+                params,
+                own_posts_params,
                 user_auth=self._read_as_user,
-                since_id=in_reply_to,  # a reply is always newer than what it answers
-                max_results=100,
-                pagination_token=token,
-                tweet_fields=["referenced_tweets", "created_at"],
-                exclude=["retweets"],
             )
             for item in body.get("data") or []:
-                replied = {
-                    str(r.get("id"))
-                    for r in item.get("referenced_tweets") or []
-                    if r.get("type") == "replied_to"
-                }
                 if str(item.get("id")) in exclude:
                     continue
-                if in_reply_to in replied and _comparable(str(item.get("text", ""))) == wanted:
+                replied = references(item).get("replied_to")
+                shown = without_media_links(str(item.get("text", "")), item.get("entities"))
+                if replied == in_reply_to and _comparable(shown) == wanted:
                     return TweetId(str(item["id"]))
             token = (body.get("meta") or {}).get("next_token")
             if not token:
@@ -309,11 +352,20 @@ class XClient:
     # --- plumbing --------------------------------------------------------------------
 
     async def _read_json(
-        self, what: str, call: Callable[..., Any], *args: Any, **params: Any
+        self,
+        what: str,
+        call: Callable[..., Any],
+        *args: Any,
+        dialect: Dialect | None = None,
+        **params: Any,
     ) -> tuple[dict[str, Any], Mapping[str, str]]:
         """One read call, off the event loop; its JSON and headers, or a port error."""
         try:
             response = await asyncio.to_thread(call, *args, **params)
+        except tweepy.BadRequest as e:
+            if dialect is not None and dialect_refused(400, _body(e), dialect):
+                raise _DialectRefused(dialect) from e
+            raise Unavailable(f"X {what} refused: 400 {_reason(e)}") from e
         except tweepy.TooManyRequests as e:
             until = self._reset(e.response.headers)
             log.warning("x.rate_limited what=%s until=%s", what, until.isoformat())
@@ -374,25 +426,19 @@ class XClient:
         return latest if latest > now else now + MIN_WAIT
 
 
-def _tweet(item: Mapping[str, Any], users: Mapping[str, str]) -> Tweet:
-    refs = {str(r.get("type")): str(r.get("id")) for r in item.get("referenced_tweets") or []}
-    author_id = str(item.get("author_id", ""))
-    created = item.get("created_at")
-    conversation = item.get("conversation_id")
-    reply_user = item.get("in_reply_to_user_id")
-    return Tweet(
-        id=TweetId(str(item["id"])),
-        text=html.unescape(str(item.get("text", ""))),  # X sends &amp; &lt; &gt;
-        author_id=XUserId(author_id),
-        # "i" keeps the tweet link working when X withheld the author (x.com/i/status/…)
-        author_username=users.get(author_id, "i"),
-        created_at=datetime.fromisoformat(created) if created else None,
-        conversation_id=TweetId(str(conversation)) if conversation else None,
-        in_reply_to_user_id=XUserId(str(reply_user)) if reply_user else None,
-        replied_to=TweetId(refs["replied_to"]) if "replied_to" in refs else None,
-        quoted=TweetId(refs["quoted"]) if "quoted" in refs else None,
-        is_retweet="retweeted" in refs,
-    )
+class _DialectRefused(Exception):
+    """X answered 400 naming the field parameter of this dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        super().__init__(dialect.value)
+        self.dialect = dialect
+
+
+def _body(e: tweepy.HTTPException) -> object:
+    try:
+        return e.response.json()
+    except ValueError:
+        return None
 
 
 def _comparable(text: str) -> str:

@@ -29,8 +29,31 @@ class XUser:
 
 
 @dataclass(frozen=True, slots=True)
+class Media:
+    """A photo, video or GIF attached to a post, as X's `includes.media` describes it.
+
+    `image` is what to look at (a photo, or a video's preview frame) and `link` what to
+    open (the photo, or the video file); both come from X, never from the citizen, whose
+    only words here are `alt_text`.
+    """
+
+    kind: str  # photo | video | animated_gif
+    image: str = ""
+    link: str = ""
+    alt_text: str = ""
+    duration_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Tweet:
-    """A post read from X; `replied_to` and `retweeted` come from `referenced_tweets`."""
+    """A post read from X; `replied_to` and `retweeted` come from `referenced_tweets`.
+
+    `text` is the whole text (a long post's `note_tweet`, not the 280-character cut).
+    `hashtags` are X's own `entities.hashtags` (None when X sent no entities: then they
+    are read from the text). `earlier_versions` are the ids this post replaced by being
+    edited (`edit_history_tweet_ids` without its own id), oldest first. `quoted_*` show
+    the post it quotes, when X included it.
+    """
 
     id: TweetId
     text: str
@@ -42,6 +65,11 @@ class Tweet:
     replied_to: TweetId | None = None
     quoted: TweetId | None = None
     is_retweet: bool = False
+    hashtags: tuple[str, ...] | None = None
+    media: tuple[Media, ...] = ()
+    earlier_versions: tuple[TweetId, ...] = ()
+    quoted_username: str | None = None
+    quoted_text: str | None = None
 
     @property
     def url(self) -> str:

@@ -23,7 +23,14 @@ from adapters.http import HttpServer
 from adapters.metrics import PrometheusMetrics
 from bot.config import Config, Env, reveal
 from bot.domain import ChannelId, ChatAction, ChatMessage, Platform, Rich
-from bot.ports import ChatPlatform, Clock, CommandContext, PlatformRefused, Unavailable
+from bot.ports import (
+    ChatPlatform,
+    Clock,
+    CommandContext,
+    KeyValue,
+    PlatformRefused,
+    Unavailable,
+)
 from entrypoints import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, migrate
 from handlers import commands, delivery, escalation, ingest, replies
 from handlers.context import Bridge, SystemClock
@@ -38,11 +45,13 @@ class SchemaOutOfDate(Exception):
     pass
 
 
-def x_client(env: Env) -> XClient:
-    """The X account from the environment (also used by `seva check --online`)."""
+def x_client(env: Env, kv: KeyValue | None = None) -> XClient:
+    """The X account from the environment (also used by `seva check --online`); `kv`
+    remembers which spelling of X's field parameters the API accepts."""
     from adapters.x import XClient
 
     return XClient(
+        kv=kv,
         base_url=env.X_API_BASE_URL,
         bearer_token=reveal(env.X_BEARER_TOKEN) or None,
         consumer_key=reveal(env.X_API_KEY),
@@ -127,7 +136,7 @@ class App:
 
     async def start(self) -> None:
         self.store = store = self._open_store()
-        self._xclient = x = x_client(self.env)
+        self._xclient = x = x_client(self.env, kv=store)
         b = self.bridge = Bridge(
             config=self.config,
             store=store,

@@ -18,15 +18,18 @@ from bot.domain import (
     ChannelId,
     ChatUserId,
     Link,
+    Media,
     Mention,
     Outgoing,
     Quote,
     Rich,
+    Segment,
     Text,
     Ticket,
     TicketState,
     Tweet,
     TweetId,
+    tweet_url,
 )
 from bot.outbox import ThreadMark, followup_key, root_key
 from bot.ports import Conflict, Count, NewTicket, RateLimited, Unavailable, UnitOfWork
@@ -131,6 +134,11 @@ def ingest(b: Bridge, tweets: list[Tweet], cursor: str = CURSOR) -> tuple[int, l
                 continue
             known.add(tweet.id)
             taken += 1
+            edited = _edited_ticket(tx, tweet)
+            if edited is not None:
+                if _add_edit(b, tx, edited, tweet):
+                    reopened.append(edited)
+                continue
             ticket = _followup_target(tx, tweet)
             if ticket is not None:
                 if _add_followup(b, tx, ticket, tweet):
@@ -161,7 +169,8 @@ class _Batch:
 
     def add(self, b: Bridge, tweet: Tweet) -> None:
         cfg = b.config
-        dept = b.department(route(tweet.text, cfg.departments, cfg.default_department).department)
+        routing = route(tweet.text, cfg.departments, cfg.default_department, tweet.hashtags)
+        dept = b.department(routing.department)
         oncall = shift_at(dept.oncall, b.clock.now()).member if dept.oncall else None
         self._index[tweet.id] = len(self.new)
         self._index.setdefault(tweet.conversation_id or tweet.id, len(self.new))
@@ -181,8 +190,63 @@ def _followup_target(tx: UnitOfWork, tweet: Tweet) -> Ticket | None:
             if ticket is not None:
                 return ticket
     if tweet.conversation_id and tweet.conversation_id != tweet.id:
-        return tx.ticket_of_conversation(tweet.conversation_id)
+        # An edited question starts a conversation under its new id, which the ticket
+        # knows as one of its tweets rather than as its conversation.
+        return tx.ticket_of_conversation(tweet.conversation_id) or tx.ticket_of_tweet(
+            tweet.conversation_id
+        )
     return None
+
+
+def _edited_ticket(tx: UnitOfWork, tweet: Tweet) -> Ticket | None:
+    """The ticket holding an earlier version of this post: an edit, never a new query.
+
+    X gives an edited post a new id and lists the ids it replaced in its edit history;
+    the conversation id of an edited question changes with it, so only the history
+    links the two (facts-issue7 section 3).
+    """
+    for earlier in reversed(tweet.earlier_versions):
+        ticket = tx.ticket_of_tweet(earlier)
+        if ticket is not None:
+            return ticket
+    return None
+
+
+def _add_edit(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> bool:
+    """Shows the citizen's edit in the ticket's thread; public replies go to the newest
+    version from now on. True when it reopened the ticket."""
+    of_question = ticket.tweet_id in tweet.earlier_versions
+    tx.add_edit(ticket.number, tweet, of_question=of_question)
+    reopen = ticket.state is TicketState.CLOSED
+    if reopen:
+        tx.set_state(ticket.number, TicketState.OPEN)
+        tx.audit(ticket.number, ACTOR_X, Audit.REOPENED, f"edit {tweet.id}")
+    what = "the question" if of_question else "a follow-up"
+    body = Rich.of(
+        Text(f"@{tweet.author_username}", bold=True),
+        Text(f" edited {what} on X. It now reads:\n"),
+    )
+    body += question(tweet) + Rich.of(
+        Text("\n"),
+        Link(tweet.url, "Open on X"),
+        Text(" · public replies now go to this version."),
+    )
+    if reopen:
+        body += Rich.of(Text("\n"), Text(f"Ticket #{ticket.number} reopened.", bold=True))
+    tx.enqueue(
+        Outgoing(
+            key=followup_key(tweet.id),
+            channel=ticket.channel,
+            body=body,
+            ticket=ticket.number,
+            tweet_id=tweet.id,
+        ),
+        ticket.platform,
+        in_thread=True,
+    )
+    b.metrics.count(Count.FOLLOWUPS)
+    log.info("ticket.edited ticket=%d tweet=%s reopened=%s", ticket.number, tweet.id, reopen)
+    return reopen
 
 
 def _announce(b: Bridge, tx: UnitOfWork, ticket: Ticket, new: NewTicket) -> None:
@@ -194,7 +258,7 @@ def _announce(b: Bridge, tx: UnitOfWork, ticket: Ticket, new: NewTicket) -> None
         Outgoing(
             key=root_key(ticket.number),
             channel=ticket.channel,
-            body=root_body(ticket, dept, new.oncall),
+            body=root_body(ticket, dept, new.oncall, new.tweet),
             ticket=ticket.number,
             tweet_id=ticket.tweet_id,
             is_root=True,
@@ -220,10 +284,8 @@ def _add_followup(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> bo
         Text("Follow-up from "),
         Text(f"@{tweet.author_username}", bold=True),
         Text(":\n"),
-        Quote(tweet.text),
-        Text("\n"),
-        Link(tweet.url, "Open on X"),
     )
+    body += question(tweet) + Rich.of(Text("\n"), Link(tweet.url, "Open on X"))
     if reopen:
         body += Rich.of(Text("\n"), Text(f"Ticket #{ticket.number} reopened.", bold=True))
     tx.enqueue(
@@ -242,13 +304,17 @@ def _add_followup(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> bo
     return reopen
 
 
-def root_body(ticket: Ticket, dept: Department, oncall: ChatUserId | None) -> Rich:
+def root_body(
+    ticket: Ticket, dept: Department, oncall: ChatUserId | None, tweet: Tweet | None = None
+) -> Rich:
+    asked = question(tweet) if tweet is not None else Rich.of(Quote(ticket.text))
+    edited = " (edited)" if tweet is not None and tweet.earlier_versions else ""
     return Rich.of(
         Text(f"Ticket #{ticket.number}", bold=True),
         Text(f" · {dept.name}\n"),
         Text(f"@{ticket.author_username}", bold=True),
-        Text(" asked on X:\n"),
-        Quote(ticket.text),
+        Text(f" asked on X{edited}:\n"),
+        *asked.segments,
         Text("\n"),
         Link(ticket.url, "Open on X"),
         Text(" · on call: "),
@@ -258,3 +324,39 @@ def root_body(ticket: Ticket, dept: Department, oncall: ChatUserId | None) -> Ri
             "Start with note: to keep a message internal, ! for a command (!help)."
         ),
     )
+
+
+def question(tweet: Tweet) -> Rich:
+    """A post as the thread shows it: its whole text, what it attaches and what it quotes.
+
+    The text, alt texts and quoted text are the citizen's (escaped like all text); the
+    only links are X's own: its media files and the quoted post.
+    """
+    out = Rich.of(Quote(tweet.text))
+    if tweet.media:
+        out += Rich.of(Text("\nAttached: "))
+        for i, media in enumerate(tweet.media, 1):
+            out += Rich.of(Text(", " if i > 1 else ""), *_media(media, i))
+    if tweet.quoted is not None:
+        if tweet.quoted_text is not None:
+            who = f"@{tweet.quoted_username}" if tweet.quoted_username else "a post"
+            url = tweet_url(tweet.quoted_username or "i", tweet.quoted)
+            out += Rich.of(
+                Text("\nQuoting "), Link(url, who), Text(":\n"), Quote(tweet.quoted_text)
+            )
+        else:
+            out += Rich.of(Text("\nQuoting "), Link(tweet_url("i", tweet.quoted), "a post"))
+    return out
+
+
+def _media(media: Media, i: int) -> tuple[Segment, ...]:
+    kind = {"photo": "photo", "video": "video", "animated_gif": "GIF"}.get(media.kind, "media")
+    label = f"{kind} {i}"
+    if media.duration_ms:
+        seconds = round(media.duration_ms / 1000)
+        label += f" ({seconds // 60}:{seconds % 60:02d})"
+    target = media.link or media.image
+    parts: list[Segment] = [Link(target, label) if target else Text(label)]
+    if media.alt_text:
+        parts.append(Text(f' (described as "{media.alt_text}")'))
+    return tuple(parts)

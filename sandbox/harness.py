@@ -117,17 +117,41 @@ class Stand:
         assert r.status_code < 300, f"{path}: {r.status_code} {r.text}"
         return r.json()
 
-    def tweet(self, username: str, text: str, in_reply_to: str | None = None) -> dict[str, Any]:
+    def tweet(
+        self,
+        username: str,
+        text: str,
+        in_reply_to: str | None = None,
+        *,
+        media: list[dict[str, Any]] | None = None,
+        quote: str | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"username": username, "text": text}
         if in_reply_to:
             body["in_reply_to_tweet_id"] = in_reply_to
+        if media:
+            body["media"] = media
+        if quote:
+            body["quote_tweet_id"] = quote
         return self._post("/x/sandbox/tweets", body)["data"]
+
+    def edit_tweet(self, tweet_id: str, text: str) -> dict[str, Any]:
+        """The citizen edits a post: X gives the new version a new id."""
+        return self._post(f"/x/sandbox/tweets/{tweet_id}/edit", {"text": text})["data"]
+
+    def x_field_names(self, names: str) -> None:
+        """Which spelling of X's field parameters the stand-in takes: old, new or both."""
+        self._post("/x/sandbox/field_names", {"field_names": names})
 
     def delete_tweet(self, tweet_id: str) -> None:
         self._post(f"/x/sandbox/tweets/{tweet_id}/delete", {})
 
     def x_state(self) -> dict[str, Any]:
         return requests.get(self.url + "/x/sandbox/state", timeout=30).json()
+
+    def x_state_requests(self) -> list[dict[str, Any]]:
+        """Every X API request the stand-in answered: method, path, status, auth."""
+        return requests.get(self.url + "/x/sandbox/requests", timeout=30).json()["data"]
 
     def bot_tweets(self) -> list[dict[str, Any]]:
         return [t for t in self.x_state()["tweets"] if t["username"] == HANDLE]

@@ -151,6 +151,18 @@ class Tx:
             update(TicketRow).where(TicketRow.number == ticket).values(reply_to=tweet.id)
         )
 
+    def add_edit(self, ticket: int, tweet: Tweet, *, of_question: bool) -> None:
+        """The newest version of an edited post, which is the citizen's latest tweet in
+        the ticket (so replies go to it, as after a follow-up); an edited question also
+        becomes the ticket's text."""
+        self.s.add(
+            TicketTweetRow(tweet_id=tweet.id, ticket=ticket, kind="edit", created_at=self.now)
+        )
+        values: dict[str, Any] = {"reply_to": tweet.id}
+        if of_question:
+            values["text"] = tweet.text
+        self.s.execute(update(TicketRow).where(TicketRow.number == ticket).values(**values))
+
     def set_state(self, ticket: int, state: TicketState) -> None:
         values: dict[str, Any] = {"state": state.value}
         values["closed_at"] = self.now if state is TicketState.CLOSED else None

@@ -359,3 +359,57 @@ async def test_a_split_reply_goes_out_as_a_chain(x: X) -> None:
     assert [t["text"] for t in chain] == parts
     assert chain[0]["in_reply_to_tweet_id"] == question["id"]
     assert [t["in_reply_to_tweet_id"] for t in chain[1:]] == [t["id"] for t in chain[:-1]]
+
+
+# --- The renamed field parameters (post.fields, referenced_posts, note_post)
+
+
+@pytest.mark.parametrize("names", ["old", "new", "both"])
+async def test_either_spelling_reads_mentions_and_finds_a_lost_reply(x: X, names: str) -> None:
+    from tests.fakes import MemoryKV
+
+    x.state.set_field_names(names)
+    kv = MemoryKV()
+    client = x.client(kv=kv)
+    long_text = "@SevaHelp " + "my refund is late. " * 20 + "#railways"
+    question = x.state.tweet("asha", long_text)
+    own = x.state.tweet("SevaHelp", "Camp today", in_reply_to_tweet_id=question["id"])
+    follow_up = x.state.tweet("asha", "@SevaHelp which camp?", in_reply_to_tweet_id=own["id"])
+
+    by_id = {t.id: t for t in await client.mentions(None)}
+    assert by_id[question["id"]].text == long_text  # note_tweet / note_post
+    assert by_id[question["id"]].hashtags == ("railways",)
+    assert by_id[follow_up["id"]].replied_to == own["id"]  # referenced_tweets / _posts
+    assert await client.find_own_reply(TweetId(question["id"]), "Camp today") == own["id"]
+    expected = "post.fields" if names == "new" else "tweet.fields"
+    assert (await client.dialect()).value == expected
+    assert kv.get("x.field_dialect") == (expected if names == "new" else None)
+    refused = [r for r in x.calls("/mentions") if r.status == 400]
+    assert len(refused) == (1 if names == "new" else 0)  # one 400, then remembered
+
+
+async def test_the_remembered_spelling_is_used_from_the_start(x: X) -> None:
+    from tests.fakes import MemoryKV
+
+    x.state.set_field_names("new")
+    kv = MemoryKV()
+    kv.put("x.field_dialect", "post.fields")
+    x.state.tweet("asha", "@SevaHelp hello")
+    assert len(await x.client(kv=kv).mentions(None)) == 1
+    assert [r.status for r in x.calls("/mentions")] == [200]
+
+
+async def test_another_bad_parameter_is_no_spelling_problem(x: X) -> None:
+    x.state.set_field_names("new")
+    client = x.client()
+    with pytest.raises(Unavailable, match="users/tweets"):
+        # exclude=replies,retweets is fine; a bad value of another parameter is not a
+        # spelling problem and must not flip the dialect.
+        await client._read_posts(
+            "users/tweets",
+            f"/2/users/{x.me}/tweets",
+            {"max_results": "1000"},
+            lambda d: {d.value: "created_at"},
+            user_auth=False,
+        )
+    assert (await client.dialect()).value == "post.fields"
