@@ -18,7 +18,7 @@ class HttpServer:
         port: int,
         *,
         health: Callable[[], dict[str, Any]],
-        metrics: Callable[[], bytes],
+        metrics: Callable[[], Awaitable[bytes]],
         slack: SlackHandler | None = None,
     ) -> None:
         self._host, self._port = host, port
@@ -38,7 +38,8 @@ class HttpServer:
         return web.json_response(self._health(), dumps=lambda v: json.dumps(v, default=str))
 
     async def _metrics_handler(self, _: web.Request) -> web.Response:
-        return web.Response(body=self._metrics(), content_type="text/plain", charset="utf-8")
+        body = await self._metrics()
+        return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
     async def _slack_events(self, request: web.Request) -> web.StreamResponse:
         if self._slack is None:

@@ -250,7 +250,7 @@ class XClient:
         """The spelling of the field parameters X accepted last (remembered across
         restarts); `tweet.fields`, as X's docs show, until X refuses it."""
         if self._dialect is None:
-            stored = await asyncio.to_thread(self._kv.get, DIALECT_KEY) if self._kv else None
+            stored = await self._kv.get(DIALECT_KEY) if self._kv else None
             self._dialect = Dialect(stored) if stored in set(Dialect) else Dialect.TWEET
         return self._dialect
 
@@ -290,7 +290,7 @@ class XClient:
         self._dialect = refused.other
         log.warning("x.field_dialect refused=%s using=%s", refused.value, self._dialect.value)
         if self._kv is not None:
-            await asyncio.to_thread(self._kv.put, DIALECT_KEY, self._dialect.value)
+            await self._kv.put(DIALECT_KEY, self._dialect.value)
         return self._dialect
 
     # --- TweetSink -------------------------------------------------------------------

@@ -87,13 +87,13 @@ async def bench(args: argparse.Namespace, url: str) -> None:
         )
         start = time.perf_counter()
         while True:
-            counts = app.bridge.store.counts()
+            counts = await app.bridge.store.run(lambda tx: tx.counts())
             if counts["outbox_pending"] == 0 and app.bridge.mentions.last_ok is not None:
                 break
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - start
-        with app.bridge.store.tx() as tx:
-            posted = sum(1 for t in tx.tickets(open_only=False, limit=10**6) if t.root)
+        tickets = await app.bridge.store.run(lambda tx: tx.tickets(open_only=False, limit=10**6))
+        posted = sum(1 for t in tickets if t.root)
         print(
             f"ingest: {posted} tickets polled, stored and posted as thread roots "
             f"in {elapsed:.2f}s = {posted / elapsed:.0f} tickets/s (one core, pacing off)"

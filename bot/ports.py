@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Concatenate, ParamSpec, Protocol, TypeVar
@@ -188,17 +187,20 @@ class ChatPlatform(Protocol):
 
 
 class KeyValue(Protocol):
-    """Small durable state for adapters: sync tokens, event ids already handled."""
+    """Small durable state for adapters: sync tokens, event ids already handled.
 
-    def get(self, key: str) -> str | None: ...
+    Async, because the database behind it must never be waited on from the event loop.
+    """
 
-    def put(self, key: str, value: str) -> None: ...
+    async def get(self, key: str) -> str | None: ...
 
-    def was_seen(self, scope: str, event_id: str) -> bool:
+    async def put(self, key: str, value: str) -> None: ...
+
+    async def was_seen(self, scope: str, event_id: str) -> bool:
         """Whether `first_sight` recorded this event already (without recording it)."""
         ...
 
-    def first_sight(self, scope: str, event_id: str) -> bool:
+    async def first_sight(self, scope: str, event_id: str) -> bool:
         """Records the event; True only the first time it is seen (replay guard)."""
         ...
 
@@ -324,29 +326,15 @@ class UnitOfWork(Protocol):
     def reply_tweet_ids(self, ticket: int) -> set[str]: ...
     def get(self, key: str) -> str | None: ...
     def put(self, key: str, value: str) -> None: ...
+    def counts(self) -> dict[str, int]: ...
 
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-class TicketStore(KeyValue, Protocol):
-    """The database. Raises Conflict when a uniqueness constraint refused a transaction."""
-
-    def tx(self) -> AbstractContextManager[UnitOfWork]: ...
-
-    async def run(
-        self, fn: Callable[Concatenate[UnitOfWork, P], T], /, *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        """`fn(tx, *args)` as one transaction on the database's own threads, so the event
-        loop never waits on the database. `fn` is plain synchronous code: nothing can be
-        awaited inside a transaction, so no network call ever holds one open."""
-        ...
-
+    # Leases (work one instance does at a time) and replay guards.
     def hold_lease(self, name: str, owner: str, ttl: timedelta) -> bool: ...
     def release_lease(self, name: str, owner: str) -> None: ...
+    def was_seen(self, scope: str, event_id: str) -> bool: ...
+    def first_sight(self, scope: str, event_id: str) -> bool: ...
     def forget_events_before(self, when: datetime) -> None: ...
-    def counts(self) -> dict[str, int]: ...
+
     # The chat outbox: claimed before the side effect, finished after it (fenced).
     def due_lanes(self) -> list[tuple[Platform, str]]: ...
 
@@ -366,7 +354,28 @@ class TicketStore(KeyValue, Protocol):
 
     def post_failed(self, post: PendingPost, error: str) -> None: ...
     def expire_claims(self, lease: timedelta) -> int: ...
+
     # Reply tweets, part by part.
     def due_parts(self, limit: int = 200) -> list[PendingPart]: ...
     def claim_part(self, part: PendingPart) -> PendingPart | None: ...
     def part_retry(self, part: PendingPart, not_before: datetime, *, unknown: bool) -> None: ...
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class TicketStore(KeyValue, Protocol):
+    """The database. Async code uses it only through `run` (and the KeyValue methods,
+    which are units of work of their own)."""
+
+    async def run(
+        self, fn: Callable[Concatenate[UnitOfWork, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`fn(tx, *args)` as one transaction on the database's own threads, so the event
+        loop never waits on the database. `fn` is plain synchronous code: nothing can be
+        awaited inside a transaction, so no network call ever holds one open.
+
+        Raises Conflict (the whole unit rolled back) when a uniqueness constraint said no.
+        """
+        ...

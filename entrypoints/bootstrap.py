@@ -135,7 +135,8 @@ class App:
     # --- running
 
     async def start(self) -> None:
-        self.store = store = self._open_store()
+        # Migrations and the first connection block: off the event loop like the rest.
+        self.store = store = await asyncio.to_thread(self._open_store)
         self._xclient = x = x_client(self.env, kv=store)
         b = self.bridge = Bridge(
             config=self.config,
@@ -212,16 +213,21 @@ class App:
             self._xclient.close()
         if self.store is not None and self.bridge is not None:
             # The next poller need not wait for the lease to run out.
-            self.store.release_lease(ingest.POLL_LEASE, self.bridge.instance)
+            instance = self.bridge.instance
+            try:
+                await self.store.run(lambda tx: tx.release_lease(ingest.POLL_LEASE, instance))
+            except Exception as e:  # the database may be what failed
+                log.warning("seva.lease_release_failed error=%s", type(e).__name__)
         if self.store is not None:
-            self.store.dispose()
+            await asyncio.to_thread(self.store.dispose)
         if self.http is not None and self.bridge is not None:
             log.info("seva.stopped")
 
     async def _housekeeping(self) -> None:
         """Replay guards older than a week protect nothing: Slack retries within minutes."""
         if self.store is not None:
-            self.store.forget_events_before(self.clock.now() - timedelta(days=7))
+            before = self.clock.now() - timedelta(days=7)
+            await self.store.run(lambda tx: tx.forget_events_before(before))
 
     # --- events from the platforms
 
@@ -271,11 +277,11 @@ class App:
             "platforms": platforms,
         }
 
-    def metrics(self) -> bytes:
+    async def metrics(self) -> bytes:
         b = self.bridge
         if b is None:
             return b""
-        counts = b.store.counts()
+        counts = await b.store.run(lambda tx: tx.counts())
         m = self.prometheus
         m.open_tickets.set(counts["tickets_open"])
         m.outbox_pending.set(counts["outbox_pending"])

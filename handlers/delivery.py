@@ -12,10 +12,21 @@ import asyncio
 import contextlib
 import functools
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from bot.domain import ACTOR_X, Audit, Link, MessageId, Outgoing, Rich, Text, TweetId, tweet_url
+from bot.domain import (
+    ACTOR_X,
+    Audit,
+    Link,
+    MessageId,
+    Outgoing,
+    Rich,
+    Text,
+    Ticket,
+    TweetId,
+    tweet_url,
+)
 from bot.outbox import (
     PartState,
     PostState,
@@ -33,6 +44,7 @@ from bot.ports import (
     PlatformRefused,
     RateLimited,
     TweetRefused,
+    UnitOfWork,
 )
 from handlers.context import Bridge
 
@@ -94,7 +106,7 @@ async def _posts_forever(b: Bridge, idle: float) -> None:
         while True:
             await _wait(b.wake_posts, idle)
             try:
-                for key in b.store.due_lanes():
+                for key in await b.store.run(lambda tx: tx.due_lanes()):
                     platform = b.platform(key[0])
                     if platform is None:
                         if key not in unserved:  # say it once, then leave the posts queued
@@ -128,7 +140,7 @@ def _lane_done(
 
 async def recover(b: Bridge, lease: timedelta = LEASE) -> int:
     """Turns claims whose owner died into `unknown`, to be verified then retried."""
-    n = b.store.expire_claims(lease)
+    n = await b.store.run(lambda tx: tx.expire_claims(lease))
     if n:
         log.warning("delivery.recovered count=%d", n)
         b.kick()
@@ -140,7 +152,8 @@ async def recover(b: Bridge, lease: timedelta = LEASE) -> int:
 
 async def deliver_posts(b: Bridge) -> int:
     """One round over every channel with posts due (the loop above runs lanes apart)."""
-    lanes = [(p, key) for key in b.store.due_lanes() if (p := b.platform(key[0])) is not None]
+    due = await b.store.run(lambda tx: tx.due_lanes())
+    lanes = [(p, key) for key in due if (p := b.platform(key[0])) is not None]
     done = await asyncio.gather(*(_post_lane(b, p, key) for p, key in lanes))
     return sum(done)
 
@@ -155,10 +168,14 @@ async def _post_lane(b: Bridge, platform: ChatPlatform, lane: tuple[str, str]) -
     """
     n = 0
     landed: Landed | None = None
+
+    def due(tx: UnitOfWork) -> list[PendingPost]:
+        return tx.due_posts(50, platform=lane[0], channel=lane[1])
+
     try:
-        while due := b.store.due_posts(50, platform=lane[0], channel=lane[1]):
-            for post in due:
-                recorded, claimed = b.store.settle_and_claim(landed, post)
+        while posts := await b.store.run(due):
+            for post in posts:
+                recorded, claimed = await b.store.run(_settle_and_claim, landed, post)
                 n += _count(b, landed, recorded)
                 landed = None
                 if claimed is None:
@@ -169,8 +186,15 @@ async def _post_lane(b: Bridge, platform: ChatPlatform, lane: tuple[str, str]) -
                 landed = outcome if isinstance(outcome, tuple) else None
     finally:
         if landed is not None:
-            n += _count(b, landed, b.store.settle_and_claim(landed, None)[0])
+            settled = await b.store.run(_settle_and_claim, landed, None)
+            n += _count(b, landed, settled[0])
     return n
+
+
+def _settle_and_claim(
+    tx: UnitOfWork, landed: Landed | None, post: PendingPost | None
+) -> tuple[bool, PendingPost | None]:
+    return tx.settle_and_claim(landed, post)
 
 
 Landed = tuple[PendingPost, MessageId]
@@ -197,15 +221,18 @@ async def _post_one(b: Bridge, platform: ChatPlatform, post: PendingPost) -> Lan
         unknown = False  # looked: whatever happens next starts from a known state
         message_id = found or await platform.post(out)
     except RateLimited as e:
-        b.store.post_retry(post, e.until, str(e), unknown=unknown)
+        until, reason = e.until, str(e)
+        await b.store.run(lambda tx: tx.post_retry(post, until, reason, unknown=unknown))
         return RATE_LIMITED
     except PlatformRefused as e:
         log.error("chat.post_refused key=%s channel=%s error=%s", out.key, out.channel, e)
-        b.store.post_failed(post, str(e))
+        reason = str(e)
+        await b.store.run(lambda tx: tx.post_failed(post, reason))
         return None
     except Exception as e:
         log.warning("chat.post_failed key=%s error=%s", out.key, type(e).__name__)
-        b.store.post_retry(post, b.clock.now() + BACKOFF, repr(e), unknown=True)
+        until, reason = b.clock.now() + BACKOFF, repr(e)
+        await b.store.run(lambda tx: tx.post_retry(post, until, reason, unknown=True))
         return None
     return post, message_id
 
@@ -216,7 +243,7 @@ async def _post_one(b: Bridge, platform: ChatPlatform, post: PendingPost) -> Lan
 async def deliver_replies(b: Bridge) -> int:
     if _x_blocked(b):
         return 0
-    due = b.store.due_parts()
+    due = await b.store.run(lambda tx: tx.due_parts())
     if not due:
         return 0
     gate = asyncio.Semaphore(REPLY_CONCURRENCY)
@@ -237,62 +264,72 @@ def _x_blocked(b: Bridge) -> bool:
 
 
 async def _send_part(b: Bridge, due: PendingPart) -> int:
-    part = b.store.claim_part(due)
+    part = await b.store.run(lambda tx: tx.claim_part(due))
     if part is None:
         return 0
     text = part.text
     unknown = part.state == PartState.UNKNOWN
+    if b.tweets_blocked_until is not None and _x_blocked(b):
+        # X said wait while this claim was being taken: hand it back untouched.
+        until = b.tweets_blocked_until
+        await b.store.run(lambda tx: tx.part_retry(part, until, unknown=unknown))
+        return 0
     try:
         tweet_id = None
         if unknown:
-            with b.store.tx() as tx:
-                ours = tx.reply_tweet_ids(part.ticket)
+            ours = await b.store.run(lambda tx: tx.reply_tweet_ids(part.ticket))
             tweet_id = await b.sink.find_own_reply(part.in_reply_to, text, exclude=ours)
             unknown = False
         if tweet_id is None:
             tweet_id = await b.sink.post(text, part.in_reply_to)
     except TweetRefused as e:
         if part.state == PartState.UNKNOWN and _duplicate(e):
-            _not_yet_visible(b, part)
+            await _not_yet_visible(b, part)
             return 0
-        _refused(b, part, e.reason)
+        await _refused(b, part, e.reason)
         return 0
     except RateLimited as e:
-        b.tweets_blocked_until = e.until
-        b.store.part_retry(part, e.until, unknown=unknown)
+        b.tweets_blocked_until = until = e.until
+        await b.store.run(lambda tx: tx.part_retry(part, until, unknown=unknown))
         log.warning("reply.rate_limited until=%s", e.until.isoformat())
         return 0
     except Exception as e:
         # The tweet may or may not exist now: look before posting again.
         log.warning("reply.post_failed part=%d error=%s", part.id, type(e).__name__)
-        b.store.part_retry(part, b.clock.now() + BACKOFF, unknown=True)
+        until = b.clock.now() + BACKOFF
+        await b.store.run(lambda tx: tx.part_retry(part, until, unknown=True))
         return 0
     b.metrics.count(Count.REPLY_TWEETS)
-    answered = None
-    with b.store.tx() as tx:
-        if tx.part_sent(part, tweet_id) and part.is_last:
-            tx.finish_reply(part.reply, ReplyState.SENT)
-            tx.first_response(part.ticket)
-            tx.audit(part.ticket, ACTOR_X, Audit.REPLIED, tweet_id)
-            info = tx.reply(part.reply)
-            ticket = tx.ticket(part.ticket)
-            assert info is not None and ticket is not None
-            tx.enqueue(
-                Outgoing(
-                    key=sent_key(part.reply),
-                    channel=ticket.channel,
-                    body=_confirmation(b, info.tweet_ids),
-                    ticket=ticket.number,
-                ),
-                ticket.platform,
-                True,
-            )
-            b.metrics.reply_latency(max(0.0, (tx.now - part.queued_at).total_seconds()))
-            answered = ticket
+    answered = await b.store.run(_part_sent, b, part, tweet_id)
     b.kick()
     if answered is not None:
         await b.mirror(answered, ThreadMark.ANSWERED)
     return 1
+
+
+def _part_sent(tx: UnitOfWork, b: Bridge, part: PendingPart, tweet_id: TweetId) -> Ticket | None:
+    """Records a part X accepted; once the last one is, the reply is done and the thread
+    gets its links. The ticket when it was answered now."""
+    if not tx.part_sent(part, tweet_id) or not part.is_last:
+        return None
+    tx.finish_reply(part.reply, ReplyState.SENT)
+    tx.first_response(part.ticket)
+    tx.audit(part.ticket, ACTOR_X, Audit.REPLIED, tweet_id)
+    info = tx.reply(part.reply)
+    ticket = tx.ticket(part.ticket)
+    assert info is not None and ticket is not None
+    tx.enqueue(
+        Outgoing(
+            key=sent_key(part.reply),
+            channel=ticket.channel,
+            body=_confirmation(b, info.tweet_ids),
+            ticket=ticket.number,
+        ),
+        ticket.platform,
+        True,
+    )
+    b.metrics.reply_latency(max(0.0, (tx.now - part.queued_at).total_seconds()))
+    return ticket
 
 
 def _confirmation(b: Bridge, tweet_ids: tuple[TweetId, ...]) -> Rich:
@@ -310,15 +347,20 @@ def _duplicate(e: TweetRefused) -> bool:
     return "duplicate" in e.reason.casefold()
 
 
-def _not_yet_visible(b: Bridge, part: PendingPart) -> None:
+async def _not_yet_visible(b: Bridge, part: PendingPart) -> None:
     """X has this text from us already, so the post whose answer was lost did land; X's
     timeline has not shown it yet. Never post again and never call it refused: look
     again, less and less often, and tell the thread once if it takes long."""
     delay = min(VERIFY_BACKOFF * 2 ** min(part.attempts, 6), MAX_VERIFY_BACKOFF)
-    b.store.part_retry(part, b.clock.now() + delay, unknown=True)
-    if part.attempts < TELL_AFTER_VERIFIES:
-        return
-    with b.store.tx() as tx:
+    tell = part.attempts >= TELL_AFTER_VERIFIES
+    await b.store.run(_still_checking, part, b.clock.now() + delay, tell)
+    if tell:
+        b.kick()
+
+
+def _still_checking(tx: UnitOfWork, part: PendingPart, not_before: datetime, tell: bool) -> None:
+    tx.part_retry(part, not_before, unknown=True)
+    if tell:
         ticket = tx.ticket(part.ticket)
         assert ticket is not None
         tx.enqueue(
@@ -338,32 +380,37 @@ def _not_yet_visible(b: Bridge, part: PendingPart) -> None:
             ticket.platform,
             True,
         )
-    b.kick()
 
 
-def _refused(b: Bridge, part: PendingPart, reason: str) -> None:
-    with b.store.tx() as tx:
-        if not tx.part_refused(part, reason):
-            return  # our claim expired meanwhile: another instance owns this part now
-        tx.finish_reply(part.reply, ReplyState.REFUSED, reason)
-        tx.audit(part.ticket, ACTOR_X, Audit.REFUSED, reason)
-        ticket = tx.ticket(part.ticket)
-        assert ticket is not None
-        already = f" The first {part.idx} part(s) of the chain did go out." if part.idx else ""
-        tx.enqueue(
-            Outgoing(
-                key=refused_key(part.reply),
-                channel=ticket.channel,
-                body=Rich.of(
-                    Text("X refused this reply, so it was not tweeted: ", bold=True),
-                    Text(reason.rstrip(".") + "." + already),
-                    Text(" Nothing will be retried automatically."),
-                ),
-                ticket=ticket.number,
-            ),
-            ticket.platform,
-            True,
-        )
+async def _refused(b: Bridge, part: PendingPart, reason: str) -> None:
+    if not await b.store.run(_record_refusal, part, reason):
+        return  # our claim expired meanwhile: another instance owns this part now
     b.metrics.count(Count.REFUSALS)
     log.warning("reply.refused ticket=%d reason=%s", part.ticket, reason)
     b.kick()
+
+
+def _record_refusal(tx: UnitOfWork, part: PendingPart, reason: str) -> bool:
+    """X's refusal, recorded and told in the thread; False if our claim had expired."""
+    if not tx.part_refused(part, reason):
+        return False
+    tx.finish_reply(part.reply, ReplyState.REFUSED, reason)
+    tx.audit(part.ticket, ACTOR_X, Audit.REFUSED, reason)
+    ticket = tx.ticket(part.ticket)
+    assert ticket is not None
+    already = f" The first {part.idx} part(s) of the chain did go out." if part.idx else ""
+    tx.enqueue(
+        Outgoing(
+            key=refused_key(part.reply),
+            channel=ticket.channel,
+            body=Rich.of(
+                Text("X refused this reply, so it was not tweeted: ", bold=True),
+                Text(reason.rstrip(".") + "." + already),
+                Text(" Nothing will be retried automatically."),
+            ),
+            ticket=ticket.number,
+        ),
+        ticket.platform,
+        True,
+    )
+    return True

@@ -50,7 +50,8 @@ async def poll(b: Bridge) -> int:
     The two reads keep separate rate-limit and error states: a failing search never
     holds up the mentions.
     """
-    if b.shared and not b.store.hold_lease(POLL_LEASE, b.instance, _lease(b)):
+    ttl = _lease(b)
+    if b.shared and not await b.store.run(lambda tx: tx.hold_lease(POLL_LEASE, b.instance, ttl)):
         # Another live instance polls and stores what it reads for everyone.
         b.mentions.standby, b.mentions.last_ok = True, b.clock.now()
         return 0
@@ -86,7 +87,9 @@ async def _read(
     try:
         if b.me is None:
             b.me = await b.source.me()
-        taken, reopened = ingest(b, await fetch(_cursor(b, cursor)), cursor)
+        since = await b.store.get(cursor)
+        tweets = await fetch(TweetId(since) if since else None)
+        taken, reopened = await b.store.run(ingest, b, tweets, cursor)
     except RateLimited as e:
         state.blocked_until, state.error = e.until, "rate limited"
         b.metrics.count(Count.POLL_ERRORS, label=f"{what}_rate_limited")
@@ -109,13 +112,10 @@ async def _read(
     return taken
 
 
-def _cursor(b: Bridge, key: str) -> TweetId | None:
-    value = b.store.get(key)
-    return TweetId(value) if value else None
-
-
-def ingest(b: Bridge, tweets: list[Tweet], cursor: str = CURSOR) -> tuple[int, list[Ticket]]:
-    """Stores new tickets and follow-ups with the cursor, in one transaction.
+def ingest(
+    tx: UnitOfWork, b: Bridge, tweets: list[Tweet], cursor: str = CURSOR
+) -> tuple[int, list[Ticket]]:
+    """Stores new tickets and follow-ups with the cursor, as one unit of work.
 
     Returns how many tweets were taken in, and the closed tickets a follow-up reopened.
     """
@@ -126,36 +126,35 @@ def ingest(b: Bridge, tweets: list[Tweet], cursor: str = CURSOR) -> tuple[int, l
     ordered = sorted(tweets, key=lambda t: int(t.id))
     taken = 0
     reopened: list[Ticket] = []
-    with b.store.tx() as tx:
-        known = tx.known_tweets([t.id for t in ordered])
-        batch = _Batch()
-        for tweet in ordered:
-            if tweet.id in known or tweet.author_id == b.me.id or tweet.is_retweet:
-                continue
-            known.add(tweet.id)
-            taken += 1
-            edited = _edited_ticket(tx, tweet)
-            if edited is not None:
-                if _add_edit(b, tx, edited, tweet):
-                    reopened.append(edited)
-                continue
-            ticket = _followup_target(tx, tweet)
-            if ticket is not None:
-                if _add_followup(b, tx, ticket, tweet):
-                    reopened.append(ticket)
-            elif (first := batch.followup_of(tweet)) is not None:
-                batch.followups.append((first, tweet))  # its ticket is opened just below
-            else:
-                batch.add(b, tweet)
-        opened = tx.create_tickets(batch.new) if batch.new else []
-        for ticket, new in zip(opened, batch.new, strict=True):
-            _announce(b, tx, ticket, new)
-        for first, tweet in batch.followups:
-            _add_followup(b, tx, opened[first], tweet)  # just opened: never reopens
-        current = tx.get(cursor)
-        newest = ordered[-1].id
-        if current is None or int(newest) > int(current):
-            tx.put(cursor, newest)
+    known = tx.known_tweets([t.id for t in ordered])
+    batch = _Batch()
+    for tweet in ordered:
+        if tweet.id in known or tweet.author_id == b.me.id or tweet.is_retweet:
+            continue
+        known.add(tweet.id)
+        taken += 1
+        edited = _edited_ticket(tx, tweet)
+        if edited is not None:
+            if _add_edit(b, tx, edited, tweet):
+                reopened.append(edited)
+            continue
+        ticket = _followup_target(tx, tweet)
+        if ticket is not None:
+            if _add_followup(b, tx, ticket, tweet):
+                reopened.append(ticket)
+        elif (first := batch.followup_of(tweet)) is not None:
+            batch.followups.append((first, tweet))  # its ticket is opened just below
+        else:
+            batch.add(b, tweet)
+    opened = tx.create_tickets(batch.new) if batch.new else []
+    for ticket, new in zip(opened, batch.new, strict=True):
+        _announce(b, tx, ticket, new)
+    for first, tweet in batch.followups:
+        _add_followup(b, tx, opened[first], tweet)  # just opened: never reopens
+    current = tx.get(cursor)
+    newest = ordered[-1].id
+    if current is None or int(newest) > int(current):
+        tx.put(cursor, newest)
     return taken, reopened
 
 

@@ -14,6 +14,7 @@ from bot.domain import (
     ChatMessage,
     ChatUserId,
     Mention,
+    MessageId,
     Outgoing,
     Platform,
     Quote,
@@ -36,19 +37,35 @@ async def on_message(b: Bridge, msg: ChatMessage) -> None:
     text = msg.text.strip()
     if not text:
         return
-    with b.store.tx() as tx:
-        ticket = tx.ticket_of_thread(msg.platform, msg.channel, msg.thread_root)
-        if ticket is None:
-            return
-        dept = b.department(ticket.department)
-        if not may_answer(b.config, dept, msg.sender, msg.power_level):
-            log.info("reply.not_agent ticket=%d sender=%s", ticket.number, msg.sender)
-            await _tell_not_agent(b, msg, dept.name)
-            return
-        source = ReplySource(msg.platform, msg.channel, msg.id, msg.sender)
-        queued = queue_reply(tx, b, ticket, source, text)
-    if queued is not None:
+    outcome = await b.store.run(_take_reply, b, msg, text)
+    if isinstance(outcome, NotAgent):
+        await _tell_not_agent(b, msg, outcome.department)  # after the transaction
+    elif outcome is not None:
         b.kick()
+
+
+@dataclass(frozen=True, slots=True)
+class NotAgent:
+    """The sender may not answer this department's tickets in public."""
+
+    department: str
+
+
+def _take_reply(
+    tx: UnitOfWork, b: Bridge, msg: ChatMessage, text: str
+) -> NotAgent | QueuedReply | None:
+    """A thread message as its ticket's public reply; None when it is no ticket's
+    thread or a replay of a message taken already."""
+    assert msg.thread_root is not None
+    ticket = tx.ticket_of_thread(msg.platform, msg.channel, msg.thread_root)
+    if ticket is None:
+        return None
+    dept = b.department(ticket.department)
+    if not may_answer(b.config, dept, msg.sender, msg.power_level):
+        log.info("reply.not_agent ticket=%d sender=%s", ticket.number, msg.sender)
+        return NotAgent(dept.name)
+    source = ReplySource(msg.platform, msg.channel, msg.id, msg.sender)
+    return queue_reply(tx, b, ticket, source, text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,42 +140,51 @@ async def on_action(b: Bridge, action: ChatAction) -> None:
     Cancel after Send changes nothing. The preview then loses its buttons and says who
     decided (best effort: the database is the truth).
     """
-    action_id, user = action.id, action.user
-    if action_id not in (ActionId.SEND, ActionId.CANCEL) or not action.value.isdigit():
+    if action.id not in (ActionId.SEND, ActionId.CANCEL) or not action.value.isdigit():
         return
     reply_id = int(action.value)
-    with b.store.tx() as tx:
-        info = tx.reply(reply_id)
-        if info is None or info.state != ReplyState.CONFIRM:
-            return
-        ticket = tx.ticket(info.ticket)
-        assert ticket is not None
-        dept = b.department(ticket.department)
-        if not may_answer(b.config, dept, user, action.power_level):
-            log.info("reply.action_refused reply=%d user=%s", reply_id, user)
-            return
-        if action_id == ActionId.CANCEL:
-            if not tx.cancel_reply(reply_id):
-                return
-            tx.audit(ticket.number, user, Audit.REPLY, "cancelled")
-            verdict = Rich.of(
-                Text("Cancelled by "), Mention(user), Text("; nothing was tweeted:\n")
-            )
-        else:
-            if not tx.confirm_reply(reply_id, user):
-                return
-            tx.audit(ticket.number, user, Audit.REPLY, "confirmed")
-            verdict = Rich.of(Text("Sent by "), Mention(user), Text("; tweeting:\n"))
-        preview = tx.posted(preview_key(reply_id))
+    decided = await b.store.run(_decide, b, action, reply_id)
+    if decided is None:
+        return
+    ticket, text, verdict, preview = decided
     b.kick()
     platform = b.platform(ticket.platform)
     if preview is None or platform is None:
         return
-    body = verdict + Rich(tuple(Quote(p) for p in split_reply(info.text)))
+    body = verdict + Rich(tuple(Quote(p) for p in split_reply(text)))
     try:
         await platform.update(ticket.channel, preview, body)
     except Exception as e:
         log.warning("reply.preview_update_failed reply=%d error=%s", reply_id, type(e).__name__)
+
+
+def _decide(
+    tx: UnitOfWork, b: Bridge, action: ChatAction, reply_id: int
+) -> tuple[Ticket, str, Rich, MessageId | None] | None:
+    """Sends or cancels a reply awaiting confirmation (compare-and-set): the ticket, the
+    reply's text, what the preview should now say and where it is; None if nothing
+    changed."""
+    user = action.user
+    info = tx.reply(reply_id)
+    if info is None or info.state != ReplyState.CONFIRM:
+        return None
+    ticket = tx.ticket(info.ticket)
+    assert ticket is not None
+    dept = b.department(ticket.department)
+    if not may_answer(b.config, dept, user, action.power_level):
+        log.info("reply.action_refused reply=%d user=%s", reply_id, user)
+        return None
+    if action.id == ActionId.CANCEL:
+        if not tx.cancel_reply(reply_id):
+            return None
+        tx.audit(ticket.number, user, Audit.REPLY, "cancelled")
+        verdict = Rich.of(Text("Cancelled by "), Mention(user), Text("; nothing was tweeted:\n"))
+    else:
+        if not tx.confirm_reply(reply_id, user):
+            return None
+        tx.audit(ticket.number, user, Audit.REPLY, "confirmed")
+        verdict = Rich.of(Text("Sent by "), Mention(user), Text("; tweeting:\n"))
+    return ticket, info.text, verdict, tx.posted(preview_key(reply_id))
 
 
 def _preview(ticket: Ticket, reply_id: int, parts: list[str]) -> Outgoing:

@@ -192,16 +192,16 @@ class MemoryKV:
         self.data: dict[str, str] = {}
         self.seen: set[tuple[str, str]] = set()
 
-    def get(self, key: str) -> str | None:
+    async def get(self, key: str) -> str | None:
         return self.data.get(key)
 
-    def put(self, key: str, value: str) -> None:
+    async def put(self, key: str, value: str) -> None:
         self.data[key] = value
 
-    def was_seen(self, scope: str, event_id: str) -> bool:
+    async def was_seen(self, scope: str, event_id: str) -> bool:
         return (scope, event_id) in self.seen
 
-    def first_sight(self, scope: str, event_id: str) -> bool:
+    async def first_sight(self, scope: str, event_id: str) -> bool:
         if (scope, event_id) in self.seen:
             return False
         self.seen.add((scope, event_id))

@@ -10,11 +10,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    func,
     select,
     update,
 )
 from sqlalchemy.orm import Session
 
+from adapters.db.claims import Claims
 from adapters.db.tables import (
     AuditRow,
     KeyValueRow,
@@ -69,7 +71,7 @@ def _ticket(r: TicketRow) -> Ticket:
     )
 
 
-class Tx:
+class Tx(Claims):
     """One unit of work: everything in it commits together or not at all."""
 
     def __init__(self, session: Session, now: datetime) -> None:
@@ -172,9 +174,6 @@ class Tx:
         self.s.execute(
             update(TicketRow).where(TicketRow.number == ticket).values(assignee=assignee)
         )
-
-    def set_root(self, ticket: int, root: MessageId) -> None:
-        self.s.execute(update(TicketRow).where(TicketRow.number == ticket).values(root=root))
 
     def mark_escalated(self, ticket: int) -> bool:
         done = self.s.execute(
@@ -391,6 +390,24 @@ class Tx:
         return bool(done.rowcount)  # type: ignore[attr-defined]
 
     # --- small durable state
+
+    def counts(self) -> dict[str, int]:
+        """Gauges for /metrics."""
+
+        def count(table: Any, *where: Any) -> int:
+            return self.s.scalar(select(func.count()).select_from(table).where(*where)) or 0
+
+        return {
+            "tickets_open": count(TicketRow, TicketRow.state == TicketState.OPEN.value),
+            "outbox_pending": count(
+                OutboxRow,
+                OutboxRow.state.in_((PostState.PENDING, PostState.UNKNOWN, PostState.SENDING)),
+            ),
+            "outbox_failed": count(OutboxRow, OutboxRow.state == PostState.FAILED),
+            "replies_pending": count(
+                ReplyRow, ReplyRow.state.in_((ReplyState.PENDING, ReplyState.CONFIRM))
+            ),
+        }
 
     def get(self, key: str) -> str | None:
         row = self.s.get(KeyValueRow, key)

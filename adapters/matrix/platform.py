@@ -203,15 +203,15 @@ class MatrixPlatform(MatrixSync):
         try:
             await self._login(client)
             await self._join_rooms(client)
-            since = self._kv.get(self._k("sync_token"))
+            since = await self._kv.get(self._k("sync_token"))
             batches = await self._initial_syncs(client, since)
             self._refuse_encrypted(client)
             await self._learn_creators(client)
-            known = set(json.loads(self._kv.get(self._k("rooms")) or "[]"))
+            known = set(json.loads(await self._kv.get(self._k("rooms")) or "[]"))
             for token, batch in batches:
                 await self._dispatch(batch, token, skip_rooms=set(self.rooms) - known)
-            self._kv.put(self._k("rooms"), json.dumps(sorted(set(self.rooms) | known)))
-            self._advance(batches[-1][1].next_batch)
+            await self._kv.put(self._k("rooms"), json.dumps(sorted(set(self.rooms) | known)))
+            await self._advance(batches[-1][1].next_batch)
         except BaseException as e:
             self._health(connected=False, error=self._scrub(e))
             await client.close()
@@ -282,7 +282,7 @@ class MatrixPlatform(MatrixSync):
             client, message.channel, "m.room.message", content, txn_id(message.key)
         )
         if pairs:
-            self._kv.put(self._k(f"actions:{event_id}"), json.dumps(content[ACTIONS_FIELD]))
+            await self._kv.put(self._k(f"actions:{event_id}"), json.dumps(content[ACTIONS_FIELD]))
         _log(logging.INFO, "matrix.posted", room=message.channel, key=message.key, event=event_id)
         return MessageId(event_id)
 
@@ -385,7 +385,7 @@ class MatrixPlatform(MatrixSync):
             return
         if kind == "m.room.message" and not is_human_text(content):
             return
-        if self._kv.was_seen("matrix", event_id):
+        if await self._kv.was_seen("matrix", event_id):
             _log(logging.DEBUG, "matrix.replay_skipped", event=event_id)
             return
         try:
@@ -400,7 +400,7 @@ class MatrixPlatform(MatrixSync):
             )
         # Recorded once handled: a crash in between replays the event (the core's
         # constraints make that harmless) instead of losing it.
-        self._kv.first_sight("matrix", event_id)
+        await self._kv.first_sight("matrix", event_id)
 
     async def _on_text(
         self, room_id: str, event_id: str, sender: str, content: dict[str, Any]
@@ -482,7 +482,7 @@ class MatrixPlatform(MatrixSync):
 
     async def _actions_of(self, room_id: str, event_id: str) -> list[dict[str, str]]:
         """The actions offered by our message `event_id`; the event itself is the fallback."""
-        stored = self._kv.get(self._k(f"actions:{event_id}"))
+        stored = await self._kv.get(self._k(f"actions:{event_id}"))
         if stored:
             return list(json.loads(stored))
         assert self._client is not None

@@ -92,12 +92,12 @@ class MatrixSync:
             client.device_id = who.device_id or ""
         else:
             assert self._password is not None
-            client.device_id = self._kv.get(self._k("device_id")) or ""
+            client.device_id = await self._kv.get(self._k("device_id")) or ""
             resp = await client.login(self._password, device_name=self._device_name)
             if not isinstance(resp, LoginResponse):
                 raise self._error_for(resp, "log in as", self.user_id)
         if client.device_id:
-            self._kv.put(self._k("device_id"), client.device_id)
+            await self._kv.put(self._k("device_id"), client.device_id)
         _log(logging.INFO, "matrix.logged_in", user=self.user_id, device=client.device_id)
 
     async def _join_rooms(self, client: AsyncClient) -> None:
@@ -234,7 +234,7 @@ class MatrixSync:
                 ok = not isinstance(joined, JoinError)
                 _log(logging.INFO, "matrix.rejoined", room=room_id, ok=ok)
         await self._dispatch(resp, self._since)
-        self._advance(resp.next_batch)
+        await self._advance(resp.next_batch)
         problems = []
         for room_id in self.rooms:
             room = client.rooms.get(room_id)
@@ -248,10 +248,10 @@ class MatrixSync:
         if problems:
             self._error = self._room_problems
 
-    def _advance(self, next_batch: str) -> None:
+    async def _advance(self, next_batch: str) -> None:
         """Persists the token only after the batch was handled: a crash replays, never loses."""
         self._since = next_batch
-        self._kv.put(self._k("sync_token"), next_batch)
+        await self._kv.put(self._k("sync_token"), next_batch)
 
     async def _dispatch(
         self, resp: SyncResponse, since: str | None, skip_rooms: AbstractSet[str] = frozenset()

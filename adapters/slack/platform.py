@@ -424,7 +424,7 @@ class SlackPlatform:
         if self._on_message is None or self._on_command is None:
             log.warning("slack.event_before_start event_id=%s", event_id)
             return
-        if event_id and not self._kv.first_sight("slack", event_id):
+        if event_id and not await self._kv.first_sight("slack", event_id):
             log.info("slack.event_duplicate event_id=%s", event_id)
             return
         mentions = [f"@{self._bot_user_id}"] if self._bot_user_id else []

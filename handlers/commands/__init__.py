@@ -96,18 +96,19 @@ _NUMBER = re.compile(r"^#?(\d{1,12})$")
 _MATRIX_USER = re.compile(r"^@[^:\s]+:\S+$")
 
 
-def take_ticket(b: Bridge, args: Args) -> Ticket:
+async def take_ticket(b: Bridge, args: Args) -> Ticket:
     """The ticket named first in the arguments, else the thread's own."""
     if args.words and (m := _NUMBER.match(args.words[0])):
         args.words.pop(0)
-        with b.store.tx() as tx:
-            ticket = tx.ticket(int(m.group(1)))
+        number = int(m.group(1))
+        ticket = await b.store.run(lambda tx: tx.ticket(number))
         if ticket is None:
             raise CommandError(f"There is no ticket #{m.group(1)}.")
         return ticket
-    if args.ctx.thread_root is not None:
-        with b.store.tx() as tx:
-            ticket = tx.ticket_of_thread(args.ctx.platform, args.ctx.channel, args.ctx.thread_root)
+    ctx = args.ctx
+    if ctx.thread_root is not None:
+        root = ctx.thread_root
+        ticket = await b.store.run(lambda tx: tx.ticket_of_thread(ctx.platform, ctx.channel, root))
         if ticket is not None:
             return ticket
     raise CommandError("Which ticket? Give its number.")

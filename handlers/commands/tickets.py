@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from bot.domain import Audit, ChatUserId, Link, Mention, Rich, Segment, Text, TicketState
 from bot.outbox import ThreadMark
+from bot.ports import UnitOfWork
 from handlers.commands import (
     Args,
     CommandError,
@@ -33,7 +34,7 @@ def _who(user: ChatUserId | None) -> Segment:
 
 @command("status", "status N", "state, department, assignee, age, first response and link")
 async def status(b: Bridge, args: Args) -> Rich:
-    t = take_ticket(b, args)
+    t = await take_ticket(b, args)
     dept = b.department(t.department)
     now = b.clock.now()
     first = _age(t.first_response_at - t.created_at) if t.first_response_at else "none yet"
@@ -59,12 +60,10 @@ async def list_(b: Bridge, args: Args) -> Rich:
             dept = w
         else:
             raise CommandError(f"{word!r} is neither open/mine/all nor a department.")
-    with b.store.tx() as tx:
-        tickets = tx.tickets(
-            open_only=scope != "all",
-            assignee=args.ctx.user if scope == "mine" else None,
-            department=dept,
-        )
+    assignee = args.ctx.user if scope == "mine" else None
+    tickets = await b.store.run(
+        lambda tx: tx.tickets(open_only=scope != "all", assignee=assignee, department=dept)
+    )
     if not tickets:
         return Rich.of(Text("No tickets."))
     now = b.clock.now()
@@ -88,51 +87,55 @@ def _snippet(text: str, n: int = 60) -> str:
 
 @command("claim", "claim N", "make yourself the assignee", changes=True)
 async def claim(b: Bridge, args: Args) -> Rich:
-    t = take_ticket(b, args)
+    t = await take_ticket(b, args)
     require_may_change(b, args, b.department(t.department))
-    with b.store.tx() as tx:
-        tx.set_assignee(t.number, args.ctx.user)
-        tx.audit(t.number, args.ctx.user, Audit.ASSIGNED, args.ctx.user)
+    await b.store.run(_assign, t.number, args.ctx.user, args.ctx.user)
     await b.mirror(t, ThreadMark.CLAIMED)
     return Rich.of(Text(f"You now have ticket #{t.number}."))
 
 
 @command("assign", "assign N @user", "set the assignee", changes=True)
 async def assign(b: Bridge, args: Args) -> Rich:
-    t = take_ticket(b, args)
+    t = await take_ticket(b, args)
     require_may_change(b, args, b.department(t.department))
     if len(args.words) != 1:
         raise CommandError("Whom to assign it to?")
     user = user_arg(args.words[0])
-    with b.store.tx() as tx:
-        tx.set_assignee(t.number, user)
-        tx.audit(t.number, args.ctx.user, Audit.ASSIGNED, user)
+    await b.store.run(_assign, t.number, user, args.ctx.user)
     await b.mirror(t, ThreadMark.CLAIMED)
     return Rich.of(Text(f"Ticket #{t.number} assigned to "), Mention(user), Text("."))
 
 
 @command("close", "close N [reason]", "close the ticket", changes=True)
 async def close(b: Bridge, args: Args) -> Rich:
-    t = take_ticket(b, args)
+    t = await take_ticket(b, args)
     require_may_change(b, args, b.department(t.department))
     if t.state is TicketState.CLOSED:
         return Rich.of(Text(f"Ticket #{t.number} is already closed."))
     reason = " ".join(args.words)
-    with b.store.tx() as tx:
-        tx.set_state(t.number, TicketState.CLOSED)
-        tx.audit(t.number, args.ctx.user, Audit.CLOSED, reason)
+    await b.store.run(_set_state, t.number, TicketState.CLOSED, args.ctx.user, reason)
     await b.mirror(t, ThreadMark.CLOSED)
     return Rich.of(Text(f"Ticket #{t.number} closed" + (f": {reason}" if reason else ".")))
 
 
 @command("reopen", "reopen N", "open a closed ticket again", changes=True)
 async def reopen(b: Bridge, args: Args) -> Rich:
-    t = take_ticket(b, args)
+    t = await take_ticket(b, args)
     require_may_change(b, args, b.department(t.department))
     if t.state is TicketState.OPEN:
         return Rich.of(Text(f"Ticket #{t.number} is already open."))
-    with b.store.tx() as tx:
-        tx.set_state(t.number, TicketState.OPEN)
-        tx.audit(t.number, args.ctx.user, Audit.REOPENED)
+    await b.store.run(_set_state, t.number, TicketState.OPEN, args.ctx.user)
     await b.mirror(t, ThreadMark.OPEN)
     return Rich.of(Text(f"Ticket #{t.number} reopened."))
+
+
+def _assign(tx: UnitOfWork, ticket: int, assignee: ChatUserId, actor: ChatUserId) -> None:
+    tx.set_assignee(ticket, assignee)
+    tx.audit(ticket, actor, Audit.ASSIGNED, assignee)
+
+
+def _set_state(
+    tx: UnitOfWork, ticket: int, state: TicketState, actor: ChatUserId, reason: str = ""
+) -> None:
+    tx.set_state(ticket, state)
+    tx.audit(ticket, actor, Audit.CLOSED if state is TicketState.CLOSED else Audit.REOPENED, reason)

@@ -71,7 +71,8 @@ def test_one_public_reply_per_chat_message(store):
         first = tx.add_reply(t, "slack", "C1", "1.1", ChatUserId("U1"), "hi", ["hi"], False)
         again = tx.add_reply(t, "slack", "C1", "1.1", ChatUserId("U1"), "hi", ["hi"], False)
     assert first is not None and again is None
-    assert len(store.due_parts()) == 1
+    with store.tx() as tx:
+        assert len(tx.due_parts()) == 1
 
 
 def test_claims_are_compare_and_set(store):
@@ -80,30 +81,51 @@ def test_claims_are_compare_and_set(store):
         root = Outgoing(root_key(1), t.channel, Rich.of("x"), ticket=1, is_root=True)
         assert tx.enqueue(root, "slack", False)
         assert not tx.enqueue(root, "slack", False)
-    (post,) = store.due_posts()
-    _, mine = store.settle_and_claim(None, post)
+    with store.tx() as tx:
+        (post,) = tx.due_posts()
+    with store.tx() as tx:
+        _, mine = tx.settle_and_claim(None, post)
     assert mine is not None
-    assert store.settle_and_claim(None, post) == (False, None)  # a second instance loses
-    assert store.due_posts() == []
+    with store.tx() as tx:
+        assert tx.settle_and_claim(None, post) == (False, None)  # a second instance loses
+        assert tx.due_posts() == []
     # Once the claim expired and another instance took over, the first one's late
     # answer changes nothing.
-    assert store.expire_claims(timedelta(0)) == 1
-    _, theirs = store.settle_and_claim(None, store.due_posts()[0])
+    with store.tx() as tx:
+        assert tx.expire_claims(timedelta(0)) == 1
+    with store.tx() as tx:
+        _, theirs = tx.settle_and_claim(None, tx.due_posts()[0])
     assert theirs is not None
-    assert not store.post_done(mine, MessageId("1.1"))
-    assert store.post_done(theirs, MessageId("2.2"))
+    with store.tx() as tx:
+        assert not tx.post_done(mine, MessageId("1.1"))
+    with store.tx() as tx:
+        assert tx.post_done(theirs, MessageId("2.2"))
     with store.tx() as tx:
         assert tx.ticket(1).root == "2.2"  # type: ignore[union-attr]
 
 
-def test_replay_guard_and_key_value(store):
-    assert store.first_sight("slack", "Ev1")
-    assert not store.first_sight("slack", "Ev1")
-    assert store.first_sight("matrix", "Ev1")
-    assert store.get("k") is None
-    store.put("k", "v1")
-    store.put("k", "v2")
-    assert store.get("k") == "v2"
+async def test_replay_guard_and_key_value(store):
+    assert await store.first_sight("slack", "Ev1")
+    assert not await store.first_sight("slack", "Ev1")
+    assert await store.first_sight("matrix", "Ev1")
+    assert await store.was_seen("slack", "Ev1")
+    assert not await store.was_seen("slack", "Ev2")
+    assert await store.get("k") is None
+    await store.put("k", "v1")
+    await store.put("k", "v2")
+    assert await store.get("k") == "v2"
+
+
+async def test_a_replayed_event_in_a_unit_of_work_keeps_the_rest_of_it(store):
+    """A replay guard is no conflict: whatever else the unit of work did still commits."""
+
+    def guard_and_put(tx, value: str) -> bool:
+        tx.put("k", value)
+        return tx.first_sight("slack", "Ev1")
+
+    assert await store.run(guard_and_put, "1")
+    assert not await store.run(guard_and_put, "2")
+    assert await store.get("k") == "2"
 
 
 async def test_ingest_and_reply_flow_on_this_database(db_url):
@@ -118,8 +140,8 @@ async def test_ingest_and_reply_flow_on_this_database(db_url):
     assert await ingest.poll(b) == 0
     await delivery.deliver(b)
     assert len(chat.posts) == 150
-    with store.tx() as tx:
-        assert tx.ticket(150) is not None and tx.ticket(150).root is not None  # type: ignore[union-attr]
+    ticket = await store.run(lambda tx: tx.ticket(150))
+    assert ticket is not None and ticket.root is not None
     store.dispose()
 
 
@@ -127,32 +149,45 @@ def test_a_lease_has_one_holder_until_it_expires(db_url):
     clock = FakeClock()
     store = migrated_store(db_url, clock)
     ttl = timedelta(seconds=30)
-    assert store.hold_lease("x.poll", "a", ttl)
-    assert not store.hold_lease("x.poll", "b", ttl)
-    assert store.hold_lease("x.poll", "a", ttl)  # renewed
+
+    def hold(owner: str) -> bool:
+        with store.tx() as tx:
+            return tx.hold_lease("x.poll", owner, ttl)
+
+    assert hold("a")
+    assert not hold("b")
+    assert hold("a")  # renewed
     clock.advance(seconds=31)
-    assert store.hold_lease("x.poll", "b", ttl)  # a stopped renewing: b takes over
-    assert not store.hold_lease("x.poll", "a", ttl)
+    assert hold("b")  # a stopped renewing: b takes over
+    assert not hold("a")
     store.dispose()
 
 
 def test_a_released_lease_is_free_at_once(store):
     ttl = timedelta(minutes=5)
-    assert store.hold_lease("x.poll", "a", ttl)
-    store.release_lease("x.poll", "b")  # not b's to release
-    assert not store.hold_lease("x.poll", "b", ttl)
-    store.release_lease("x.poll", "a")
-    assert store.hold_lease("x.poll", "b", ttl)
+    with store.tx() as tx:
+        assert tx.hold_lease("x.poll", "a", ttl)
+    with store.tx() as tx:
+        tx.release_lease("x.poll", "b")  # not b's to release
+    with store.tx() as tx:
+        assert not tx.hold_lease("x.poll", "b", ttl)
+    with store.tx() as tx:
+        tx.release_lease("x.poll", "a")
+    with store.tx() as tx:
+        assert tx.hold_lease("x.poll", "b", ttl)
 
 
 def test_a_late_refusal_from_an_expired_claim_changes_nothing(store):
     t = new_ticket(store)
     with store.tx() as tx:
         tx.add_reply(t, "slack", "C1", "1.1", ChatUserId("U1"), "hi", ["hi"], False)
-    mine = store.claim_part(store.due_parts()[0])
+    with store.tx() as tx:
+        mine = tx.claim_part(tx.due_parts()[0])
     assert mine is not None
-    assert store.expire_claims(timedelta(0)) == 1
-    theirs = store.claim_part(store.due_parts()[0])
+    with store.tx() as tx:
+        assert tx.expire_claims(timedelta(0)) == 1
+    with store.tx() as tx:
+        theirs = tx.claim_part(tx.due_parts()[0])
     assert theirs is not None
     with store.tx() as tx:
         assert tx.part_sent(theirs, TweetId("777"))
@@ -200,7 +235,7 @@ async def test_a_unit_of_work_runs_off_the_event_loop_and_commits_whole(store):
         return threading.get_ident()
 
     assert await store.run(put_two, "1") != loop_thread
-    assert (store.get("a"), store.get("b")) == ("1", "1")
+    assert (await store.get("a"), await store.get("b")) == ("1", "1")
 
     def put_then_fail(tx) -> None:
         tx.put("a", "2")
@@ -208,7 +243,7 @@ async def test_a_unit_of_work_runs_off_the_event_loop_and_commits_whole(store):
 
     with pytest.raises(RuntimeError):
         await store.run(put_then_fail)
-    assert store.get("a") == "1"  # rolled back whole
+    assert await store.get("a") == "1"  # rolled back whole
 
     def same_tweet_twice(tx) -> None:
         new = NewTicket(
@@ -222,3 +257,13 @@ async def test_a_unit_of_work_runs_off_the_event_loop_and_commits_whole(store):
 
     with pytest.raises(Conflict):
         await store.run(same_tweet_twice)
+
+
+async def test_synchronous_use_on_the_event_loop_fails_loudly(store):
+    """A forgotten `with store.tx()` in async code would stall every event, ack and
+    health check while it waits: it is refused at once instead."""
+    from adapters.db.store import OnEventLoop
+
+    with pytest.raises(OnEventLoop), store.tx():
+        pass
+    assert await store.run(lambda tx: tx.get("k")) is None  # the way that works

@@ -50,8 +50,7 @@ async def test_thread_gives_the_default_ticket_and_state_changes_are_mirrored(wo
     assert "already closed" in (await run_command(b, "close", ctx(root))).plain()
     assert "reopened" in (await run_command(b, "reopen #1", ctx())).plain()
     assert chat.marks[-1][1] == "open"
-    with b.store.tx() as tx:
-        log = [(e.actor, e.action, e.detail) for e in tx.audit_log(1)]
+    log = await b.store.run(lambda tx: [(e.actor, e.action, e.detail) for e in tx.audit_log(1)])
     assert ("U0AGENT1", "closed", "resolved by phone") in log
     assert ("U0AGENT1", "reopened", "") in log
 
@@ -74,9 +73,8 @@ async def test_mistakes_are_answered_and_change_nothing(world):
     assert "Which ticket?" in (await run_command(b, "close", ctx())).plain()
     assert "Unknown command 'frobnicate'" in (await run_command(b, "frobnicate", ctx())).plain()
     assert "not a user" in (await run_command(b, "assign 1 bob", ctx())).plain()
-    with b.store.tx() as tx:
-        t = tx.ticket(1)
-        assert t is not None and t.state.value == "open" and t.assignee is None
+    t = await b.store.run(lambda tx: tx.ticket(1))
+    assert t is not None and t.state.value == "open" and t.assignee is None
 
 
 async def test_oncall_now_and_next(world):
@@ -95,9 +93,7 @@ async def test_only_agents_and_supervisors_change_a_ticket(world):
     for text in ("close 1 spam", "claim 1", "assign 1 U0INTERN", "reopen 1"):
         answer = (await run_command(b, text, intern)).plain()
         assert "Only Health's agents and the supervisors" in answer, text
-    with b.store.tx() as tx:
-        ticket = tx.ticket(1)
-        log = [e.action for e in tx.audit_log(1)]
+    ticket, log = await b.store.run(lambda tx: (tx.ticket(1), [e.action for e in tx.audit_log(1)]))
     assert ticket is not None and ticket.state.value == "open" and ticket.assignee is None
     assert log == ["created"]
     assert "status" not in [c for c in COMMANDS if COMMANDS[c].changes]  # reading is for all

@@ -63,7 +63,7 @@ async def test_mention_becomes_one_ticket_root_routed_with_oncall(world):
     assert chat.by_key("root:2")[1].channel == "C0TRANSPORT"
     # The same page again, or a restart, takes nothing twice.
     assert await ingest.poll(b) == 0
-    assert b.store.get(ingest.CURSOR) == "11"
+    assert await b.store.get(ingest.CURSOR) == "11"
 
 
 async def test_own_tweets_retweets_and_duplicates_are_ignored(world):
@@ -75,7 +75,7 @@ async def test_own_tweets_retweets_and_duplicates_are_ignored(world):
     assert await ingest.poll(b) == 0
     await delivery.deliver(b)
     assert chat.posts == []
-    assert b.store.get(ingest.CURSOR) == "11"  # seen, so not read again
+    assert await b.store.get(ingest.CURSOR) == "11"  # seen, so not read again
 
 
 async def test_agent_reply_goes_out_once_and_is_confirmed(world):
@@ -89,9 +89,8 @@ async def test_agent_reply_goes_out_once_and_is_confirmed(world):
     confirm = chat.by_key("sent:1")[1]
     assert confirm.thread_root is not None
     assert f"x.com/SevaHelp/status/{x.posted[0][0]}" in confirm.body.plain()
-    with b.store.tx() as tx:
-        t = tx.ticket(1)
-        assert t is not None and t.first_response_at is not None
+    t = await b.store.run(lambda tx: tx.ticket(1))
+    assert t is not None and t.first_response_at is not None
 
 
 @pytest.mark.parametrize(
@@ -158,7 +157,7 @@ async def test_crash_between_claim_and_post_recovers_without_double(world):
     b, x, chat, _ = world
     await ask(b, x, "@SevaHelp oxygen?")
     await replies.on_message(b, thread_msg(chat, "root:1", "Answer"))
-    part = b.store.claim_part(b.store.due_parts()[0])
+    part = await b.store.run(lambda tx: tx.claim_part(tx.due_parts()[0]))
     assert part is not None
     await x.post(part.text, part.in_reply_to)  # ...and then the process died
     assert await delivery.recover(b, lease=timedelta(0)) == 1
@@ -174,9 +173,8 @@ async def test_lost_chat_post_is_found_not_reposted(world):
     clock.advance(seconds=10)
     await delivery.deliver(b)
     assert chat.sent_keys() == ["root:1"]
-    with b.store.tx() as tx:
-        t = tx.ticket(1)
-        assert t is not None and t.root == chat.posts[0][0]
+    t = await b.store.run(lambda tx: tx.ticket(1))
+    assert t is not None and t.root == chat.posts[0][0]
 
 
 async def test_followup_lands_in_the_thread_and_reopens(world):
@@ -184,10 +182,9 @@ async def test_followup_lands_in_the_thread_and_reopens(world):
     await ask(b, x, "@SevaHelp oxygen?")
     await replies.on_message(b, thread_msg(chat, "root:1", "Yes."))
     await delivery.deliver(b)
-    with b.store.tx() as tx:
-        from bot.domain import TicketState
+    from bot.domain import TicketState
 
-        tx.set_state(1, TicketState.CLOSED)
+    await b.store.run(lambda tx: tx.set_state(1, TicketState.CLOSED))
     bot_tweet = x.posted[0][0]
     x.mentions_queue.append(tweet(20, "@SevaHelp thanks! and after 9pm?", replied_to=bot_tweet))
     assert await ingest.poll(b) == 1
@@ -195,9 +192,8 @@ async def test_followup_lands_in_the_thread_and_reopens(world):
     follow = chat.by_key("followup:20")
     assert follow[1].thread_root == chat.by_key("root:1")[0]
     assert "reopened" in follow[1].body.plain()
-    with b.store.tx() as tx:
-        t = tx.ticket(1)
-        assert t is not None and t.state.value == "open" and t.reply_to == "20"
+    t = await b.store.run(lambda tx: tx.ticket(1))
+    assert t is not None and t.state.value == "open" and t.reply_to == "20"
     # The next agent answer replies to the citizen's latest tweet.
     await replies.on_message(b, thread_msg(chat, "root:1", "Yes, 24x7.", mid="901.1"))
     await delivery.deliver(b)
@@ -267,7 +263,7 @@ async def test_search_query_adds_tickets_once(world):
     assert await ingest.poll(b) == 0
     await delivery.deliver(b)
     assert chat.sent_keys() == ["root:1", "root:2"]
-    assert b.store.get(ingest.SEARCH_CURSOR) == "11"
+    assert await b.store.get(ingest.SEARCH_CURSOR) == "11"
 
 
 async def test_answer_is_mirrored_on_the_root(world):
@@ -298,8 +294,7 @@ async def test_a_followup_reopening_a_ticket_is_mirrored_on_the_root(world):
 
     b, x, chat, _ = world
     await ask(b, x, "@SevaHelp oxygen?")
-    with b.store.tx() as tx:
-        tx.set_state(1, TicketState.CLOSED)
+    await b.store.run(lambda tx: tx.set_state(1, TicketState.CLOSED))
     x.mentions_queue.append(tweet(12, "@SevaHelp still waiting", replied_to="10"))
     await ingest.poll(b)
     assert [state for _, state in chat.marks] == ["open"]
@@ -375,10 +370,11 @@ async def test_posts_for_a_platform_not_served_wait_without_spinning(world, capl
 
     b, x, chat, _ = world
     await ask(b, x, "@SevaHelp oxygen?")
-    with b.store.tx() as tx:  # a thread on a platform this deployment no longer runs
-        from bot.domain import Outgoing, Rich
+    from bot.domain import Outgoing, Rich
 
-        tx.enqueue(Outgoing("orphan:1", ChannelId("!room:hs"), Rich.of("x")), "matrix", False)
+    orphan = Outgoing("orphan:1", ChannelId("!room:hs"), Rich.of("x"))
+    # a thread on a platform this deployment no longer runs
+    await b.store.run(lambda tx: tx.enqueue(orphan, "matrix", False))
     runner = asyncio.create_task(delivery.run_forever(b, idle=0.05))
     await replies.on_message(b, thread_msg(chat, "root:1", "Yes."))
     for _ in range(100):
@@ -411,10 +407,13 @@ async def test_every_change_is_in_the_audit_log_with_who_made_it(world):
     await replies.on_action(b, press(cancel, "U0X"))
     x.refuse = "You attempted to reply to a Tweet that is deleted or not visible to you."
     await delivery.deliver(b)
-    with b.store.tx() as tx:
-        first = [(e.actor, e.action, e.detail) for e in tx.audit_log(1)]
-        second = [(e.actor, e.action, e.detail) for e in tx.audit_log(2)]
-        ticket = tx.ticket(1)
+    first, second, ticket = await b.store.run(
+        lambda tx: (
+            [(e.actor, e.action, e.detail) for e in tx.audit_log(1)],
+            [(e.actor, e.action, e.detail) for e in tx.audit_log(2)],
+            tx.ticket(1),
+        )
+    )
     assert first == [
         ("x", "created", "@citizen → health"),
         ("seva", "escalated", ""),
