@@ -383,7 +383,7 @@ async def test_either_spelling_reads_mentions_and_finds_a_lost_reply(x: X, names
     assert await client.find_own_reply(TweetId(question["id"]), "Camp today") == own["id"]
     expected = "post.fields" if names == "new" else "tweet.fields"
     assert (await client.dialect()).value == expected
-    assert kv.get("x.field_dialect") == (expected if names == "new" else None)
+    assert await kv.get("x.field_dialect") == (expected if names == "new" else None)
     refused = [r for r in x.calls("/mentions") if r.status == 400]
     assert len(refused) == (1 if names == "new" else 0)  # one 400, then remembered
 
@@ -393,7 +393,7 @@ async def test_the_remembered_spelling_is_used_from_the_start(x: X) -> None:
 
     x.state.set_field_names("new")
     kv = MemoryKV()
-    kv.put("x.field_dialect", "post.fields")
+    await kv.put("x.field_dialect", "post.fields")
     x.state.tweet("asha", "@SevaHelp hello")
     assert len(await x.client(kv=kv).mentions(None)) == 1
     assert [r.status for r in x.calls("/mentions")] == [200]
