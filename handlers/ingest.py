@@ -8,7 +8,7 @@ twice; `ticket_tweets.tweet_id` being a primary key makes a repeat harmless.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 from bot.config import Department
@@ -36,6 +36,7 @@ from bot.ports import Conflict, Count, NewTicket, RateLimited, Unavailable, Unit
 from bot.rotation import shift_at
 from bot.routing import route
 from handlers.context import Bridge, PollState
+from handlers.similar import Suggestion, index_and_suggest, reindex
 
 log = logging.getLogger("seva." + __name__)
 
@@ -147,8 +148,9 @@ def ingest(
         else:
             batch.add(b, tweet)
     opened = tx.create_tickets(batch.new) if batch.new else []
+    similar = index_and_suggest(tx, opened)
     for ticket, new in zip(opened, batch.new, strict=True):
-        _announce(b, tx, ticket, new)
+        _announce(b, tx, ticket, new, similar.get(ticket.number, ()))
     for first, tweet in batch.followups:
         _add_followup(b, tx, opened[first], tweet)  # just opened: never reopens
     current = tx.get(cursor)
@@ -216,6 +218,8 @@ def _add_edit(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> bool:
     version from now on. True when it reopened the ticket."""
     of_question = ticket.tweet_id in tweet.earlier_versions
     tx.add_edit(ticket.number, tweet, of_question=of_question)
+    if of_question:
+        reindex(tx, ticket.number, tweet.text)
     reopen = ticket.state is TicketState.CLOSED
     if reopen:
         tx.set_state(ticket.number, TicketState.OPEN)
@@ -248,7 +252,9 @@ def _add_edit(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> bool:
     return reopen
 
 
-def _announce(b: Bridge, tx: UnitOfWork, ticket: Ticket, new: NewTicket) -> None:
+def _announce(
+    b: Bridge, tx: UnitOfWork, ticket: Ticket, new: NewTicket, similar: Sequence[Suggestion]
+) -> None:
     dept = b.department(ticket.department)
     tx.audit(
         ticket.number, ACTOR_X, Audit.CREATED, f"@{ticket.author_username} → {ticket.department}"
@@ -257,7 +263,7 @@ def _announce(b: Bridge, tx: UnitOfWork, ticket: Ticket, new: NewTicket) -> None
         Outgoing(
             key=root_key(ticket.number),
             channel=ticket.channel,
-            body=root_body(ticket, dept, new.oncall, new.tweet),
+            body=root_body(ticket, dept, new.oncall, new.tweet, similar),
             ticket=ticket.number,
             tweet_id=ticket.tweet_id,
             is_root=True,
@@ -304,7 +310,11 @@ def _add_followup(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> bo
 
 
 def root_body(
-    ticket: Ticket, dept: Department, oncall: ChatUserId | None, tweet: Tweet | None = None
+    ticket: Ticket,
+    dept: Department,
+    oncall: ChatUserId | None,
+    tweet: Tweet | None = None,
+    similar: Sequence[Suggestion] = (),
 ) -> Rich:
     asked = question(tweet) if tweet is not None else Rich.of(Quote(ticket.text))
     edited = " (edited)" if tweet is not None and tweet.earlier_versions else ""
@@ -316,7 +326,8 @@ def root_body(
         *asked.segments,
         Text("\n"),
         Link(ticket.url, "Open on X"),
-        Text(" · on call: "),
+        *_similar_lines(similar),
+        Text("\nOn call: " if similar else " · on call: "),
         Mention(oncall) if oncall else Text("nobody"),
         Text(
             "\nReply in this thread to answer in public. "
@@ -359,3 +370,15 @@ def _media(media: Media, i: int) -> tuple[Segment, ...]:
     if media.alt_text:
         parts.append(Text(f' (described as "{media.alt_text}")'))
     return tuple(parts)
+
+
+def _similar_lines(similar: Sequence[Suggestion]) -> tuple[Text, ...]:
+    """ "Similar answered: #12, #40" and the start of each answer, so the agent can reuse
+    one (`reuse 12`) without opening it."""
+    if not similar:
+        return ()
+    numbers = ", ".join(f"#{s.ticket}" for s in similar)
+    lines = [Text("\n"), Text("Similar answered:", bold=True), Text(f" {numbers}")]
+    for s in similar:
+        lines.append(Text(f"\n#{s.ticket}: “{s.answer}”"))
+    return tuple(lines)

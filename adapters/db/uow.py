@@ -5,13 +5,16 @@ It records; what a change means (audit entries, first responses) the handlers sa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    bindparam,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Session
@@ -346,12 +349,15 @@ class Tx(Claims):
         )
 
     def first_response(self, ticket: int) -> None:
-        """Stamps the ticket's first public response now, unless it has one."""
-        self.s.execute(
+        """Stamps the ticket's first public response now, unless it has one; from then on
+        it is among the answered tickets that new ones are compared with."""
+        done = self.s.execute(
             update(TicketRow)
             .where(TicketRow.number == ticket, TicketRow.first_response_at.is_(None))
             .values(first_response_at=self.now)
         )
+        if done.rowcount:  # type: ignore[attr-defined]
+            self._search_answered(ticket)
 
     def part_sent(self, part: PendingPart, tweet_id: TweetId) -> bool:
         """Records a part X accepted; False if our claim had expired (then it changes
@@ -419,3 +425,165 @@ class Tx(Claims):
             self.s.add(KeyValueRow(key=key, value=value))
         else:
             row.value = value
+
+    # --- the search index (which tickets asked the same thing)
+    #
+    # Two full-text indexes of each ticket's terms (`bot.similarity.terms`, space-separated):
+    # every ticket, and the answered ones. SQLite: the FTS5 tables `ticket_search` and
+    # `answered_search` (rowid = ticket number), tokenised so that a combining mark never
+    # splits a word. PostgreSQL: the table `ticket_search` with a `tsvector` built from
+    # the terms as they are (`array_to_tsvector`: no parser, no stemming of its own) and
+    # a flag `answered`, each with a GIN index. `search_terms` counts the tickets holding
+    # each term. The tables are made by migration 0003; the schema in tables.py does not
+    # name them, as no ORM class can describe an FTS5 table.
+
+    @property
+    def _postgres(self) -> bool:
+        return self.s.get_bind().dialect.name == "postgresql"
+
+    def index_tickets(self, items: Sequence[tuple[int, Sequence[str]]]) -> None:
+        """Makes new tickets findable by their terms (not yet among the answered)."""
+        rows = [
+            {"t": number, "terms": " ".join(terms), "a": list(terms)} for number, terms in items
+        ]
+        if not rows:
+            return
+        if self._postgres:
+            self.s.execute(
+                text(
+                    "INSERT INTO ticket_search (ticket, terms, lexemes, answered) "
+                    "VALUES (:t, :terms, array_to_tsvector(CAST(:a AS text[])), false)"
+                ),
+                rows,
+            )
+        else:
+            self.s.execute(
+                text("INSERT INTO ticket_search (rowid, terms) VALUES (:t, :terms)"),
+                [{"t": r["t"], "terms": r["terms"]} for r in rows],
+            )
+        counts = Counter(term for _, terms in items for term in set(terms))
+        if counts:
+            self.s.execute(
+                text(
+                    "INSERT INTO search_terms (term, df) VALUES (:term, :n) "
+                    "ON CONFLICT (term) DO UPDATE SET df = search_terms.df + :n"
+                ),
+                [{"term": t, "n": n} for t, n in sorted(counts.items())],
+            )
+
+    def _search_answered(self, ticket: int) -> None:
+        if self._postgres:
+            self.s.execute(
+                text("UPDATE ticket_search SET answered = true WHERE ticket = :t"), {"t": ticket}
+            )
+        else:
+            self.s.execute(
+                text(
+                    "INSERT INTO answered_search (rowid, terms) "
+                    "SELECT rowid, terms FROM ticket_search WHERE rowid = :t"
+                ),
+                {"t": ticket},
+            )
+
+    def reindex_ticket(self, ticket: int, terms: Sequence[str]) -> None:
+        """A ticket's text changed: it is found by its new terms (answered or not, as before)."""
+        if self._postgres:
+            answered = self.s.scalar(
+                text("SELECT answered FROM ticket_search WHERE ticket = :t"), {"t": ticket}
+            )
+        else:
+            answered = self.s.scalar(
+                text("SELECT 1 FROM answered_search WHERE rowid = :t"), {"t": ticket}
+            )
+        self.forget_search(ticket)
+        self.index_tickets([(ticket, terms)])
+        if answered:
+            self._search_answered(ticket)
+
+    def forget_search(self, ticket: int) -> None:
+        """Takes a ticket out of the search indexes (its text is being forgotten)."""
+        if self._postgres:
+            terms = self.s.scalar(
+                text("DELETE FROM ticket_search WHERE ticket = :t RETURNING terms"), {"t": ticket}
+            )
+        else:
+            terms = self.s.scalar(
+                text("SELECT terms FROM ticket_search WHERE rowid = :t"), {"t": ticket}
+            )
+            self.s.execute(text("DELETE FROM ticket_search WHERE rowid = :t"), {"t": ticket})
+            self.s.execute(text("DELETE FROM answered_search WHERE rowid = :t"), {"t": ticket})
+        if terms:
+            self.s.execute(
+                text("UPDATE search_terms SET df = df - 1 WHERE term = :term AND df > 0"),
+                [{"term": t} for t in sorted(set(terms.split()))],
+            )
+
+    def term_counts(self, terms: Collection[str]) -> dict[str, int]:
+        """How many tickets hold each term (terms no ticket holds are left out)."""
+        if not terms:
+            return {}
+        rows = self.s.execute(
+            text("SELECT term, df FROM search_terms WHERE term IN :terms").bindparams(
+                bindparam("terms", expanding=True)
+            ),
+            {"terms": sorted(terms)},
+        )
+        return {term: df for term, df in rows if df}
+
+    def ticket_count(self) -> int:
+        """How many tickets there are (for how rare a term is)."""
+        return self.s.scalar(select(func.max(TicketRow.number))) or 0
+
+    def search(
+        self, weights: Mapping[str, float], *, answered: bool, limit: int
+    ) -> list[tuple[int, tuple[str, ...]]]:
+        """Tickets holding any of these terms, best first, with their terms.
+
+        Best is by BM25 on SQLite; on PostgreSQL by the summed `weights` of the terms
+        a ticket holds (its `ts_rank` knows nothing of how rare a term is).
+        """
+        if not weights:
+            return []
+        terms = sorted(weights)
+        if self._postgres:
+            params: dict[str, Any] = {"q": " | ".join(_lexeme(t) for t in terms), "limit": limit}
+            score = []
+            for i, t in enumerate(terms):
+                params[f"q{i}"], params[f"w{i}"] = _lexeme(t), float(weights[t])
+                score.append(f"CASE WHEN lexemes @@ CAST(:q{i} AS tsquery) THEN :w{i} ELSE 0 END")
+            rows = self.s.execute(
+                text(
+                    "SELECT ticket, terms FROM ticket_search "
+                    "WHERE lexemes @@ CAST(:q AS tsquery)"
+                    + (" AND answered" if answered else "")
+                    + f" ORDER BY {' + '.join(score)} DESC, ticket DESC LIMIT :limit"
+                ),
+                params,
+            )
+        else:
+            table = "answered_search" if answered else "ticket_search"
+            rows = self.s.execute(
+                text(
+                    f"SELECT rowid, terms FROM {table} WHERE {table} MATCH :q "
+                    "ORDER BY rank, rowid DESC LIMIT :limit"
+                ),
+                {"q": " OR ".join(f'"{t}"' for t in terms), "limit": limit},
+            )
+        return [(number, tuple(found.split())) for number, found in rows]
+
+    def latest_answers(self, tickets: Iterable[int]) -> dict[int, str]:
+        """Each ticket's latest public answer that X accepted, as the agent wrote it."""
+        numbers = sorted(set(tickets))
+        if not numbers:
+            return {}
+        rows = self.s.execute(
+            select(ReplyRow.ticket, ReplyRow.text)
+            .where(ReplyRow.ticket.in_(numbers), ReplyRow.state == ReplyState.SENT)
+            .order_by(ReplyRow.id)
+        )
+        return {number: body for number, body in rows}
+
+
+def _lexeme(term: str) -> str:
+    """A term as a tsquery lexeme, taken as it is (no parser, no normalisation)."""
+    return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"

@@ -126,6 +126,7 @@ def user_arg(word: str) -> ChatUserId:
 # group is a new module and one line here.
 from handlers.commands import tickets  # noqa: E402, F401, I001
 from handlers.commands import oncall  # noqa: E402, F401
+from handlers.commands import answers  # noqa: E402, F401
 
 
 @command("help", "help", "this list")
