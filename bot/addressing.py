@@ -33,8 +33,9 @@ def command_text(text: str, bot_mentions: Iterable[str] = ()) -> str | None:
     stripped = text.lstrip()
     if stripped.startswith(COMMAND_PREFIX):
         return _command(stripped[len(COMMAND_PREFIX) :])
+    folded = stripped.casefold()
     for mention in bot_mentions:
-        if mention and stripped.startswith(mention):
+        if mention and folded.startswith(mention.casefold()):
             rest = stripped[len(mention) :]
             if _AFTER_MENTION.match(rest):
                 return _command(rest.lstrip(":, "))

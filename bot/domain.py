@@ -112,8 +112,10 @@ class ThreadRef:
 class ChatMessage:
     """A human's message in a channel or room, as the adapter saw it.
 
-    Adapters drop the bot's own posts, other bots, edits and backlog before this
-    exists; `power_level` is only known on Matrix.
+    Adapters drop the bot's own posts, other bots and backlog before this exists;
+    `power_level` is only known on Matrix. `edited` marks a person's edit of an earlier
+    message (`id` is that message): never tweeted, but the sender may need telling
+    that what went out cannot change.
     """
 
     platform: Platform
@@ -124,6 +126,7 @@ class ChatMessage:
     thread_root: MessageId | None = None
     event_id: str = ""
     power_level: int | None = None
+    edited: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from bot.domain import (
 )
 from bot.outbox import ActionId, ReplyState, preview_key
 from bot.permissions import may_answer
-from bot.ports import CommandContext, UnitOfWork
+from bot.ports import CommandContext, ReplyInfo, UnitOfWork
 from bot.tweettext import split_reply
 from handlers.context import Bridge
 
@@ -32,6 +32,9 @@ log = logging.getLogger("seva." + __name__)
 
 
 async def on_message(b: Bridge, msg: ChatMessage) -> None:
+    if msg.edited:
+        await on_edit(b, msg)
+        return
     if msg.thread_root is None or is_internal(msg.text):
         return
     text = msg.text.strip()
@@ -203,3 +206,36 @@ def _preview(ticket: Ticket, reply_id: int, parts: list[str]) -> Outgoing:
             Action(ActionId.CANCEL, "Cancel", str(reply_id)),
         ),
     )
+
+
+async def on_edit(b: Bridge, msg: ChatMessage) -> None:
+    """An agent edited a message that is (or is about to be) a public reply: X posts
+    cannot be edited, so the sender is told privately what happens instead. Edits are
+    never tweeted; an edit of anything else says nothing."""
+
+    def lookup(tx: UnitOfWork) -> ReplyInfo | None:
+        reply_id = tx.reply_of_message(msg.platform, msg.channel, msg.id)
+        return tx.reply(reply_id) if reply_id is not None else None
+
+    info = await b.store.run(lookup)
+    platform = b.platform(msg.platform)
+    if info is None or platform is None:
+        return
+    if info.state == ReplyState.CONFIRM:
+        words = (
+            "Your edit is not in the preview: what you first wrote is what Send would "
+            "tweet. Cancel it and write the answer again."
+        )
+    elif info.state in (ReplyState.SENT, ReplyState.PENDING):
+        words = (
+            "This answer was already tweeted, and a tweet cannot be edited, so your edit "
+            "did not reach X. To correct it, reply again in this thread."
+        )
+    else:
+        return  # refused or cancelled: nothing went out to change
+    log.info("reply.edit_not_tweeted reply=%d state=%s", info.id, info.state)
+    ctx = CommandContext(msg.platform, msg.channel, msg.sender, msg.thread_root)
+    try:
+        await platform.respond(ctx, Rich.of(Text(words)))
+    except Exception as e:
+        log.warning("reply.notice_failed error=%s", type(e).__name__)

@@ -90,6 +90,8 @@ class Stand:
             rate_limit_per_channel=0,
             app_token=app_token,
         )
+        # A channel the bot was never added to: commands typed there need response_url.
+        self.slack.add_channel("C0RANDOM", "random", bot_member=False)
         self.sandbox: Sandbox | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
@@ -188,10 +190,22 @@ class Stand:
         return self._post("/slack/sandbox/messages", body)
 
     def command(self, user: str, channel: str, text: str) -> dict[str, Any]:
+        """A slash command typed in `channel` (a `D…` id: a DM the bot is not in)."""
         return self._post(
             "/slack/sandbox/commands",
             {"user": user, "channel": channel, "text": text, "command": "/ticket"},
         )
+
+    def edit(self, user: str, channel: str, ts: str, text: str) -> dict[str, Any]:
+        """A person edits their message (Slack sends message_changed)."""
+        return self._post(
+            "/slack/sandbox/messages/edit",
+            {"user": user, "channel": channel, "ts": ts, "text": text},
+        )
+
+    def ephemerals(self, user: str) -> list[dict[str, Any]]:
+        """What only `user` was shown (ephemeral messages, answers to commands)."""
+        return [e for e in self.slack_state()["ephemeral"] if e["user"] == user]
 
     def redeliver(self, event_id: str) -> dict[str, Any]:
         return self._post("/slack/sandbox/redeliver", {"event_id": event_id})
@@ -207,6 +221,11 @@ class Stand:
                 "value": value,
             },
         )
+
+    def slack_delays(self, **seconds: float) -> None:
+        """Makes Web API methods slow to answer (`users_list=3` for users.list)."""
+        delays = {k.replace("_", "."): v for k, v in seconds.items()}
+        self._post("/slack/sandbox/config", {"delays": delays})
 
     def set_events_url(self, url: str) -> None:
         self._post("/slack/sandbox/config", {"events_url": url})

@@ -138,6 +138,7 @@ class FakeChat:
     rate_limit_next: int = 0
     post_calls: int = 0
     n: int = 0
+    people: dict[str, ChatUserId] = field(default_factory=dict)  # name -> id
 
     async def post(self, message: Outgoing) -> MessageId:
         self.post_calls += 1
@@ -174,6 +175,9 @@ class FakeChat:
 
     def health(self) -> dict[str, object]:
         return {"connected": True}
+
+    async def find_user(self, name: str) -> ChatUserId | None:
+        return self.people.get(name.lstrip("@").casefold())
 
     def sent_keys(self) -> list[str]:
         return [m.key for _, m in self.posts]

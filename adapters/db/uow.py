@@ -307,6 +307,16 @@ class Tx(Claims):
             self.s.add(ReplyPartRow(reply=row.id, idx=i, text=part))
         return row.id
 
+    def reply_of_message(self, platform: Platform, channel: str, message_id: str) -> int | None:
+        """The public reply an agent's chat message became, if it became one."""
+        return self.s.scalar(
+            select(ReplyRow.id).where(
+                ReplyRow.platform == platform,
+                ReplyRow.channel == channel,
+                ReplyRow.message_id == message_id,
+            )
+        )
+
     def reply(self, reply_id: int) -> ReplyInfo | None:
         row = self.s.get(ReplyRow, reply_id)
         if row is None:

@@ -495,6 +495,21 @@ class MatrixPlatform(MatrixSync):
             return []
         return [a for a in actions if isinstance(a, dict)]
 
+    async def find_user(self, name: str) -> ChatUserId | None:
+        """A member of the served rooms by display name or localpart (`assign 4 asha`)."""
+        wanted = name.strip().lstrip("@").casefold()
+        found: set[str] = set()
+        for room_id in self.rooms:
+            room = self._client.rooms.get(room_id) if self._client else None
+            for user_id, user in (room.users if room is not None else {}).items():
+                localpart = user_id[1:].split(":", 1)[0]
+                names = {user_id.casefold(), localpart.casefold()}
+                if user.display_name:
+                    names.add(str(user.display_name).casefold())
+                if wanted in names:
+                    found.add(user_id)
+        return ChatUserId(found.pop()) if len(found) == 1 else None
+
     def power_level(self, room_id: str, user_id: str) -> int:
         """The user's level; room creators outrank everyone from room version 12 on."""
         room = self._client.rooms.get(room_id) if self._client else None

@@ -1,7 +1,10 @@
 """What Slack sends, as the core's types (pure): message events, slash commands,
 button presses, and our own posts found again by their metadata.
 
-The bot's own messages, other bots, edits and other subtypes are dropped here.
+The bot's own messages, other bots and other subtypes are dropped here; a person's
+edit comes through marked `edited` (never tweeted). `ChatMessage.text` is the command
+view here (people as `@U…` ids); the platform swaps in what a reader sees
+(markup.py) before anything could be tweeted.
 """
 
 from __future__ import annotations
@@ -67,6 +70,43 @@ def human_message(
         text=slack_to_plain(str(event.get("text") or "")),
         thread_root=MessageId(thread_ts) if thread_ts and thread_ts != ts else None,
         event_id=event_id,
+    )
+
+
+def edited_message(
+    event: Mapping[str, Any], bot_user_id: str | None, event_id: str = ""
+) -> ChatMessage | None:
+    """A person's edit of their message (`message_changed`), or None for anything that
+    changed nothing a reader sees (Slack also sends it for unfurls, thread counters and
+    language detection: docs.slack.dev/reference/events/message/message_changed).
+
+    The event has no top-level `user` or `thread_ts`: they are on `event.message`.
+    """
+    if event.get("subtype") != "message_changed":
+        return None
+    message = event.get("message") or {}
+    previous = event.get("previous_message") or {}
+    user = message.get("user")
+    if (
+        not isinstance(message, Mapping)
+        or message.get("bot_id")
+        or not user
+        or user == bot_user_id
+        or message.get("subtype") not in (None, *HUMAN_SUBTYPES)
+        or message.get("text") == previous.get("text")
+    ):
+        return None
+    ts = MessageId(str(message.get("ts", "")))
+    thread_ts = _str(message.get("thread_ts"))
+    return ChatMessage(
+        platform="slack",
+        channel=ChannelId(str(event.get("channel", ""))),
+        id=ts,
+        sender=ChatUserId(str(user)),
+        text=slack_to_plain(str(message.get("text") or "")),
+        thread_root=MessageId(thread_ts) if thread_ts and thread_ts != ts else None,
+        event_id=event_id,
+        edited=True,
     )
 
 

@@ -11,13 +11,14 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
@@ -25,11 +26,12 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from adapters.slack import parse
+from adapters.slack import markup, parse
 from adapters.slack.render import blocks, metadata, render_mrkdwn
 from bot.addressing import command_text, slash_command_text
 from bot.domain import (
     ChannelId,
+    ChatUserId,
     MessageId,
     Outgoing,
     Platform,
@@ -71,6 +73,8 @@ _AUTH_ERRORS = frozenset(
 _HISTORY_PAGES = 5
 _PAGE_SIZE = 200
 _SLASH_ANSWER_BUDGET = 2.5  # seconds; Slack gives 3 for the ack
+_DIRECTORY_TTL = 600.0  # seconds: users.list is tier 2 (20+ a minute), so it is cached
+_NAMES_KEPT = 5000
 
 T = TypeVar("T")
 
@@ -153,6 +157,11 @@ class SlackPlatform:
         self._socket: Any = None
         self._bot_user_id: str | None = None
         self._bot_id: str | None = None
+        self._bot_names: list[str] = []  # how people address the bot in plain text
+        self._people: dict[str, str] = {}  # user id -> the name readers see
+        self._channel_names: dict[str, str] = {}
+        self._directory: list[tuple[str, frozenset[str]]] = []  # users.list, cached
+        self._directory_at = float("-inf")
         self._on_message: MessageHandler | None = None
         self._on_command: CommandHandler | None = None
         self._on_action: ActionHandler | None = None
@@ -191,6 +200,9 @@ class SlackPlatform:
             ) from e
         self._bot_user_id = _str(auth.get("user_id"))
         self._bot_id = _str(auth.get("bot_id"))
+        self._bot_names = [n for n in (_str(auth.get("user")),) if n]
+        if self._bot_user_id:
+            await self._learn_bot_names(self._bot_user_id)
         self._on_message, self._on_command, self._on_action = on_message, on_command, on_action
         log.info(
             "slack.started mode=%s bot_user=%s team=%s",
@@ -418,7 +430,9 @@ class SlackPlatform:
             log.exception("slack.event_failed event_id=%s", event_id)
 
     async def _deliver(self, event: Mapping[str, Any], event_id: str) -> None:
-        msg = parse.human_message(event, self._bot_user_id, event_id)
+        msg = parse.human_message(event, self._bot_user_id, event_id) or parse.edited_message(
+            event, self._bot_user_id, event_id
+        )
         if msg is None:
             return
         if self._on_message is None or self._on_command is None:
@@ -427,13 +441,104 @@ class SlackPlatform:
         if event_id and not await self._kv.first_sight("slack", event_id):
             log.info("slack.event_duplicate event_id=%s", event_id)
             return
-        mentions = [f"@{self._bot_user_id}"] if self._bot_user_id else []
-        command = command_text(msg.text, mentions)
-        if command is not None:
-            ctx = parse.command_context(event)
-            await self.respond(ctx, await self._answer(command, ctx))
-            return
+        if not msg.edited:
+            command = command_text(msg.text, self._mentions())
+            if command is not None:
+                ctx = parse.command_context(event)
+                await self.respond(ctx, await self._answer(command, ctx))
+                return
+            # What could be tweeted is what a reader of the message sees.
+            msg = replace(msg, text=await self.reader_text(event))
         await self._on_message(msg)
+
+    def _mentions(self) -> list[str]:
+        """The bot as its plain-text mention (`<@U…>` reads `@U…`) and by its names, as
+        people type it when the client made no mention of it (`@seva close`)."""
+        ids = [f"@{self._bot_user_id}"] if self._bot_user_id else []
+        return ids + [f"@{name}" for name in self._bot_names]
+
+    async def reader_text(self, event: Mapping[str, Any]) -> str:
+        """The message as its reader sees it (markup.py), people and channels by name."""
+        for user_id in markup.user_ids(event) - self._people.keys():
+            await self._learn_person(user_id)
+        for channel_id in markup.channel_ids(event) - self._channel_names.keys():
+            await self._learn_channel(channel_id)
+        return markup.reader_text(event, self._people.get, self._channel_names.get)
+
+    async def _learn_person(self, user_id: str) -> None:
+        """users.info (scope users:read): the display name, else the real name."""
+        try:
+            resp = await self._call("users.info", self._client.users_info(user=user_id))
+        except (PlatformRefused, Unavailable, RateLimited) as e:
+            log.warning("slack.user_unknown user=%s error=%s", user_id, e)
+            return
+        name = _display_name(resp.get("user") or {})
+        if name:
+            if len(self._people) >= _NAMES_KEPT:
+                self._people.clear()
+            self._people[user_id] = name
+
+    async def _learn_channel(self, channel_id: str) -> None:
+        try:
+            resp = await self._call(
+                "conversations.info", self._client.conversations_info(channel=channel_id)
+            )
+        except (PlatformRefused, Unavailable, RateLimited):
+            return
+        name = (resp.get("channel") or {}).get("name")
+        if name:
+            self._channel_names[channel_id] = str(name)
+
+    async def _learn_bot_names(self, bot_user_id: str) -> None:
+        try:
+            resp = await self._call("users.info", self._client.users_info(user=bot_user_id))
+        except (PlatformRefused, Unavailable, RateLimited):
+            return
+        user = resp.get("user") or {}
+        profile = user.get("profile") or {}
+        for name in (profile.get("display_name"), profile.get("real_name"), user.get("name")):
+            if name and str(name) not in self._bot_names:
+                self._bot_names.append(str(name))
+
+    async def find_user(self, name: str) -> ChatUserId | None:
+        """A workspace member by user name, display name or real name (`assign 4
+        @vikram`, typed without Slack's autocomplete), from users.list, cached."""
+        wanted = name.strip().lstrip("@＠").casefold()
+        if not wanted:
+            return None
+        now = time.monotonic()
+        if now - self._directory_at > _DIRECTORY_TTL:
+            self._directory = await self._list_users()
+            self._directory_at = now
+        found = [user_id for user_id, names in self._directory if wanted in names]
+        return ChatUserId(found[0]) if len(found) == 1 else None
+
+    async def _list_users(self) -> list[tuple[str, frozenset[str]]]:
+        out: list[tuple[str, frozenset[str]]] = []
+        cursor: str | None = None
+        for _ in range(50):  # 10,000 people
+            resp = await self._call(
+                "users.list", self._client.users_list(limit=_PAGE_SIZE, cursor=cursor)
+            )
+            for user in resp.get("members") or []:
+                if user.get("deleted") or user.get("is_bot") or not user.get("id"):
+                    continue
+                profile = user.get("profile") or {}
+                names = {
+                    str(n).casefold()
+                    for n in (
+                        user.get("name"),
+                        user.get("real_name"),
+                        profile.get("display_name"),
+                        profile.get("real_name"),
+                    )
+                    if n
+                }
+                out.append((str(user["id"]), frozenset(names)))
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                break
+        return out
 
     async def _answer(self, command: str, ctx: CommandContext) -> Rich:
         on_command = self._on_command
@@ -445,7 +550,9 @@ class SlackPlatform:
             log.exception("slack.command_failed channel=%s user=%s", ctx.channel, ctx.user)
             return Rich.of("Sorry, that command failed. Please try again.")
 
-    async def _on_slash_command(self, command: dict[str, Any], ack: AsyncAck) -> None:
+    async def _on_slash_command(
+        self, command: dict[str, Any], ack: AsyncAck, respond: AsyncRespond
+    ) -> None:
         typed, ctx = parse.slash_command(command)
         text = slash_command_text(typed)
         task = self._spawn(self._answer(text, ctx))
@@ -454,16 +561,30 @@ class SlackPlatform:
         except TimeoutError:
             # Slack gives up after 3 s: ack now, send the answer when it is ready.
             await ack(response_type="ephemeral", text="Working on it…")
-            task.add_done_callback(lambda t: self._late_answer(t, ctx))
+            task.add_done_callback(lambda t: self._late_answer(t, ctx, respond))
             return
         await ack(response_type="ephemeral", text=render_mrkdwn(answer))
 
-    def _late_answer(self, task: asyncio.Task[Rich], ctx: CommandContext) -> None:
+    def _late_answer(
+        self, task: asyncio.Task[Rich], ctx: CommandContext, respond: AsyncRespond
+    ) -> None:
         if task.cancelled() or task.exception() is not None:
             return
-        self._spawn(self._respond_quietly(ctx, task.result()))
+        self._spawn(self._respond_late(ctx, task.result(), respond))
 
-    async def _respond_quietly(self, ctx: CommandContext, body: Rich) -> None:
+    async def _respond_late(self, ctx: CommandContext, body: Rich, respond: AsyncRespond) -> None:
+        """Through the command's response_url (bolt's respond), which reaches the asker
+        wherever they typed it, a DM or a channel the bot is not in, where
+        chat.postEphemeral fails (maintainer answer in slackapi/bolt-js#365); the
+        ephemeral is the fallback should the URL have expired."""
+        text = render_mrkdwn(body)
+        try:
+            sent = await respond(text=text, response_type="ephemeral", replace_original=False)
+            if sent.status_code == 200:
+                return
+            log.warning("slack.response_url_failed status=%s", sent.status_code)
+        except Exception as e:
+            log.warning("slack.response_url_failed error=%s", type(e).__name__)
         try:
             await self.respond(ctx, body)
         except Exception:
@@ -492,6 +613,21 @@ class SlackPlatform:
 
 def _str(value: object) -> str | None:
     return str(value) if value else None
+
+
+def _display_name(user: Mapping[str, Any]) -> str | None:
+    """What Slack shows for a person: the display name, which may be empty, else the
+    real name (users.info, docs.slack.dev/reference/methods/users.info)."""
+    profile = user.get("profile") or {}
+    for name in (
+        profile.get("display_name"),
+        profile.get("real_name"),
+        user.get("real_name"),
+        user.get("name"),
+    ):
+        if name:
+            return str(name)
+    return None
 
 
 def _retry_after(headers: Mapping[str, Any]) -> float:

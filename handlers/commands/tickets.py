@@ -98,12 +98,27 @@ async def claim(b: Bridge, args: Args) -> Rich:
 async def assign(b: Bridge, args: Args) -> Rich:
     t = await take_ticket(b, args)
     require_may_change(b, args, b.department(t.department))
-    if len(args.words) != 1:
+    if not args.words:
         raise CommandError("Whom to assign it to?")
-    user = user_arg(args.words[0])
+    user = await _person(b, args)
     await b.store.run(_assign, t.number, user, args.ctx.user)
     await b.mirror(t, ThreadMark.CLAIMED)
     return Rich.of(Text(f"Ticket #{t.number} assigned to "), Mention(user), Text("."))
+
+
+async def _person(b: Bridge, args: Args) -> ChatUserId:
+    """A mention or user id, else whoever the platform knows by that name."""
+    if len(args.words) == 1:
+        try:
+            return user_arg(args.words[0])
+        except CommandError:
+            pass
+    name = " ".join(args.words)
+    platform = b.platform(args.ctx.platform)
+    found = await platform.find_user(name) if platform is not None else None
+    if found is None:
+        raise CommandError(f"No one (or more than one person) is called {name!r}: mention them.")
+    return found
 
 
 @command("close", "close N [reason]", "close the ticket", changes=True)

@@ -76,6 +76,8 @@ class Channel:
     top_level: list[int] = field(default_factory=list)  # ascending keys of non-replies
     tokens: float = 0.0
     refilled_at: float | None = None
+    is_member: bool = True  # the bot is in it: it gets its events and may post there
+    is_im: bool = False  # a person's DM (with Slackbot or another person), never the bot's
 
 
 @dataclass(slots=True)
@@ -94,6 +96,13 @@ class _ResponseTarget:
     user: str
     thread_ts: str | None
     message_ts: str | None  # the message an interaction came from (replace_original)
+    created: float = 0.0  # when Slack handed out the URL (the clock's seconds)
+
+
+# A response_url takes up to 5 posts within 30 minutes (Slack's interactivity docs as
+# quoted by several third parties; facts-issue7 section 11).
+RESPONSE_URL_USES = 5
+RESPONSE_URL_SECONDS = 30 * 60
 
 
 @dataclass(slots=True, frozen=True)
@@ -152,7 +161,7 @@ def us_to_ts(us: int) -> str:
     return f"{us // _US}.{us % _US:06d}"
 
 
-_CONTROL_SEQUENCE = re.compile(r"<(?:[@#!][^<>\s]+|https?://[^<>\s]+)>")
+_CONTROL_SEQUENCE = re.compile(r"<(?:[@#!][^<>\s]+|https?://[^<>\s|]+(?:\|[^<>]*)?)>")
 
 
 def encode_typed_text(text: str) -> str:
@@ -169,6 +178,69 @@ def encode_typed_text(text: str) -> str:
         last = m.end()
     out.append(_escape(text[last:]))
     return "".join(out)
+
+
+_RICH_TOKEN = re.compile(r"<([@#!][^<>\s]+|https?://[^<>\s|]+(?:\|[^<>]*)?)>|:([a-z0-9_+\-]+):")
+_STYLED = re.compile(
+    r"(?<![\w*])\*(?=\S)(?P<bold>[^*\n]*?\S)\*(?![\w*])"
+    r"|(?<![\w_])_(?=\S)(?P<italic>[^_\n]*?\S)_(?![\w_])"
+    r"|(?<![\w~])~(?=\S)(?P<strike>[^~\n]*?\S)~(?![\w~])"
+    r"|`(?P<code>[^`\n]+)`"
+)
+
+
+def rich_text_of(encoded: str) -> list[dict[str, Any]]:
+    """The `rich_text` block Slack's client attaches to what a person typed, built from
+    the encoded text: user, channel, broadcast, usergroup, link and emoji elements
+    between text runs (block elements reference, docs.slack.dev; the capture golden
+    message_rich_text.json). Emoji carry `unicode` when the `emoji` table knows them."""
+    import emoji  # the sandbox's own copy of a maintained table
+
+    elements: list[dict[str, Any]] = []
+    last = 0
+
+    def plain(run: str) -> str:
+        return run.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+    def text(run: str) -> None:
+        """Text runs, emphasis as `style` (the client sends no asterisks in rich_text)."""
+        at = 0
+        for m in _STYLED.finditer(run):
+            if m.start() > at:
+                elements.append({"type": "text", "text": plain(run[at : m.start()])})
+            style = m.lastgroup or "bold"
+            elements.append({"type": "text", "text": plain(m.group(style)), "style": {style: True}})
+            at = m.end()
+        if at < len(run):
+            elements.append({"type": "text", "text": plain(run[at:])})
+
+    for m in _RICH_TOKEN.finditer(encoded):
+        text(encoded[last : m.start()])
+        last = m.end()
+        if m.group(2) is not None:
+            shown = emoji.emojize(f":{m.group(2)}:", language="alias")
+            item: dict[str, Any] = {"type": "emoji", "name": m.group(2)}
+            if not shown.startswith(":"):
+                item["unicode"] = "-".join(f"{ord(c):x}" for c in shown if ord(c) != 0xFE0F)
+            elements.append(item)
+            continue
+        target, _, label = m.group(1).partition("|")
+        if target.startswith("@"):
+            elements.append({"type": "user", "user_id": target[1:]})
+        elif target.startswith("#"):
+            elements.append({"type": "channel", "channel_id": target[1:]})
+        elif target.startswith("!subteam^"):
+            elements.append({"type": "usergroup", "usergroup_id": target[9:]})
+        elif target.startswith("!"):
+            elements.append({"type": "broadcast", "range": target[1:]})
+        else:
+            link: dict[str, Any] = {"type": "link", "url": target}
+            if label:
+                link["text"] = label
+            elements.append(link)
+    text(encoded[last:])
+    section = {"type": "rich_text_section", "elements": elements}
+    return [{"type": "rich_text", "block_id": "sbx", "elements": [section]}]
 
 
 def _escape(text: str) -> str:

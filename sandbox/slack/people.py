@@ -14,6 +14,8 @@ from sandbox.slack.events import EventDelivery
 from sandbox.slack.model import (
     _KEPT_ENVELOPES,
     FORM_TYPE,
+    RESPONSE_URL_SECONDS,
+    RESPONSE_URL_USES,
     ApiError,
     CommandResult,
     Message,
@@ -22,6 +24,7 @@ from sandbox.slack.model import (
     _as_bool,
     _ResponseTarget,
     encode_typed_text,
+    rich_text_of,
     us_to_ts,
 )
 
@@ -37,7 +40,11 @@ class People(EventDelivery):
         chan = self.channel(channel)
         root = self._thread_root(chan, thread_ts)
         typed = text if raw else encode_typed_text(text)
-        msg = self._add_message(chan, person.id, typed, bot=False, root=root)
+        msg = self._add_message(
+            chan, person.id, typed, bot=False, root=root, blocks=rich_text_of(typed)
+        )
+        if not chan.is_member:
+            return PostResult(msg.ts, None, None)  # Slack sends the bot no events from here
         event_id, status = await self._deliver_event(self._message_event(msg))
         return PostResult(msg.ts, event_id, status)
 
@@ -48,7 +55,8 @@ class People(EventDelivery):
         msg = self.message(channel, ts)
         if msg.user != person.id:
             raise ApiError("cant_update_message")
-        event = self._edit(msg, person.id, text if raw else encode_typed_text(text))
+        typed = text if raw else encode_typed_text(text)
+        event = self._edit(msg, person.id, typed, blocks=rich_text_of(typed))
         event_id, status = await self._deliver_event(event)
         return PostResult(msg.ts, event_id, status)
 
@@ -57,15 +65,16 @@ class People(EventDelivery):
     ) -> CommandResult:
         """A person runs a slash command; what the bot answers is shown to them as Slack would."""
         person = self._person(user)
-        chan = self.channel(channel)
+        # A command works anywhere: a DM, or a channel the bot was never added to.
+        chan = self.dm(channel) if str(channel).startswith("D") else self.channel(channel)
         command = command if command.startswith("/") else "/" + command
-        target = _ResponseTarget(chan.id, person.id, None, None)
+        target = _ResponseTarget(chan.id, person.id, None, None, self.clock())
         form = {
             "token": self.verification_token,
             "team_id": self.team_id,
             "team_domain": self.team_name.lower().replace(" ", "-"),
             "channel_id": chan.id,
-            "channel_name": chan.name,
+            "channel_name": "directmessage" if chan.is_im else chan.name,
             "user_id": person.id,
             "user_name": person.name,
             "command": command,
@@ -129,7 +138,7 @@ class People(EventDelivery):
         chan = self.channels[msg.channel]
         block_id, element = self._find_action(msg, action_id)
         thread_ts = us_to_ts(msg.thread_us) if msg.thread_us is not None else None
-        target = _ResponseTarget(chan.id, person.id, thread_ts, msg.ts)
+        target = _ResponseTarget(chan.id, person.id, thread_ts, msg.ts, self.clock())
         action: dict[str, Any] = {
             "action_id": action_id,
             "block_id": block_id,
@@ -217,7 +226,16 @@ class People(EventDelivery):
         self._add_ephemeral(target.channel, target.user, text, blocks, target.thread_ts)
 
     def response_target(self, response_id: str) -> _ResponseTarget | None:
-        return self._response_targets.get(response_id)
+        """Where a post to this response_url goes; None once it was used 5 times or is
+        older than 30 minutes (Slack then answers 404)."""
+        target = self._response_targets.get(response_id)
+        if target is None:
+            return None
+        uses = self._response_uses.get(response_id, 0)
+        if uses >= RESPONSE_URL_USES or self.clock() - target.created > RESPONSE_URL_SECONDS:
+            return None
+        self._response_uses[response_id] = uses + 1
+        return target
 
     def snapshot(self) -> dict[str, Any]:
         """What a person would see: every channel's messages oldest first, replies included."""

@@ -3,6 +3,7 @@ use, Socket Mode's WebSocket and response URLs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Awaitable, Callable, Mapping
@@ -83,6 +84,9 @@ def build_slack_app(state: SlackState) -> web.Application:
             args = await _read_args(request)
             method = request.match_info["method"]
             state.check_token(request.headers.get("Authorization"), args.pop("token", None), method)
+            delay = state.delays.get(method, 0.0)
+            if delay:
+                await asyncio.sleep(delay)  # a slow method, to see what waiting on it does
             result = state.call(method, args)
         except RateLimitedError as e:
             return web.json_response(
@@ -186,6 +190,9 @@ def build_slack_app(state: SlackState) -> web.Application:
             body = await _control_body(request)
             if "events_url" in body:
                 state.events_url = body["events_url"] or None
+            if "delays" in body:
+                delays = body["delays"] or {}
+                state.delays = {str(k): float(v) for k, v in delays.items() if float(v) >= 0}
             if "rate_limit_per_channel" in body:
                 rate = float(body["rate_limit_per_channel"] or 0)
                 if rate < 0 or math.isnan(rate):

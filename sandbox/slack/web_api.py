@@ -60,6 +60,7 @@ class WebApi(EventDelivery):
             "conversations.info": self._conversations_info,
             "conversations.members": self._conversations_members,
             "users.info": self._users_info,
+            "users.list": self._users_list,
         }
 
     def call(self, method: str, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,6 +96,10 @@ class WebApi(EventDelivery):
 
     def _chat_post_message(self, args: dict[str, Any]) -> dict[str, Any]:
         chan = self.channel(args.get("channel"))
+        if chan.is_im:
+            raise ApiError("channel_not_found")
+        if not chan.is_member:
+            raise ApiError("not_in_channel")
         text = str(args.get("text") or "")
         blocks = _as_json(args.get("blocks"), "invalid_blocks")
         if blocks is not None and not isinstance(blocks, list):
@@ -142,7 +147,14 @@ class WebApi(EventDelivery):
         return {"channel": msg.channel, "ts": msg.ts}
 
     def _chat_post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Fails where the bot is not: `channel_not_found` for a DM it is not in,
+        `not_in_channel` for a channel it was not added to (slack-ref
+        chat.postEphemeral errors; slackapi/python-slack-sdk#734)."""
         chan = self.channel(args.get("channel"))
+        if chan.is_im:
+            raise ApiError("channel_not_found")
+        if not chan.is_member:
+            raise ApiError("not_in_channel")
         user = self.user(args.get("user"))
         if user.is_bot:
             raise ApiError("user_not_in_channel")
@@ -251,13 +263,15 @@ class WebApi(EventDelivery):
             "channel": {
                 "id": chan.id,
                 "name": chan.name,
-                "is_channel": True,
+                "is_channel": not chan.is_im,
                 "is_group": False,
-                "is_im": False,
-                "is_private": False,
+                "is_im": chan.is_im,
+                "is_private": chan.is_im,
                 "is_archived": False,
                 "is_general": False,
-                "is_member": True,
+                "is_member": chan.is_member,
+                "is_ext_shared": False,
+                "is_shared": False,
                 "created": 1700000000,
                 "creator": next(iter(self.users), self.bot_user_id),
                 "name_normalized": chan.name,
@@ -280,6 +294,26 @@ class WebApi(EventDelivery):
         more = end < len(members)
         cursor = base64.b64encode(f"offset:{end}".encode()).decode() if more else ""
         return {"members": members[start:end], "response_metadata": {"next_cursor": cursor}}
+
+    def _users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        """users.list (docs.slack.dev/reference/methods/users.list): `members` paged by
+        `cursor` and `limit`, the bot user among them."""
+        everyone = [*self.users, self.bot_user_id]
+        limit = _as_int(args.get("limit"), 200, 1, 1000)
+        start = 0
+        if args.get("cursor"):
+            try:
+                start = int(base64.b64decode(str(args["cursor"])).decode().removeprefix("user:"))
+            except ValueError:
+                raise ApiError("invalid_cursor") from None
+        end = start + limit
+        cursor = base64.b64encode(f"user:{end}".encode()).decode() if end < len(everyone) else ""
+        members = [self._users_info({"user": u})["user"] for u in everyone[start:end]]
+        return {
+            "members": members,
+            "cache_ts": int(self.clock()),
+            "response_metadata": {"next_cursor": cursor},
+        }
 
     def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         user = self.user(args.get("user"))

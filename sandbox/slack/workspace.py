@@ -104,6 +104,8 @@ class Workspace:
         self._counter = 0
         self._envelopes: dict[str, bytes] = {}
         self._response_targets: dict[str, _ResponseTarget] = {}
+        self._response_uses: dict[str, int] = {}
+        self.delays: dict[str, float] = {}  # Web API method -> seconds it takes to answer
         self._tasks: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._background_slots = asyncio.Semaphore(16)
@@ -115,9 +117,21 @@ class Workspace:
 
     # ------------------------------------------------------------------ set-up and lookups
 
-    def add_channel(self, channel_id: str, name: str) -> None:
-        self.channels[channel_id] = Channel(channel_id, name)
+    def add_channel(self, channel_id: str, name: str, *, bot_member: bool = True) -> None:
+        """A channel; `bot_member=False` for one the bot was never added to."""
+        self.channels[channel_id] = Channel(channel_id, name, is_member=bot_member)
         self._channel_names[name] = channel_id
+
+    def dm(self, channel_id: str) -> Channel:
+        """A person's direct-message channel (`D…`), the bot not in it: opened on use."""
+        if not channel_id.startswith("D"):
+            raise ApiError("channel_not_found")
+        found = self.channels.get(channel_id)
+        if found is None:
+            found = self.channels[channel_id] = Channel(
+                channel_id, channel_id, is_member=False, is_im=True
+            )
+        return found
 
     def add_user(self, user_id: str, name: str, real_name: str) -> None:
         self.users[user_id] = User(user_id, name, real_name)

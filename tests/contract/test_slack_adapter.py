@@ -351,7 +351,9 @@ async def test_mark_mirrors_states_as_reactions_idempotently(world: World) -> No
 # --- receiving ---------------------------------------------------------------------
 
 
-async def test_a_human_thread_reply_reaches_on_message_as_typed(world: World) -> None:
+async def test_a_human_thread_reply_reaches_on_message_as_its_reader_sees_it(
+    world: World,
+) -> None:
     root_ts = await world.slack.post(root(4, Rich.of("ticket 4")))
     sent = await world.say(ASHA, HEALTH, "Tankers & crews <on the way> <@U0AGENT2>", root_ts)
     assert sent["status"] == 200
@@ -363,7 +365,7 @@ async def test_a_human_thread_reply_reaches_on_message_as_typed(world: World) ->
         channel=HEALTH,
         id=MessageId(sent["ts"]),
         sender=ChatUserId(ASHA),
-        text="Tankers & crews <on the way> @U0AGENT2",
+        text="Tankers & crews <on the way> ravi",  # a mention reads as the display name
         thread_root=root_ts,
         event_id=sent["event_id"],
     )
@@ -386,8 +388,10 @@ async def test_own_posts_edits_and_redeliveries_reach_on_message_once(world: Wor
     await world.state.drain()  # the stand-in's deliveries of the bot's own posts are done
 
     await world.fence()
-    texts = [m.text for m in world.rec.messages]
-    assert texts[:-1] == ["first answer"]
+    seen = [(m.text, m.edited) for m in world.rec.messages]
+    # The edit comes once, marked as one (never a new message to tweet).
+    assert seen[:-1] == [("first answer", False), ("edited", True)]
+    assert world.rec.messages[1].id == sent["ts"] and world.rec.messages[1].thread_root == root_ts
 
 
 async def test_a_bang_command_in_a_thread_is_answered_ephemerally_there(world: World) -> None:

@@ -891,3 +891,55 @@ async def test_socket_closing_before_its_ack_is_retried_elsewhere(
         (1, 200, None),
     ]
     await asyncio.gather(*closing)
+
+
+async def test_ephemerals_fail_where_the_bot_is_not_and_response_urls_run_out() -> None:
+    from sandbox.slack.model import ApiError, _ResponseTarget
+    from sandbox.slack.state import SlackState
+
+    clock = [1_700_000_000.0]
+    state = SlackState(
+        "xoxb-t",
+        "secret",
+        None,
+        channels=[("C0HEALTH", "health")],
+        users=[("U1", "asha", "Asha")],
+        clock=lambda: clock[0],
+    )
+    state.add_channel("C0RANDOM", "random", bot_member=False)
+    state.dm("D0ASHA")
+    for channel, error in (("D0ASHA", "channel_not_found"), ("C0RANDOM", "not_in_channel")):
+        with pytest.raises(ApiError, match=error):
+            state.call("chat.postEphemeral", {"channel": channel, "user": "U1", "text": "hi"})
+        with pytest.raises(ApiError, match=error):
+            state.call("chat.postMessage", {"channel": channel, "text": "hi"})
+    assert (
+        state.call("conversations.info", {"channel": "C0RANDOM"})["channel"]["is_member"] is False
+    )
+    assert state.call("chat.postEphemeral", {"channel": "C0HEALTH", "user": "U1", "text": "x"})[
+        "ok"
+    ]
+
+    state.public_base_url = "http://127.0.0.1:1/slack"
+    url = state._new_response_url(_ResponseTarget("D0ASHA", "U1", None, None, clock[0]))
+    rid = url.rsplit("/", 1)[-1]
+    assert all(state.response_target(rid) is not None for _ in range(5))
+    assert state.response_target(rid) is None  # a sixth post: expired
+    late = state._new_response_url(_ResponseTarget("D0ASHA", "U1", None, None, clock[0]))
+    clock[0] += 31 * 60
+    assert state.response_target(late.rsplit("/", 1)[-1]) is None  # 30 minutes
+
+
+def test_what_people_type_carries_rich_text_like_slacks_client() -> None:
+    from sandbox.slack.model import encode_typed_text, rich_text_of
+
+    typed = encode_typed_text("*Hi* <@U1> :pray: <https://a.in/x|the site> <!here> & `1075`")
+    (block,) = rich_text_of(typed)
+    elements = block["elements"][0]["elements"]
+    keys = ("url", "user_id", "range", "name", "text")
+    kinds = [(e["type"], next(e[k] for k in keys if k in e)) for e in elements]
+    assert ("text", "Hi") in kinds and elements[0]["style"] == {"bold": True}
+    assert ("user", "U1") in kinds and ("link", "https://a.in/x") in kinds
+    assert ("broadcast", "here") in kinds and ("text", "1075") in kinds
+    (pray,) = [e for e in elements if e["type"] == "emoji"]
+    assert pray["unicode"] == "1f64f"

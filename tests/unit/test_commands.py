@@ -61,6 +61,10 @@ async def test_claim_and_assign_and_list_mine(world):
     # As the Slack adapter hands a mention on: @U…
     answer = await run_command(b, "assign 3 @U0AGENT2", ctx())
     assert Mention(ChatUserId("U0AGENT2")) in answer.segments
+    # ... or a name the platform knows (typed without the client's autocomplete).
+    chat.people["vikram rao"] = ChatUserId("U0AGENT2")
+    answer = await run_command(b, "assign 1 @Vikram Rao", ctx())
+    assert Mention(ChatUserId("U0AGENT2")) in answer.segments
     mine = (await run_command(b, "list mine", ctx())).plain()
     assert "#2" in mine and "#3" not in mine and "#1" not in mine
     everything = (await run_command(b, "list all health", ctx())).plain()
@@ -72,7 +76,10 @@ async def test_mistakes_are_answered_and_change_nothing(world):
     assert "no ticket #99" in (await run_command(b, "close 99", ctx())).plain()
     assert "Which ticket?" in (await run_command(b, "close", ctx())).plain()
     assert "Unknown command 'frobnicate'" in (await run_command(b, "frobnicate", ctx())).plain()
-    assert "not a user" in (await run_command(b, "assign 1 bob", ctx())).plain()
+    assert (
+        "No one (or more than one person) is called 'bob'"
+        in (await run_command(b, "assign 1 bob", ctx())).plain()
+    )
     t = await b.store.run(lambda tx: tx.ticket(1))
     assert t is not None and t.state.value == "open" and t.assignee is None
 
