@@ -148,7 +148,11 @@ def test_confirm_mode_tweets_only_after_send(stand: Stand, bot: Bot):
     stand.say("U0TRANSPORT", "C0TRANSPORT", "A replacement bus leaves at 6:10.", root["ts"])
 
     def preview():
-        return [m for m in stand.thread("C0TRANSPORT", root["ts"]) if m.get("blocks")]
+        return [
+            m
+            for m in stand.thread("C0TRANSPORT", root["ts"])
+            if m.get("bot_id") and m.get("blocks")
+        ]
 
     (msg,) = wait_for("the preview with a Send button", preview)
     assert stand.bot_tweets() == []
