@@ -29,6 +29,17 @@ class PrometheusMetrics:
             Count.POLL_ERRORS: Counter(
                 "seva_poll_errors_total", "Failed polls", ["kind"], registry=r
             ),
+            Count.IGNORED_MENTIONS: Counter(
+                "seva_ignored_mentions_total",
+                "Mentions from triage.ignore accounts, which make no ticket",
+                registry=r,
+            ),
+            Count.URGENT_TICKETS: Counter(
+                "seva_urgent_tickets_total",
+                "Tickets marked urgent (triage.urgent), when opened or by a follow-up",
+                ["department"],
+                registry=r,
+            ),
         }
         self.poll_lag = Gauge(
             "seva_poll_lag_seconds", "Seconds since the last successful poll", registry=r

@@ -92,6 +92,7 @@ class Audit(enum.StrEnum):
     REPLY = "reply"  # an agent's reply queued, awaiting confirmation, confirmed, cancelled
     REPLIED = "replied"  # X accepted a whole reply
     REFUSED = "refused"  # X refused a reply
+    URGENT = "urgent"  # a follow-up or edit with a `triage.urgent` word made the ticket urgent
 
 
 # Who made a change, besides the chat users: the citizen's side on X, and the bot.
@@ -289,6 +290,7 @@ class Ticket:
     closed_at: datetime | None = None
     escalated_at: datetime | None = None
     reply_to: TweetId | None = None  # the citizen's latest tweet in this ticket
+    urgent: bool = False  # a `triage.urgent` word: listed first, escalates sooner
 
     @property
     def thread(self) -> ThreadRef | None:

@@ -78,6 +78,8 @@ class Count(enum.StrEnum):
     ESCALATIONS = "escalations"
     COMMANDS = "commands"  # label: the command
     POLL_ERRORS = "poll_errors"  # label: what failed, e.g. mentions_rate_limited
+    IGNORED_MENTIONS = "ignored_mentions"  # from a `triage.ignore` account
+    URGENT_TICKETS = "urgent_tickets"  # label: the department
 
 
 class Metrics(Protocol):
@@ -215,11 +217,16 @@ class KeyValue(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class NewTicket:
+    """A ticket about to be opened. `matched` is what routed it (for the root, not
+    stored); `urgent` the `triage.urgent` words it holds (any at all: urgent)."""
+
     tweet: Tweet
     department: DepartmentId
     platform: Platform
     channel: ChannelId
     oncall: ChatUserId | None
+    matched: tuple[str, ...] = ()
+    urgent: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +297,7 @@ class UnitOfWork(Protocol):
     def set_state(self, ticket: int, state: TicketState) -> None: ...
     def set_assignee(self, ticket: int, assignee: ChatUserId) -> None: ...
     def mark_escalated(self, ticket: int) -> bool: ...
+    def mark_urgent(self, ticket: int) -> bool: ...
 
     def tickets(
         self,
@@ -300,7 +308,9 @@ class UnitOfWork(Protocol):
         limit: int = 20,
     ) -> list[Ticket]: ...
 
-    def unanswered_before(self, department: str, created_before: datetime) -> list[Ticket]: ...
+    def unanswered_before(
+        self, department: str, created_before: datetime, *, urgent_only: bool = False
+    ) -> list[Ticket]: ...
     def audit(self, ticket: int | None, actor: str, action: Audit, detail: str = "") -> None: ...
     def audit_log(self, ticket: int) -> list[AuditEntry]: ...
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from bot.config import Department
 from bot.domain import ACTOR_BOT, Audit, Mention, Outgoing, Rich, Text, Ticket
 from bot.outbox import ThreadMark, escalate_key
 from bot.ports import Count, UnitOfWork
@@ -28,16 +29,16 @@ def _escalate_due(tx: UnitOfWork, b: Bridge, now: datetime) -> list[Ticket]:
     """Marks and queues every escalation now due, in one unit of work; the tickets."""
     escalated = []
     for dept in b.config.departments:
-        if dept.escalate_after is None or not dept.escalate_to:
+        if not dept.escalate_to:
             continue
-        for t in tx.unanswered_before(dept.id, now - dept.escalate_after):
+        for t, after in _unanswered(tx, dept, now):
             if not tx.mark_escalated(t.number):
                 continue
             tx.audit(t.number, ACTOR_BOT, Audit.ESCALATED)
             body = Rich.of(
                 Text("Escalation: ", bold=True),
-                Text(f"ticket #{t.number} has had no public reply for "),
-                Text(f"{int(dept.escalate_after.total_seconds() // 60)} minutes. "),
+                Text(f"{'urgent ' if t.urgent else ''}ticket #{t.number} has had no public "),
+                Text(f"reply for {int(after.total_seconds() // 60)} minutes. "),
             )
             for i, user in enumerate(dept.escalate_to):
                 body += Rich.of(Text(", " if i else ""), Mention(user))
@@ -49,3 +50,17 @@ def _escalate_due(tx: UnitOfWork, b: Bridge, now: datetime) -> list[Ticket]:
             escalated.append(t)
             log.info("ticket.escalated ticket=%d department=%s", t.number, dept.id)
     return escalated
+
+
+def _unanswered(tx: UnitOfWork, dept: Department, now: datetime) -> list[tuple[Ticket, timedelta]]:
+    """The department's tickets due for their escalation, each with the limit it passed:
+    `escalate_urgent_after_minutes` for urgent ones, `escalate_after_minutes` for the
+    rest (either may be off)."""
+    due: dict[int, tuple[Ticket, timedelta]] = {}
+    if dept.escalate_after is not None:
+        for t in tx.unanswered_before(dept.id, now - dept.escalate_after):
+            due[t.number] = (t, dept.escalate_after)
+    if dept.escalate_urgent_after is not None:
+        for t in tx.unanswered_before(dept.id, now - dept.escalate_urgent_after, urgent_only=True):
+            due[t.number] = (t, dept.escalate_urgent_after)
+    return [due[n] for n in sorted(due)]

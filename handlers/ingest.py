@@ -34,7 +34,7 @@ from bot.domain import (
 from bot.outbox import ThreadMark, followup_key, root_key
 from bot.ports import Conflict, Count, NewTicket, RateLimited, Unavailable, UnitOfWork
 from bot.rotation import shift_at
-from bot.routing import route
+from bot.routing import is_ignored, route, urgent_words
 from handlers.context import Bridge, PollState
 from handlers.similar import Suggestion, index_and_suggest, reindex
 
@@ -132,6 +132,8 @@ def ingest(
     for tweet in ordered:
         if tweet.id in known or tweet.author_id == b.me.id or tweet.is_retweet:
             continue
+        if _ignored(b, tweet):
+            continue
         known.add(tweet.id)
         taken += 1
         edited = _edited_ticket(tx, tweet)
@@ -160,6 +162,16 @@ def ingest(
     return taken, reopened
 
 
+def _ignored(b: Bridge, tweet: Tweet) -> bool:
+    """A mention from a `triage.ignore` account (abuse, bots): no ticket, no follow-up, no
+    edit; only counted. The cursor still moves past it, so it is never read again."""
+    if not is_ignored(tweet.author_username, b.config.triage):
+        return False
+    b.metrics.count(Count.IGNORED_MENTIONS)
+    log.info("mention.ignored tweet=%s", tweet.id)
+    return True
+
+
 class _Batch:
     """The tickets one poll opens, so later tweets of the same poll can follow up on them."""
 
@@ -175,7 +187,17 @@ class _Batch:
         oncall = shift_at(dept.oncall, b.clock.now()).member if dept.oncall else None
         self._index[tweet.id] = len(self.new)
         self._index.setdefault(tweet.conversation_id or tweet.id, len(self.new))
-        self.new.append(NewTicket(tweet, dept.id, dept.platform, ChannelId(dept.channel), oncall))
+        self.new.append(
+            NewTicket(
+                tweet,
+                dept.id,
+                dept.platform,
+                ChannelId(dept.channel),
+                oncall,
+                matched=routing.matched,
+                urgent=urgent_words(tweet.text, cfg.triage),
+            )
+        )
 
     def followup_of(self, tweet: Tweet) -> int | None:
         for ref in (tweet.replied_to, tweet.quoted, tweet.conversation_id):
@@ -236,6 +258,7 @@ def _add_edit(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> bool:
     )
     if reopen:
         body += Rich.of(Text("\n"), Text(f"Ticket #{ticket.number} reopened.", bold=True))
+    body += _became_urgent(b, tx, ticket, tweet)
     tx.enqueue(
         Outgoing(
             key=followup_key(tweet.id),
@@ -263,7 +286,9 @@ def _announce(
         Outgoing(
             key=root_key(ticket.number),
             channel=ticket.channel,
-            body=root_body(ticket, dept, new.oncall, new.tweet, similar),
+            body=root_body(
+                ticket, dept, new.oncall, new.tweet, similar, matched=new.matched, urgent=new.urgent
+            ),
             ticket=ticket.number,
             tweet_id=ticket.tweet_id,
             is_root=True,
@@ -273,8 +298,14 @@ def _announce(
         new_key=True,
     )
     b.metrics.count(Count.TICKETS, label=dept.id)
+    if ticket.urgent:
+        b.metrics.count(Count.URGENT_TICKETS, label=dept.id)
     log.info(
-        "ticket.created ticket=%d tweet=%s department=%s", ticket.number, ticket.tweet_id, dept.id
+        "ticket.created ticket=%d tweet=%s department=%s urgent=%s",
+        ticket.number,
+        ticket.tweet_id,
+        dept.id,
+        ticket.urgent,
     )
 
 
@@ -293,6 +324,7 @@ def _add_followup(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> bo
     body += question(tweet) + Rich.of(Text("\n"), Link(tweet.url, "Open on X"))
     if reopen:
         body += Rich.of(Text("\n"), Text(f"Ticket #{ticket.number} reopened.", bold=True))
+    body += _became_urgent(b, tx, ticket, tweet)
     tx.enqueue(
         Outgoing(
             key=followup_key(tweet.id),
@@ -309,31 +341,93 @@ def _add_followup(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> bo
     return reopen
 
 
+def _became_urgent(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> Rich:
+    """A follow-up or edit with a `triage.urgent` word makes its ticket urgent (listed
+    first, escalated sooner) and says so in the thread, pinging `escalate_to` and whoever
+    is on call as a new urgent ticket's root would. Once per ticket: it is a
+    compare-and-set, so a ticket that is urgent already gets no second alarm."""
+    words = urgent_words(tweet.text, b.config.triage)
+    if not words or ticket.urgent or not tx.mark_urgent(ticket.number):
+        return Rich()
+    dept = b.department(ticket.department)
+    tx.audit(ticket.number, ACTOR_X, Audit.URGENT, ", ".join(words))
+    b.metrics.count(Count.URGENT_TICKETS, label=dept.id)
+    log.info("ticket.urgent ticket=%d tweet=%s", ticket.number, tweet.id)
+    body = Rich.of(
+        Text("\n"),
+        Text("Now URGENT", bold=True),
+        Text(f" ({', '.join(words)}): "),
+    )
+    oncall = shift_at(dept.oncall, tx.now).member if dept.oncall else None
+    people = [*([oncall] if oncall else []), *(u for u in dept.escalate_to if u != oncall)]
+    for i, user in enumerate(people):
+        body += Rich.of(Text(", " if i else ""), Mention(user))
+    if not people:
+        body += Rich.of(Text("nobody is on call to ping."))
+    return body
+
+
 def root_body(
     ticket: Ticket,
     dept: Department,
     oncall: ChatUserId | None,
     tweet: Tweet | None = None,
     similar: Sequence[Suggestion] = (),
+    matched: Sequence[str] = (),
+    urgent: Sequence[str] = (),
 ) -> Rich:
+    """The thread root. `matched` is what routed the ticket here and `urgent` the
+    `triage.urgent` words it holds, so a misrouted or mis-triaged ticket shows why."""
     asked = question(tweet) if tweet is not None else Rich.of(Quote(ticket.text))
     edited = " (edited)" if tweet is not None and tweet.earlier_versions else ""
     return Rich.of(
         Text(f"Ticket #{ticket.number}", bold=True),
-        Text(f" · {dept.name}\n"),
+        Text(f" · {dept.name}"),
+        *_urgent_header(ticket, urgent),
+        Text("\n"),
         Text(f"@{ticket.author_username}", bold=True),
         Text(f" asked on X{edited}:\n"),
         *asked.segments,
         Text("\n"),
         Link(ticket.url, "Open on X"),
+        *_matched_line(matched),
         *_similar_lines(similar),
-        Text("\nOn call: " if similar else " · on call: "),
+        Text("\nOn call: " if similar or matched else " · on call: "),
         Mention(oncall) if oncall else Text("nobody"),
+        *_urgent_mentions(ticket, dept),
         Text(
             "\nReply in this thread to answer in public. "
             "Start with note: to keep a message internal, ! for a command (!help)."
         ),
     )
+
+
+def _urgent_header(ticket: Ticket, words: Sequence[str]) -> tuple[Segment, ...]:
+    """` · URGENT (ambulance)` in the root's first line."""
+    if not ticket.urgent:
+        return ()
+    why = f" ({', '.join(words)})" if words else ""
+    return (Text(" · "), Text("URGENT", bold=True), Text(why))
+
+
+def _matched_line(matched: Sequence[str]) -> tuple[Segment, ...]:
+    """`matched: #railways, refund`: what routed the ticket (nothing when it went to the
+    default department because nothing matched)."""
+    if not matched:
+        return ()
+    return (Text("\nmatched: "), Text(", ".join(matched)))
+
+
+def _urgent_mentions(ticket: Ticket, dept: Department) -> tuple[Segment, ...]:
+    """An urgent ticket pings the department's `escalate_to` at once, beside the on-call
+    member, instead of waiting for the escalation."""
+    if not ticket.urgent or not dept.escalate_to:
+        return ()
+    out: list[Segment] = [Text(" · urgent, also: ")]
+    for i, user in enumerate(dept.escalate_to):
+        out += [Text(", ")] if i else []
+        out.append(Mention(user))
+    return tuple(out)
 
 
 def question(tweet: Tweet) -> Rich:

@@ -73,11 +73,22 @@ class TicketRow(Base):
     first_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         Index("ix_tickets_state_created", "state", "created_at"),
         Index("ix_tickets_thread", "platform", "channel", "root"),
     )
+
+
+# `list`: urgent open tickets first, then the oldest (handlers/commands/tickets.py).
+Index(
+    "ix_tickets_state_urgent_created",
+    TicketRow.state,
+    TicketRow.urgent.desc(),
+    TicketRow.created_at,
+    TicketRow.number,
+)
 
 
 class TicketTweetRow(Base):

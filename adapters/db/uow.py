@@ -71,6 +71,7 @@ def _ticket(r: TicketRow) -> Ticket:
         closed_at=r.closed_at,
         escalated_at=r.escalated_at,
         reply_to=TweetId(r.reply_to),
+        urgent=r.urgent,
     )
 
 
@@ -135,6 +136,7 @@ class Tx(Claims):
                 channel=n.channel,
                 oncall=n.oncall,
                 reply_to=n.tweet.id,
+                urgent=bool(n.urgent),
             )
             for n in items
         ]
@@ -186,6 +188,16 @@ class Tx(Claims):
         )
         return bool(done.rowcount)  # type: ignore[attr-defined]
 
+    def mark_urgent(self, ticket: int) -> bool:
+        """Makes the ticket urgent; False if it was already (compare-and-set, so a replayed
+        follow-up never says so twice)."""
+        done = self.s.execute(
+            update(TicketRow)
+            .where(TicketRow.number == ticket, TicketRow.urgent.is_(False))
+            .values(urgent=True)
+        )
+        return bool(done.rowcount)  # type: ignore[attr-defined]
+
     def tickets(
         self,
         *,
@@ -201,23 +213,26 @@ class Tx(Claims):
             q = q.where(TicketRow.assignee == assignee)
         if department is not None:
             q = q.where(TicketRow.department == department)
-        q = q.order_by(
-            (TicketRow.state != TicketState.OPEN.value), TicketRow.created_at, TicketRow.number
-        ).limit(limit)
-        return [_ticket(r) for r in self.s.scalars(q)]
+        # Urgent first, then the oldest: ix_tickets_state_urgent_created serves the open ones.
+        order: list[Any] = [TicketRow.urgent.desc(), TicketRow.created_at, TicketRow.number]
+        if not open_only:
+            order.insert(0, TicketRow.state != TicketState.OPEN.value)
+        return [_ticket(r) for r in self.s.scalars(q.order_by(*order).limit(limit))]
 
-    def unanswered_before(self, department: str, created_before: datetime) -> list[Ticket]:
-        rows = self.s.scalars(
-            select(TicketRow).where(
-                TicketRow.department == department,
-                TicketRow.state == TicketState.OPEN.value,
-                TicketRow.first_response_at.is_(None),
-                TicketRow.escalated_at.is_(None),
-                TicketRow.root.is_not(None),
-                TicketRow.created_at <= created_before,
-            )
+    def unanswered_before(
+        self, department: str, created_before: datetime, *, urgent_only: bool = False
+    ) -> list[Ticket]:
+        q = select(TicketRow).where(
+            TicketRow.department == department,
+            TicketRow.state == TicketState.OPEN.value,
+            TicketRow.first_response_at.is_(None),
+            TicketRow.escalated_at.is_(None),
+            TicketRow.root.is_not(None),
+            TicketRow.created_at <= created_before,
         )
-        return [_ticket(r) for r in rows]
+        if urgent_only:
+            q = q.where(TicketRow.urgent.is_(True))
+        return [_ticket(r) for r in self.s.scalars(q)]
 
     # --- the audit log
 

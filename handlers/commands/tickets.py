@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.domain import Audit, ChatUserId, Link, Mention, Rich, Segment, Text, TicketState
+from bot.domain import (
+    Audit,
+    ChatUserId,
+    Link,
+    Mention,
+    Rich,
+    Segment,
+    Text,
+    Ticket,
+    TicketState,
+)
 from bot.outbox import ThreadMark
 from bot.ports import UnitOfWork
 from handlers.commands import (
@@ -40,7 +50,9 @@ async def status(b: Bridge, args: Args) -> Rich:
     first = _age(t.first_response_at - t.created_at) if t.first_response_at else "none yet"
     return Rich.of(
         Text(f"Ticket #{t.number}", bold=True),
-        Text(f" · {t.state.value} · {dept.name}\nAssignee: "),
+        Text(f" · {t.state.value}"),
+        *_urgent_mark(t),
+        Text(f" · {dept.name}\nAssignee: "),
         _who(t.assignee),
         Text(f"\nAge: {_age(now - t.created_at)} · first response: {first}\n"),
         Text(f"From @{t.author_username}: "),
@@ -48,7 +60,9 @@ async def status(b: Bridge, args: Args) -> Rich:
     )
 
 
-@command("list", "list [open|mine|all] [dept]", "up to 20 tickets, oldest open first")
+@command(
+    "list", "list [open|mine|all] [dept]", "up to 20 tickets, urgent open ones first, then oldest"
+)
 async def list_(b: Bridge, args: Args) -> Rich:
     scope = "open"
     dept: str | None = None
@@ -67,17 +81,21 @@ async def list_(b: Bridge, args: Args) -> Rich:
     if not tickets:
         return Rich.of(Text("No tickets."))
     now = b.clock.now()
-    out = Rich.of(Text(f"{len(tickets)} ticket(s), oldest open first:"))
+    out = Rich.of(Text(f"{len(tickets)} ticket(s), urgent open first, then oldest first:"))
     for t in tickets:
         out += Rich.of(
-            Text(
-                f"\n#{t.number} · {t.state.value} · {t.department} · {_age(now - t.created_at)} · "
-            ),
+            Text(f"\n#{t.number} · {t.state.value}"),
+            *_urgent_mark(t),
+            Text(f" · {t.department} · {_age(now - t.created_at)} · "),
             _who(t.assignee),
             Text(" · "),
             Text(_snippet(t.text)),
         )
     return out
+
+
+def _urgent_mark(t: Ticket) -> tuple[Segment, ...]:
+    return (Text(" · "), Text("URGENT", bold=True)) if t.urgent else ()
 
 
 def _snippet(text: str, n: int = 60) -> str:
