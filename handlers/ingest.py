@@ -392,7 +392,7 @@ def root_body(
         Link(ticket.url, "Open on X"),
         *_matched_line(matched),
         *_similar_lines(similar),
-        Text("\nOn call: " if similar or matched else " · on call: "),
+        Text("\nOn call: "),
         Mention(oncall) if oncall else Text("nobody"),
         *_urgent_mentions(ticket, dept),
         Text(

@@ -91,7 +91,7 @@ async def test_no_similar_line_when_nothing_alike_was_answered(world):
     await delivery.deliver(b)
     # #1 is alike but not answered: the root of #2 suggests nothing.
     assert "Similar answered" not in chat.by_key("root:2")[1].body.plain()
-    assert " · on call: " in chat.by_key("root:2")[1].body.plain()
+    assert "\nOn call: U0AGENT1" in chat.by_key("root:2")[1].body.plain()
 
 
 async def test_similar_lists_open_and_answered_tickets_like_this_one(world):
