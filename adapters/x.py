@@ -33,7 +33,7 @@ from adapters.x_fields import (
     without_media_links,
 )
 from bot.domain import Tweet, TweetId, XUser, XUserId
-from bot.ports import Clock, KeyValue, RateLimited, TweetRefused, Unavailable
+from bot.ports import CheckLine, Clock, KeyValue, RateLimited, TweetRefused, Unavailable
 
 log = logging.getLogger("seva." + __name__)
 
@@ -145,19 +145,70 @@ class XClient:
         self._reader.session.close()
         self._writer.session.close()
 
-    async def check(self) -> str:
-        """`seva check --online`: whom the credentials post as (`GET /2/users/me`).
+    async def check(self) -> list[CheckLine]:
+        """`seva check --online`, X's part: whom the credentials post as and the limits
+        `GET /2/users/me` reports, and which spelling of the field parameters the
+        account's API accepts (a mentions read of 5: harmless, no post is made).
 
-        Raises Unavailable naming what to check.
+        Raises Unavailable naming what to check when users/me fails.
         """
         try:
-            me = await self.me()
+            body, headers = await self._read_json(
+                "users/me",
+                self._writer.request,
+                "GET",
+                "/2/users/me",
+                params={"user.fields": "username"},
+                user_auth=True,
+            )
+            data = body.get("data") or {}
+            me = XUser(XUserId(str(data["id"])), str(data["username"]), str(data.get("name", "")))
         except Exception as e:
             raise Unavailable(
                 f"GET /2/users/me failed ({type(e).__name__}: {e}); check X_API_KEY, "
                 "X_API_SECRET, X_ACCESS_TOKEN, X_ACCESS_TOKEN_SECRET and X_API_BASE_URL"
             ) from None
-        return f"posting as @{me.username} (id {me.id})"
+        self._me = me
+        lines = [CheckLine(True, f"posting as @{me.username} (id {me.id})")]
+        lines.append(_limit_line("users/me", headers, "x-rate-limit", self._now()))
+        posting = [
+            f for f in ("x-user-limit-24hour", "x-app-limit-24hour") if f"{f}-limit" in headers
+        ]
+        for family in posting:
+            lines.append(_limit_line("posting (24 hours)", headers, family, self._now()))
+        if not posting:
+            lines.append(
+                CheckLine(
+                    True,
+                    "posting limits: X shows the 24-hour caps (x-user-limit-24hour-*) only on "
+                    "posts; the bot reads them from each reply it posts",
+                )
+            )
+        try:
+            _, read_headers = await self._read_posts(
+                "mentions",
+                f"/2/users/{me.id}/mentions",
+                {"max_results": "5"},
+                timeline_params,
+                user_auth=self._read_as_user,
+            )
+        except (Unavailable, RateLimited) as e:
+            lines.append(CheckLine(False, f"reading mentions failed: {e}"))
+            return lines
+        dialect = await self.dialect()
+        lines.append(
+            CheckLine(
+                True,
+                f"the API accepts {dialect.value} "
+                + (
+                    "(the names X's docs use)"
+                    if dialect is Dialect.TWEET
+                    else "(the renamed fields of X's newest API spec)"
+                ),
+            )
+        )
+        lines.append(_limit_line("mentions", read_headers, "x-rate-limit", self._now()))
+        return lines
 
     # --- TweetSource -----------------------------------------------------------------
 
@@ -424,6 +475,19 @@ class XClient:
             return now + FALLBACK_WAIT
         latest = max(resets)
         return latest if latest > now else now + MIN_WAIT
+
+
+def _limit_line(what: str, headers: Mapping[str, str], family: str, now: datetime) -> CheckLine:
+    """`74 of 75 left, resets 12:15 UTC`; not ok when none is left."""
+    limit, remaining = headers.get(f"{family}-limit"), headers.get(f"{family}-remaining")
+    reset = _epoch(headers.get(f"{family}-reset"))
+    if limit is None or remaining is None:
+        return CheckLine(True, f"{what}: X sent no {family}-* headers")
+    when = f", resets {reset:%H:%M} UTC" if reset is not None and reset > now else ""
+    text = f"{what} limit ({family}): {remaining} of {limit} left{when}"
+    if remaining == "0":
+        return CheckLine(False, text + "; wait for the reset before switching on")
+    return CheckLine(True, text)
 
 
 class _DialectRefused(Exception):

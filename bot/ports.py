@@ -62,6 +62,15 @@ class PlatformRefused(Exception):
     """A chat platform cannot be used as configured (an encrypted room, no access)."""
 
 
+@dataclass(frozen=True, slots=True)
+class CheckLine:
+    """One line of `seva check --online`: what was found (ok), or what to fix, in plain
+    words. Each adapter's `check` says its part; any line not ok makes the check fail."""
+
+    ok: bool
+    text: str
+
+
 class Clock(Protocol):
     def now(self) -> datetime: ...
 

@@ -21,10 +21,13 @@ from nio import (
     AsyncClient,
     AsyncClientConfig,
     ErrorResponse,
+    JoinedRoomsResponse,
     MessageDirection,
     RoomGetEventResponse,
+    RoomGetStateEventResponse,
     RoomMessagesResponse,
     RoomSendResponse,
+    SyncResponse,
     WhoamiResponse,
 )
 from nio.api import RelationshipType
@@ -60,6 +63,7 @@ from bot.domain import (
 from bot.outbox import ThreadMark
 from bot.ports import (
     ActionHandler,
+    CheckLine,
     Clock,
     CommandContext,
     CommandHandler,
@@ -88,11 +92,19 @@ class SystemClock:
 
 
 async def check(
-    homeserver: str, user_id: str, *, access_token: str | None, password: str | None
-) -> str:
-    """`seva check --online`: `whoami` (after logging in, with a password); who it is.
+    homeserver: str,
+    user_id: str,
+    *,
+    access_token: str | None,
+    password: str | None,
+    rooms: Iterable[str] = (),
+) -> list[CheckLine]:
+    """`seva check --online`, Matrix's part: `whoami` (after logging in, with a
+    password), then for each configured room that the bot has joined it, that it is not
+    end-to-end encrypted, and that the bot's power level lets it post, react and redact
+    its own reactions (m.room.power_levels, spec: client-server API, room events).
 
-    Raises PlatformRefused or Unavailable naming what to check.
+    Raises PlatformRefused or Unavailable naming what to check when the account fails.
     """
     client = AsyncClient(homeserver, user_id)
     try:
@@ -115,13 +127,98 @@ async def check(
             raise PlatformRefused(
                 f"the token belongs to {who.user_id}, not MATRIX_USER_ID {user_id}"
             )
-        return str(who.user_id)
+        lines = [CheckLine(True, str(who.user_id))]
+        rooms = list(rooms)
+        joined = await client.joined_rooms()
+        joined_ids = set(joined.rooms) if isinstance(joined, JoinedRoomsResponse) else set()
+        invited: set[str] = set()
+        if set(rooms) - joined_ids:
+            # One sync that waits for nothing and keeps nothing: which rooms invite us.
+            synced = await client.sync(timeout=0, sync_filter=_INVITES_ONLY)
+            invited = set(synced.rooms.invite) if isinstance(synced, SyncResponse) else set()
+        for room_id in rooms:
+            if room_id not in joined_ids and room_id in invited:
+                lines.append(
+                    CheckLine(
+                        True,
+                        f"room {room_id}: invited, and the bot joins it when it starts "
+                        "(encryption and power level are checked at start)",
+                    )
+                )
+                continue
+            lines += await _room_lines(client, str(who.user_id), room_id, room_id in joined_ids)
+        return lines
     except PlatformRefused:
         raise
     except Exception as e:
         raise Unavailable(f"{homeserver} unreachable ({type(e).__name__})") from None
     finally:
         await client.close()
+
+
+_INVITES_ONLY = {
+    "presence": {"not_types": ["*"]},
+    "account_data": {"not_types": ["*"]},
+    "room": {"timeline": {"limit": 1}, "state": {"lazy_load_members": True}},
+}
+
+# What the bot sends in a room: thread roots and answers, state reactions, and the
+# redactions that take an old state reaction away.
+_BOT_EVENTS = ("m.room.message", "m.reaction", "m.room.redaction")
+
+
+async def _room_lines(
+    client: AsyncClient, user_id: str, room_id: str, joined: bool
+) -> list[CheckLine]:
+    if not joined:
+        return [
+            CheckLine(
+                False,
+                f"room {room_id} is not joined: invite {user_id} to it (the bot joins an "
+                "invited or public room by itself when it starts)",
+            )
+        ]
+    lines = []
+    encryption = await client.room_get_state_event(room_id, "m.room.encryption")
+    if isinstance(encryption, RoomGetStateEventResponse) and encryption.content:
+        lines.append(
+            CheckLine(
+                False,
+                f"room {room_id} is end-to-end encrypted, which Seva Bridge does not support: "
+                "use an unencrypted room",
+            )
+        )
+    levels = await client.room_get_state_event(room_id, "m.room.power_levels")
+    content = levels.content if isinstance(levels, RoomGetStateEventResponse) else {}
+    create = await client.room_get_state_event(room_id, "m.room.create")
+    created = create.content if isinstance(create, RoomGetStateEventResponse) else {}
+    version = str(created.get("room_version", "1"))
+    creators = {
+        str(created.get("creator") or ""),
+        *map(str, created.get("additional_creators") or []),
+    }
+    users = content.get("users") or {}
+    mine = int(users.get(user_id, content.get("users_default", 0)))
+    if user_id in creators and version not in LEGACY_ROOM_VERSIONS:
+        mine = CREATOR_POWER_LEVEL
+    events = content.get("events") or {}
+    default = int(content.get("events_default", 0))
+    need = max(int(events.get(kind, default)) for kind in _BOT_EVENTS)
+    if mine < need:
+        lines.append(
+            CheckLine(
+                False,
+                f"in room {room_id} the bot's power level is {mine} but posting, reacting "
+                f"and redacting need {need}: raise {user_id} to {need}",
+            )
+        )
+    if not lines:
+        lines.append(
+            CheckLine(
+                True, f"room {room_id}: joined, unencrypted, power level {mine} (needs {need})"
+            )
+        )
+    return lines
 
 
 class MatrixPlatform(MatrixSync):

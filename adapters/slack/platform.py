@@ -10,7 +10,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Collection, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -26,7 +26,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from adapters.slack import markup, parse
+from adapters.slack import markup, parse, scopes
 from adapters.slack.render import blocks, metadata, render_mrkdwn
 from bot.addressing import command_text, slash_command_text
 from bot.domain import (
@@ -41,6 +41,7 @@ from bot.domain import (
 from bot.outbox import ThreadMark
 from bot.ports import (
     ActionHandler,
+    CheckLine,
     Clock,
     CommandContext,
     CommandHandler,
@@ -82,26 +83,100 @@ T = TypeVar("T")
 # --- The adapter ------------------------------------------------------------------
 
 
-async def check(*, bot_token: str, api_base_url: str = DEFAULT_API_BASE_URL) -> str:
-    """`seva check --online`: Slack's `auth.test` with the bot token; whom it names.
+async def check(
+    *,
+    bot_token: str,
+    api_base_url: str = DEFAULT_API_BASE_URL,
+    channels: Collection[str] = (),
+    features: Collection[str] = (),
+) -> list[CheckLine]:
+    """`seva check --online`, Slack's part: whom the token names (`auth.test`), the
+    scopes it was granted (`x-oauth-scopes`) against those the configured features need
+    (scopes.py), and whether the bot is a member of each configured channel
+    (`conversations.info`'s `is_member`).
 
-    Raises PlatformRefused naming what to check.
+    Raises PlatformRefused naming what to check when the token is refused.
     """
     client = AsyncWebClient(token=bot_token, base_url=api_base_url)
     try:
-        resp = await client.auth_test()
-    except Exception as e:
-        error = getattr(getattr(e, "response", None), "data", {}) or {}
-        reason = error.get("error") if isinstance(error, dict) else None
-        raise PlatformRefused(
-            f"auth.test failed ({reason or type(e).__name__}); check SLACK_BOT_TOKEN "
-            "and SLACK_API_BASE_URL"
-        ) from None
+        try:
+            auth = await client.auth_test()
+        except Exception as e:
+            error = getattr(getattr(e, "response", None), "data", {}) or {}
+            reason = error.get("error") if isinstance(error, dict) else None
+            raise PlatformRefused(
+                f"auth.test failed ({reason or type(e).__name__}); check SLACK_BOT_TOKEN "
+                "and SLACK_API_BASE_URL"
+            ) from None
+        lines = [CheckLine(True, f"bot user {auth.get('user_id')} in team {auth.get('team')}")]
+        lines += _scope_lines(_header(auth.headers, "x-oauth-scopes"), features)
+        for channel in channels:
+            lines.append(await _membership(client, channel))
+        return lines
     finally:
         session = getattr(client, "session", None)
         if session is not None:
             await session.close()
-    return f"bot user {resp.get('user_id')} in team {resp.get('team')}"
+
+
+def _scope_lines(granted_header: str | None, features: Collection[str]) -> list[CheckLine]:
+    wanted = scopes.needed(features)
+    if granted_header is None:
+        return [
+            CheckLine(
+                False,
+                "Slack did not say which scopes the token has (no x-oauth-scopes header); "
+                f"make sure it has {', '.join(sorted(wanted))}",
+            )
+        ]
+    granted = {s.strip() for s in granted_header.split(",") if s.strip()}
+    missing = [(scope, wanted[scope]) for scope in sorted(wanted) if scope not in granted]
+    if not missing:
+        return [
+            CheckLine(True, f"all {len(wanted)} scopes the configured features need are granted")
+        ]
+    return [
+        CheckLine(
+            False,
+            f"scope {scope} is missing, so the bot cannot {feature.does}: add it to the bot "
+            "token scopes (slack-app-manifest.yml lists them all) and reinstall the app",
+        )
+        for scope, feature in missing
+    ]
+
+
+async def _membership(client: AsyncWebClient, channel: str) -> CheckLine:
+    try:
+        resp = await client.conversations_info(channel=channel)
+    except SlackApiError as e:
+        error = str(e.response.get("error", "unknown_error"))
+        if error == "channel_not_found":
+            return CheckLine(
+                False,
+                f"channel {channel} cannot be seen by the bot: check the id in the config, "
+                "and for a private channel invite the bot (/invite @seva) first",
+            )
+        if error == "missing_scope":
+            return CheckLine(
+                False, f"channel {channel} could not be checked: the token lacks channels:read"
+            )
+        return CheckLine(False, f"channel {channel} could not be checked: {error}")
+    info = resp.get("channel") or {}
+    name = f"#{info.get('name')} ({channel})" if info.get("name") else channel
+    if info.get("is_archived"):
+        return CheckLine(False, f"{name} is archived: unarchive it or configure another channel")
+    if not info.get("is_member"):
+        return CheckLine(
+            False, f"the bot is not a member of {name}: type /invite @seva in that channel"
+        )
+    return CheckLine(True, f"the bot is a member of {name}")
+
+
+def _header(headers: Mapping[str, Any], name: str) -> str | None:
+    for key, value in (headers or {}).items():
+        if key.lower() == name:
+            return str(value[0] if isinstance(value, list | tuple) else value)
+    return None
 
 
 class SlackPlatform:

@@ -35,6 +35,29 @@ class ApiError(Exception):
         self.error = error
 
 
+# What a fresh install of the app grants: the scopes of slack-app-manifest.yml.
+DEFAULT_SCOPES = (
+    "channels:history",
+    "groups:history",
+    "chat:write",
+    "commands",
+    "reactions:write",
+    "users:read",
+    "channels:read",
+    "groups:read",
+)
+
+
+class MissingScopeError(ApiError):
+    """The token lacks every scope the method accepts: `missing_scope`, with `needed`
+    and `provided` in the body."""
+
+    def __init__(self, needed: str, provided: str) -> None:
+        super().__init__("missing_scope")
+        self.needed = needed
+        self.provided = provided
+
+
 class RateLimitedError(ApiError):
     """Over the per-channel posting rate: HTTP 429 with ``Retry-After`` whole seconds."""
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from sandbox.slack.model import (
     JSON_TYPE,
     ApiError,
+    MissingScopeError,
     RateLimitedError,
     _as_bool,
 )
@@ -80,6 +81,9 @@ def build_slack_app(state: SlackState) -> web.Application:
     app.middlewares.append(learn_base_url)
 
     async def web_api(request: web.Request) -> web.Response:
+        # Every answer names the token's scopes (the x-oauth-scopes header bolt and
+        # `seva check --online` read; slack_sdk's file-upload tutorial shows it).
+        scopes = {"x-oauth-scopes": ",".join(state.scopes)}
         try:
             args = await _read_args(request)
             method = request.match_info["method"]
@@ -92,11 +96,14 @@ def build_slack_app(state: SlackState) -> web.Application:
             return web.json_response(
                 {"ok": False, "error": "ratelimited"},
                 status=429,
-                headers={"Retry-After": str(e.retry_after)},
+                headers={"Retry-After": str(e.retry_after), **scopes},
             )
+        except MissingScopeError as e:
+            body = {"ok": False, "error": e.error, "needed": e.needed, "provided": e.provided}
+            return web.json_response(body, headers=scopes)
         except ApiError as e:
-            return web.json_response({"ok": False, "error": e.error})
-        return web.json_response(result)
+            return web.json_response({"ok": False, "error": e.error}, headers=scopes)
+        return web.json_response(result, headers=scopes)
 
     app.router.add_route("GET", "/api/{method}", web_api)
     app.router.add_route("POST", "/api/{method}", web_api)
@@ -190,6 +197,8 @@ def build_slack_app(state: SlackState) -> web.Application:
             body = await _control_body(request)
             if "events_url" in body:
                 state.events_url = body["events_url"] or None
+            if "scopes" in body:
+                state.scopes = tuple(str(s) for s in body["scopes"] or ())
             if "delays" in body:
                 delays = body["delays"] or {}
                 state.delays = {str(k): float(v) for k, v in delays.items() if float(v) >= 0}

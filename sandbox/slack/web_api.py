@@ -16,6 +16,7 @@ from sandbox.slack.model import (
     _KEPT_TICKETS,
     ApiError,
     Message,
+    MissingScopeError,
     _as_bool,
     _as_int,
     _as_json,
@@ -23,6 +24,24 @@ from sandbox.slack.model import (
     _encode_cursor,
     ts_to_us,
 )
+
+# The scopes each method accepts (any one of them will do), from each method's page on
+# docs.slack.dev/reference/methods; methods not listed need none (auth.test, api.test).
+METHOD_SCOPES: dict[str, tuple[str, ...]] = {
+    "chat.postMessage": ("chat:write",),
+    "chat.update": ("chat:write",),
+    "chat.delete": ("chat:write",),
+    "chat.postEphemeral": ("chat:write",),
+    "reactions.add": ("reactions:write",),
+    "reactions.remove": ("reactions:write",),
+    "conversations.history": ("channels:history", "groups:history"),
+    "conversations.replies": ("channels:history", "groups:history"),
+    "conversations.info": ("channels:read", "groups:read"),
+    "conversations.members": ("channels:read", "groups:read"),
+    "users.info": ("users:read",),
+    "users.list": ("users:read",),
+    "files.info": ("files:read",),
+}
 
 
 class WebApi(EventDelivery):
@@ -68,6 +87,10 @@ class WebApi(EventDelivery):
         handler = self._methods.get(method)
         if handler is None:
             raise ApiError("unknown_method")
+        accepted = METHOD_SCOPES.get(method, ())
+        if accepted and not set(accepted) & set(self.scopes):
+            # The body Slack gives (Node SDK response types): what was needed and had.
+            raise MissingScopeError(",".join(accepted), ",".join(self.scopes))
         return {"ok": True, **handler(dict(args))}
 
     def _apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:

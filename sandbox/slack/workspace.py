@@ -20,6 +20,7 @@ from sandbox.slack.model import (
     _KEPT_DELIVERIES,
     _US,
     DEFAULT_RETRY_DELAYS,
+    DEFAULT_SCOPES,
     ApiError,
     Channel,
     Delivery,
@@ -106,6 +107,7 @@ class Workspace:
         self._response_targets: dict[str, _ResponseTarget] = {}
         self._response_uses: dict[str, int] = {}
         self.delays: dict[str, float] = {}  # Web API method -> seconds it takes to answer
+        self.scopes: tuple[str, ...] = DEFAULT_SCOPES  # granted to the bot token
         self._tasks: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._background_slots = asyncio.Semaphore(16)

@@ -87,6 +87,8 @@ class XApi:
             response.headers["x-rate-limit-limit"] = str(limit)
             response.headers["x-rate-limit-remaining"] = str(remaining)
             response.headers["x-rate-limit-reset"] = str(reset)
+            if key == "create_tweet":
+                response.headers.update(state.daily_post_headers())
             state.requests.append(RequestRecord(request.method, rel_path, response.status, auth))
             return response
 

@@ -279,6 +279,25 @@ class XState:
         self._faults.append(fault)
         return fault.json()
 
+    def daily_post_headers(self) -> dict[str, str]:
+        """The 24-hour posting caps X reports on `POST /2/tweets` (third-party captures:
+        plhery/node-twitter-api-v2#495, #553): per user and per app, Unix-second resets."""
+        now = self.clock()
+        since = now - DUPLICATE_SECONDS
+        ours = [
+            i
+            for i in self._by_author.get(self.account.id, [])
+            if self._tweets[i].created_at > since
+        ]
+        first = self._tweets[ours[0]].created_at if ours else now
+        reset = str(math.ceil(first + DUPLICATE_SECONDS))
+        out = {}
+        for family, limit in (("x-user-limit-24hour", 2400), ("x-app-limit-24hour", 10000)):
+            out[f"{family}-limit"] = str(limit)
+            out[f"{family}-remaining"] = str(max(0, limit - len(ours)))
+            out[f"{family}-reset"] = reset
+        return out
+
     def clear_faults(self) -> None:
         self._faults.clear()
 

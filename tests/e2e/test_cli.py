@@ -91,7 +91,12 @@ def test_check_online_calls_each_platform(stand, tmp_path):
     ok = seva("check", "--online", cwd=tmp_path, env=env)
     assert ok.returncode == 0, ok.stderr
     assert "X: OK, posting as @SevaHelp" in ok.stdout
+    assert "X: OK, users/me limit (x-rate-limit): 74 of 75 left, resets" in ok.stdout
+    assert "X: OK, the API accepts tweet.fields" in ok.stdout
     assert "Slack: OK, bot user UBOTSEVA" in ok.stdout
+    assert "Slack: OK, all 8 scopes the configured features need are granted" in ok.stdout
+    assert "Slack: OK, the bot is a member of #health (C0HEALTH)" in ok.stdout
+    assert "Slack: OK, the bot is a member of #transport (C0TRANSPORT)" in ok.stdout
     bad = seva(
         "check", "--online", cwd=tmp_path, env={**env, "SLACK_BOT_TOKEN": "xoxb-wrong-token"}
     )
@@ -113,3 +118,48 @@ def test_a_database_that_cannot_be_used_is_named_not_a_traceback(tmp_path):
     assert "Traceback" not in run.stderr and "seva.stopped" not in run.stderr
     bad = seva("check", cwd=tmp_path, env={**TOKENS, "SEVA_DATABASE_URL": "mysql://x@db/seva"})
     assert bad.returncode == 2 and "SEVA_DATABASE_URL: 'mysql' is not supported" in bad.stderr
+
+
+def test_the_go_live_check_names_each_fix_and_exits_2(stand, tmp_path):
+    """A department in a channel the bot was never added to, a scope not granted, and an
+    API that takes only X's renamed field parameters: each is one line saying what to do."""
+    import copy
+
+    config = copy.deepcopy(CONFIG)
+    config["departments"][1]["slack_channel"] = "C0RANDOM"  # the bot is not in it
+    (tmp_path / "seva.yaml").write_text(yaml.safe_dump(config))
+    stand.x_field_names("new")
+    stand._post(
+        "/slack/sandbox/config",
+        {
+            "scopes": [
+                "chat:write",
+                "commands",
+                "channels:history",
+                "groups:history",
+                "reactions:write",
+                "channels:read",
+                "groups:read",
+            ]
+        },
+    )
+    env = {
+        **TOKENS,
+        "X_API_BASE_URL": stand.sandbox.x_base_url,
+        "SLACK_API_BASE_URL": stand.sandbox.slack_api_url,
+    }
+    out = seva("check", "--online", cwd=tmp_path, env=env)
+    assert out.returncode == 2
+    assert "X: OK, the API accepts post.fields (the renamed fields of X's newest API spec)" in (
+        out.stdout
+    )
+    assert (
+        "Slack: FIX: scope users:read is missing, so the bot cannot tweet people's names, "
+        "not their ids, and assign by name (users.info, users.list)"
+    ) in out.stderr
+    assert (
+        "Slack: FIX: the bot is not a member of #random (C0RANDOM): type /invite @seva in "
+        "that channel"
+    ) in out.stderr
+    assert "Slack: OK, the bot is a member of #health (C0HEALTH)" in out.stdout
+    assert "2 problem(s) found." in out.stderr

@@ -197,6 +197,27 @@ def test_check_online_asks_matrix_whoami(stand: Stand, synapse: Homeserver, room
     )
     assert out.returncode == 0, out.stderr
     assert f"Matrix: OK, {room.bot.user_id}" in out.stdout
+    assert f"Matrix: OK, room {room.id}: invited, and the bot joins it when it starts" in out.stdout
+    # Once joined: joined, unencrypted, and a power level that lets it post and react.
+    room.hs.join(room.bot, room.id)
+    elsewhere = room.hs.create_room(room.admin)  # the bot was never invited there
+    config = mixed_config(room)
+    config["departments"][1] = {**config["departments"][0], "id": "other", "matrix_room": elsewhere}
+    (tmp_path / "seva.yaml").write_text(yaml.safe_dump(config))
+    joined = subprocess.run(
+        [str(SEVA), "check", "--online"],
+        cwd=tmp_path,
+        env=bot.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert f"Matrix: OK, room {room.id}: joined, unencrypted, power level 50" in joined.stdout
+    assert f"Matrix: FIX: room {elsewhere} is not joined: invite {room.bot.user_id}" in (
+        joined.stderr
+    )
+    assert joined.returncode == 2 and "1 problem(s) found" in joined.stderr
+    (tmp_path / "seva.yaml").write_text(yaml.safe_dump(mixed_config(room)))
     env = {**bot.env(), "MATRIX_ACCESS_TOKEN": "syt_not_a_real_token"}
     bad = subprocess.run(
         [str(SEVA), "check", "--online"],
