@@ -1,12 +1,15 @@
 """Tweet length by X's weighted rules, and splitting a long reply into a numbered chain.
 
 Pure: no I/O. The counting itself is `twitter_text.parse_tweet` (the official rules:
-NFC, Indic scripts weigh 1, CJK and emoji 2, every URL 23); the fast path below only
-skips it for text it provably agrees on, because `parse_tweet` costs about a millisecond.
+NFC, Indic scripts weigh 1, CJK and emoji 2, every URL 23), one whitespace-separated
+run at a time; the fast path below only skips it for text it provably agrees on,
+because `parse_tweet` costs about a millisecond, and runs it would read in quadratic
+time are weighed by an upper bound (`_heavy`), so no reply ever stalls the bot.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -20,15 +23,66 @@ _LIGHT_MAX = 4351  # code points 0..4351 weigh 1 (Latin, Devanagari, Tamil, ...)
 _WORDS = re.compile(r"(\s+)")
 _ZWJ = "\u200d"
 _MAX_CLUSTER = 16  # longer "clusters" (stacked marks) may be cut, or they could never fit
+_RUNS = re.compile(r"\S+|\s+")
+_HOST_DOTS = 8  # more dots in one run than any real host name has
+_HOST_CHARS = 253  # DNS's limit on a host name
+_LONGEST_RUN = 500  # characters without a space: a longer link is rare in a reply
+# What twitter_text's URL pattern may take for a host name: anything but whitespace and
+# ASCII punctuation other than "-", "." and "_" (a generous reading, on purpose).
+_HOSTLIKE = re.compile(r"[^\s!-,/:-@\[-^`{-~]+")
 
 
 def weighted_length(text: str) -> int:
-    """The length X counts against the 280 limit."""
+    """The length X counts against the 280 limit (for a run of text twitter_text cannot
+    read in time, an upper bound: see `_heavy`).
+
+    URLs, emoji and NFC never span whitespace, so the count is a sum over the runs of
+    text and of whitespace; each run is weighed once (remembered), which keeps
+    splitting a long reply linear in its length.
+    """
     if "." not in text and all(ord(c) <= _LIGHT_MAX for c in text):
         # No dot: no URL; all code points weigh 1 and none is an emoji or invalid.
         normalized = unicodedata.normalize("NFC", text.replace("\r\n", "\n"))
         return len(normalized)
-    return int(parse_tweet(text).weightedLength)
+    return sum(_run_weight(run) for run in _RUNS.findall(text.replace("\r\n", "\n")))
+
+
+@functools.lru_cache(maxsize=4096)
+def _run_weight(run: str) -> int:
+    if run.isspace():
+        return sum(1 if _light(ord(c)) else 2 for c in run)
+    if "." not in run and all(ord(c) <= _LIGHT_MAX for c in run):
+        return len(unicodedata.normalize("NFC", run))
+    if _heavy(run):
+        return _upper_bound(run)
+    return int(parse_tweet(run).weightedLength)
+
+
+def _heavy(token: str) -> bool:
+    """A run twitter_text's URL pattern would read in quadratic time (3,000 characters
+    of dotted labels take ten seconds, during which nothing else runs). A host name
+    has a few dots and at most 253 characters, and a real link is rarely longer than
+    `_LONGEST_RUN`, so such a run is weighed by a bound instead."""
+    if len(token) > _LONGEST_RUN:
+        return True
+    return any(
+        label.count(".") > _HOST_DOTS or (len(label) > _HOST_CHARS and "." in label)
+        for label in _HOSTLIKE.findall(token)
+    )
+
+
+def _upper_bound(token: str) -> int:
+    """At least what X counts for a whitespace-free run: every code point at its full
+    weight (X counts an emoji sequence as one), plus 22 for each dot, since each URL X
+    might see holds a dot and counts 23 however short it is."""
+    normalized = unicodedata.normalize("NFC", token)
+    weight = sum(1 if _light(ord(c)) else 2 for c in normalized)
+    return weight + (URL_WEIGHT - 1) * normalized.count(".")
+
+
+def _light(cp: int) -> bool:
+    """twitter_text's v3 ranges of code points that weigh 1 (the rest weigh 2)."""
+    return cp <= _LIGHT_MAX or 8192 <= cp <= 8205 or 8208 <= cp <= 8223 or 8242 <= cp <= 8247
 
 
 def fits(text: str, limit: int = MAX_WEIGHT) -> bool:
@@ -41,10 +95,16 @@ def split_reply(text: str, limit: int = MAX_WEIGHT) -> list[str]:
 
     A text that fits comes back unchanged as the only part. URLs are never cut; a
     single word too long for a part is cut between characters (never inside an
-    emoji sequence or a combining mark).
+    emoji sequence or a combining mark). Remembered: a handler can split a long reply
+    on a worker thread first, so the transaction that queues it only looks it up.
     """
+    return list(_split(text, limit))
+
+
+@functools.lru_cache(maxsize=256)
+def _split(text: str, limit: int) -> tuple[str, ...]:
     if weighted_length(text) <= limit:
-        return [text]
+        return (text,)
     digits = 1
     while True:
         widest = 10**digits - 1
@@ -56,7 +116,7 @@ def split_reply(text: str, limit: int = MAX_WEIGHT) -> list[str]:
             break
         digits += 1
     total = len(chunks)
-    return [f"{chunk} ({i}/{total})" for i, chunk in enumerate(chunks, 1)]
+    return tuple(f"{chunk} ({i}/{total})" for i, chunk in enumerate(chunks, 1))
 
 
 @dataclass(slots=True)
@@ -114,7 +174,10 @@ def _join(words: list[_Word]) -> str:
 def _hard_split(word: str, limit: int, reserve: str) -> list[str]:
     """Cuts one over-long word into pieces that fit, keeping URLs and clusters whole."""
     budget = limit - len(reserve)
-    atoms = [(a, weighted_length(a)) for a in _atoms(word)]
+    # A heavy word's pieces are weighed by the same bound as the word, so that the
+    # estimates add up to what the check below finds.
+    weigh = _upper_bound if _heavy(word) else weighted_length
+    atoms = [(a, weigh(a)) for a in _atoms(word)]
     pieces: list[str] = []
     i = 0
     while i < len(atoms):
@@ -130,7 +193,10 @@ def _hard_split(word: str, limit: int, reserve: str) -> list[str]:
 
 
 def _atoms(word: str) -> list[str]:
-    """URLs whole, everything else as (approximate) grapheme clusters."""
+    """URLs whole, everything else as (approximate) grapheme clusters (a heavy run has
+    no URL to keep whole, and reading it for one would take seconds)."""
+    if _heavy(word):
+        return _clusters(word)
     atoms: list[str] = []
     pos = 0
     for url in extract_urls_with_indices(word):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -40,6 +41,9 @@ async def on_message(b: Bridge, msg: ChatMessage) -> None:
     text = msg.text.strip()
     if not text:
         return
+    # Split on a worker thread, not in the transaction (which holds a database thread)
+    # nor on the loop: a long reply takes milliseconds. queue_reply finds it remembered.
+    await asyncio.to_thread(split_reply, text)
     outcome = await b.store.run(_take_reply, b, msg, text)
     if isinstance(outcome, NotAgent):
         await _tell_not_agent(b, msg, outcome.department)  # after the transaction
@@ -154,7 +158,8 @@ async def on_action(b: Bridge, action: ChatAction) -> None:
     platform = b.platform(ticket.platform)
     if preview is None or platform is None:
         return
-    body = verdict + Rich(tuple(Quote(p) for p in split_reply(text)))
+    parts = await asyncio.to_thread(split_reply, text)
+    body = verdict + Rich(tuple(Quote(p) for p in parts))
     try:
         await platform.update(ticket.channel, preview, body)
     except Exception as e:

@@ -157,3 +157,42 @@ def test_fits() -> None:
     assert not fits("a" * 281)
     assert not fits("")
     assert fits("字" * 140) and not fits("字" * 141)
+
+
+# twitter_text's URL pattern reads long runs of dotted labels in quadratic time (3,000
+# characters of "x.x.x…" took ten seconds, with nothing else running meanwhile). Such
+# runs, and runs over 500 characters, are weighed by an upper bound instead.
+HEAVY = [
+    "x." * 20,
+    "x/" + "x." * 12,
+    "(" + "ab." * 15 + ")",
+    "1." * 30,
+    "https://" + "x." * 10 + "com",
+    "y" * 260 + ".com",
+    "www.example.com/" + "a" * 600,
+    "ॐ." * 12 + "😷",
+]
+
+
+@pytest.mark.parametrize("run", HEAVY)
+def test_a_heavy_run_is_never_weighed_lighter_than_x_weighs_it(run: str) -> None:
+    assert weighted_length(run) >= parse_tweet(run).weightedLength
+    text = f"Call 1075. {run} now"
+    assert weighted_length(text) >= parse_tweet(text).weightedLength
+
+
+@pytest.mark.parametrize("glue", ["", "x/", "(", "https://"])
+def test_a_reply_of_thousands_of_dotted_labels_is_split_into_valid_parts(glue: str) -> None:
+    text = glue + "x." * 1500  # read whole by twitter_text, this takes ten seconds and more
+    parts = split_reply(text)
+    assert "".join(SUFFIX.sub("", p) for p in parts) == text
+    for part in parts[:5] + parts[-5:]:  # each part is small enough to read exactly
+        assert parse_tweet(part).weightedLength <= MAX_WEIGHT
+
+
+def test_text_around_a_heavy_run_keeps_its_exact_weight() -> None:
+    heavy = "x." * 40
+    around = "Beds at https://health.example.gov.in/ward?x=1 today. 😷 "
+    assert weighted_length(around + heavy) == parse_tweet(around).weightedLength + (
+        weighted_length(heavy)
+    )
