@@ -34,8 +34,11 @@ class HttpServer:
         return app
 
     async def _healthz(self, _: web.Request) -> web.Response:
-        # Always 200 (SPEC section 4): the body says which part is degraded.
-        return web.json_response(self._health(), dumps=lambda v: json.dumps(v, default=str))
+        # 200 while the bot works, degraded or not (the body says which part and why);
+        # 503 while it is down (the database cannot be written: events are refused).
+        health = self._health()
+        status = 503 if health.get("status") == "down" else 200
+        return web.json_response(health, status=status, dumps=lambda v: json.dumps(v, default=str))
 
     async def _metrics_handler(self, _: web.Request) -> web.Response:
         body = await self._metrics()

@@ -26,6 +26,12 @@ class PrometheusMetrics:
             Count.REFUSALS: Counter("seva_reply_refusals_total", "Replies X refused", registry=r),
             Count.ESCALATIONS: Counter("seva_escalations_total", "Tickets escalated", registry=r),
             Count.COMMANDS: Counter("seva_commands_total", "Commands run", ["command"], registry=r),
+            Count.CHAT_REFUSALS: Counter(
+                "seva_chat_refusals_total",
+                "Bot messages the chat platform refused for good (named in /healthz)",
+                ["platform"],
+                registry=r,
+            ),
             Count.POLL_ERRORS: Counter(
                 "seva_poll_errors_total", "Failed polls", ["kind"], registry=r
             ),

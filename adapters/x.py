@@ -33,7 +33,15 @@ from adapters.x_fields import (
     without_media_links,
 )
 from bot.domain import Tweet, TweetId, XUser, XUserId
-from bot.ports import CheckLine, Clock, KeyValue, RateLimited, TweetRefused, Unavailable
+from bot.ports import (
+    CheckLine,
+    Clock,
+    CredentialsRefused,
+    KeyValue,
+    RateLimited,
+    TweetRefused,
+    Unavailable,
+)
 
 log = logging.getLogger("seva." + __name__)
 
@@ -447,13 +455,15 @@ class XClient:
         if isinstance(e, tweepy.TwitterServerError):
             return Unavailable(f"X could not take the reply: {status} {_reason(e)}")
         problem = _problem_type(e)
-        if isinstance(e, tweepy.BadRequest | tweepy.Forbidden) and not problem.endswith(
-            ("unsupported-authentication", "client-forbidden")
-        ):
+        if isinstance(e, tweepy.Unauthorized) or problem.endswith(_CREDENTIAL_PROBLEMS):
+            # Not this reply's fault: every reply waits until X takes the credentials again.
+            log.warning("x.credentials_refused what=post status=%s", status)
+            return CredentialsRefused(f"X refused the posting credentials: {status} {_reason(e)}")
+        if isinstance(e, tweepy.BadRequest | tweepy.Forbidden):
             reason = _reason(e)
             log.info("x.refused in_reply_to=%s status=%s reason=%s", in_reply_to, status, reason)
             return TweetRefused(reason, status)
-        return Unavailable(f"X refused our credentials for posting: {status} {_reason(e)}")
+        return Unavailable(f"X could not take the reply: {status} {_reason(e)}")
 
     def _now(self) -> datetime:
         return self._clock.now() if self._clock is not None else datetime.now(UTC)
@@ -488,6 +498,12 @@ def _limit_line(what: str, headers: Mapping[str, str], family: str, now: datetim
     if remaining == "0":
         return CheckLine(False, text + "; wait for the reset before switching on")
     return CheckLine(True, text)
+
+
+# Problem types of a 403 that is about our app or tokens, not about the reply (X's
+# OpenAPI problem types: the app lacks write permission, or this kind of auth is not
+# allowed here); a 401 always is.
+_CREDENTIAL_PROBLEMS = ("unsupported-authentication", "client-forbidden", "oauth1-permissions")
 
 
 class _DialectRefused(Exception):

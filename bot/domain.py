@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, NewType
 
+from bot.outbox import ThreadMark
+
 TweetId = NewType("TweetId", str)
 XUserId = NewType("XUserId", str)
 ChannelId = NewType("ChannelId", str)
@@ -250,6 +252,8 @@ class Outgoing:
     id>`); adapters stamp it on the message (Slack metadata, a Matrix content field)
     so a post whose outcome a crash hid can be found again instead of posted twice.
     `is_root` says this post opens its ticket's thread: where it lands is the thread.
+    With `mark` set it is no message but that state shown on the thread root (a
+    reaction), delivered in the same order and with the same retries as the posts.
     """
 
     key: str
@@ -260,6 +264,7 @@ class Outgoing:
     tweet_id: TweetId | None = None
     actions: tuple[Action, ...] = field(default=())
     is_root: bool = False
+    mark: ThreadMark | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ value byte for byte; change one only with a migration of what is stored.
 from __future__ import annotations
 
 import enum
+import uuid
 
 # --- the keys: one per chat post, for good
 
@@ -47,6 +48,18 @@ def refused_key(reply: int) -> str:
 def unverified_key(part: int) -> str:
     """A reply part X calls a duplicate but that its timeline does not show yet."""
     return f"unverified:{part}"
+
+
+def waiting_key(reply: int) -> str:
+    """X refused the bot's posting credentials: the thread is told its reply waits."""
+    return f"waiting:{reply}"
+
+
+def mark_key(ticket: int, state: str) -> str:
+    """A state shown on a ticket's thread root (a reaction). Marks repeat (closed,
+    reopened, closed again) and are never looked for remotely, so each gets its own
+    key, unique by chance."""
+    return f"mark:{ticket}:{state}:{uuid.uuid4().hex[:16]}"
 
 
 # --- the states

@@ -28,6 +28,10 @@ from bot.domain import (
 )
 from bot.outbox import PartState, PostState, ReplyState, ThreadMark
 
+# A rate limit's reset is not trusted further than this: a 429 whose reset lay ten days
+# ahead once stopped polling for ten days. Whatever a remote says, ask again by then.
+MAX_RATE_LIMIT_WAIT = timedelta(minutes=15)
+
 
 class RateLimited(Exception):
     """The remote said to wait; `until` is when it may be asked again."""
@@ -36,6 +40,11 @@ class RateLimited(Exception):
         super().__init__(f"rate limited until {until.isoformat()} {what}".strip())
         self.until = until
         self.what = what
+
+    def until_capped(self, now: datetime) -> datetime:
+        """When to ask again: the remote's reset, but never later than
+        `MAX_RATE_LIMIT_WAIT` from `now`."""
+        return min(self.until, now + MAX_RATE_LIMIT_WAIT)
 
 
 class TweetRefused(Exception):
@@ -59,7 +68,19 @@ class Unavailable(Exception):
 
 
 class PlatformRefused(Exception):
-    """A chat platform cannot be used as configured (an encrypted room, no access)."""
+    """A chat platform cannot be used as configured (an encrypted room, no access): a
+    post it refuses this way fails for good, and no retry can cure it."""
+
+
+class CredentialsRefused(PlatformRefused):
+    """The platform refused our credentials (a revoked or expired token, an app without
+    write permission). Nothing was done; the platform is paused and asked again now
+    and then, and resumes by itself once a call succeeds."""
+
+
+class StoreUnavailable(Unavailable):
+    """The database could not be read or written (locked, refused, unreachable): the
+    whole unit of work was rolled back and may be tried again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +110,7 @@ class Count(enum.StrEnum):
     POLL_ERRORS = "poll_errors"  # label: what failed, e.g. mentions_rate_limited
     IGNORED_MENTIONS = "ignored_mentions"  # from a `triage.ignore` account
     URGENT_TICKETS = "urgent_tickets"  # label: the department
+    CHAT_REFUSALS = "chat_refusals"  # label: the platform; posts it refused for good
 
 
 class Metrics(Protocol):
@@ -151,6 +173,9 @@ class ChatPlatform(Protocol):
     name: Platform
     # Whether `respond` reaches only the asker (Slack's ephemerals) or the whole room.
     private_responses: bool
+    # How many posts it takes at once without pacing them: the outbox claims that many
+    # at a time (one when the adapter paces, so no claim waits in a paced queue).
+    burst: int
 
     async def post(self, message: Outgoing) -> MessageId:
         """Posts a message (a thread root, or in a thread when `thread_root` is set)."""
@@ -382,6 +407,9 @@ class UnitOfWork(Protocol):
     ) -> list[PendingPost]: ...
 
     def post_done(self, post: PendingPost, message_id: MessageId) -> bool: ...
+    def claim_posts(self, platform: str, channel: str, limit: int) -> list[PendingPost]: ...
+    def settle_post(self, post: PendingPost, message_id: MessageId) -> bool: ...
+    def unclaim_post(self, post: PendingPost) -> None: ...
 
     def settle_and_claim(
         self, landed: tuple[PendingPost, MessageId] | None, claim: PendingPost | None
@@ -397,6 +425,7 @@ class UnitOfWork(Protocol):
     # Reply tweets, part by part.
     def due_parts(self, limit: int = 200) -> list[PendingPart]: ...
     def claim_part(self, part: PendingPart) -> PendingPart | None: ...
+    def waiting_replies(self, limit: int = 200) -> list[tuple[int, Ticket]]: ...
     def part_retry(self, part: PendingPart, not_before: datetime, *, unknown: bool) -> None: ...
 
 

@@ -23,6 +23,7 @@ from adapters.http import HttpServer
 from adapters.metrics import PrometheusMetrics
 from bot.config import Config, Env, reveal
 from bot.domain import ChannelId, ChatAction, ChatMessage, Platform, Rich
+from bot.health import Condition, State
 from bot.ports import (
     ChatPlatform,
     Clock,
@@ -246,35 +247,74 @@ class App:
     # --- health and metrics
 
     def health(self) -> dict[str, Any]:
+        """/healthz: `ok`; `degraded`, with each part that is not and why and since
+        when; or `down` (HTTP 503) while the database cannot be written, when events
+        are refused so that Slack delivers them again. Read from memory only: it answers
+        at once during a burst and while the database is down."""
         b = self.bridge
         if b is None:
             return {"status": "starting"}
         now = self.clock.now()
         m = b.mentions
         lag = (now - (m.last_ok or b.started_at)).total_seconds()
-        x_ok = m.error is None and lag < max(3 * self.config.x.poll_seconds, 60)
-        platforms: dict[str, Any] = {
-            "x": {
-                "ok": x_ok,
-                "last_poll": m.last_ok.isoformat() if m.last_ok else None,
-                "standby": m.standby,
-                "error": m.error,
-                "rate_limited_until": m.blocked_until.isoformat() if m.blocked_until else None,
-            }
+        reads = b.health["x.mentions"]
+        if reads.ok and not m.standby and lag >= max(3 * self.config.x.poll_seconds, 60):
+            since = m.last_ok or b.started_at
+            reads = Condition(State.RETRYING, "no successful poll for a while", since)
+        posting = b.health[delivery.POSTING]
+        x: dict[str, Any] = {
+            "ok": reads.ok and posting.ok,
+            "last_poll": m.last_ok.isoformat() if m.last_ok else None,
+            "standby": m.standby,
+            "error": m.error,
+            "rate_limited_until": m.blocked_until.isoformat() if m.blocked_until else None,
+            "reads": reads.as_json(),
+            "posting": posting.as_json(),
         }
         if self.config.x.search_query:
             q = b.search
-            platforms["x"]["search"] = {
+            x["search"] = {
                 "last_poll": q.last_ok.isoformat() if q.last_ok else None,
                 "error": q.error,
+                **b.health["x.search"].as_json(),
             }
+        platforms: dict[str, Any] = {"x": x}
+        problems = [
+            {"part": f"x.{what}", **cond.as_json()}
+            for what, cond in (("reads", reads), ("posting", posting))
+            if not cond.ok
+        ]
         for name, p in b.platforms.items():
-            platforms[name] = p.health()
-        ok = x_ok and all(bool(p.get("connected", True)) for n, p in platforms.items() if n != "x")
+            cond = b.health[name]
+            adapter = p.health()
+            if cond.ok and not adapter.get("connected", True):
+                why = str(adapter.get("error") or "not connected")
+                failing = adapter.get("since")
+                cond = Condition(
+                    State.RETRYING, why, datetime.fromisoformat(str(failing)) if failing else None
+                )
+            entry = {**adapter, **cond.as_json()}
+            if name in b.refusals:
+                key, channel, error, at = b.refusals[name]
+                entry["last_refused"] = {
+                    "key": key,
+                    "channel": channel,
+                    "error": error,
+                    "at": at.isoformat(),
+                }
+            platforms[name] = entry
+            if not cond.ok:
+                problems.append({"part": name, **cond.as_json()})
+        database = self.store.health() if self.store is not None else {"ok": True}
+        if not database["ok"]:
+            problems.append({"part": "database", **database})
+        status = "down" if not database["ok"] else ("degraded" if problems else "ok")
         return {
-            "status": "ok" if ok else "degraded",
+            "status": status,
+            "problems": problems,
             "poll_lag_seconds": round(lag, 3),
             "platforms": platforms,
+            "database": database,
         }
 
     async def metrics(self) -> bytes:

@@ -6,12 +6,21 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bot.config import Config, Department
-from bot.domain import Platform, Ticket, XUser
-from bot.outbox import ThreadMark
-from bot.ports import ChatPlatform, Clock, Metrics, TicketStore, TweetSink, TweetSource
+from bot.domain import Outgoing, Platform, Rich, Ticket, XUser
+from bot.health import Health
+from bot.outbox import ThreadMark, mark_key
+from bot.ports import (
+    ChatPlatform,
+    Clock,
+    Metrics,
+    TicketStore,
+    TweetSink,
+    TweetSource,
+    UnitOfWork,
+)
 
 log = logging.getLogger("seva." + __name__)
 
@@ -32,6 +41,31 @@ class PollState:
 
 
 @dataclass
+class Gate:
+    """When a remote we send to (a chat platform, X posting) may be called again after
+    failures: at once while calls succeed, then after waits that double with each
+    failure in a row up to a cap, or at a time the remote named (a rate limit). A paused
+    platform is asked again the same way: the next call is the probe."""
+
+    failures: int = 0
+    next_try: datetime | None = None
+
+    def open(self, now: datetime) -> bool:
+        return self.next_try is None or now >= self.next_try
+
+    def failed(self, now: datetime, first: timedelta, cap: timedelta) -> datetime:
+        self.failures += 1
+        self.next_try = now + min(first * 2 ** min(self.failures - 1, 10), cap)
+        return self.next_try
+
+    def wait_until(self, until: datetime) -> None:
+        self.next_try = until
+
+    def succeeded(self) -> None:
+        self.failures, self.next_try = 0, None
+
+
+@dataclass
 class Bridge:
     config: Config
     store: TicketStore
@@ -47,11 +81,19 @@ class Bridge:
     wake_replies: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: datetime = field(init=False)
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
-    tweets_blocked_until: datetime | None = None  # X said 429 to posting
     shared: bool = False  # other instances may use the same database (not SQLite)
+    health: Health = field(init=False)
+    # When each chat platform, and X posting ("x.posting"), may be called again.
+    gates: dict[str, Gate] = field(default_factory=dict)
+    # The last post each platform refused for good: (key, channel, error, when).
+    refusals: dict[str, tuple[str, str, str, datetime]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.started_at = self.clock.now()
+        self.health = Health(self.clock)
+
+    def gate(self, name: str) -> Gate:
+        return self.gates.setdefault(name, Gate())
 
     def kick(self) -> None:
         """Wakes delivery: something new waits in an outbox."""
@@ -69,11 +111,26 @@ class Bridge:
         return self.platforms.get(name)
 
     async def mirror(self, ticket: Ticket, state: ThreadMark) -> None:
-        """Shows a state change on the thread root; best effort, the database is the truth."""
-        platform = self.platforms.get(ticket.platform)
-        if platform is None or ticket.thread is None:
-            return
-        try:
-            await platform.mark(ticket.thread, state)
-        except Exception as e:
-            log.warning("ticket.mirror_failed ticket=%d error=%s", ticket.number, type(e).__name__)
+        """Shows a state change on the thread root, through the chat outbox (so a mark a
+        fault refused is tried again, not lost). Handlers that change the state in a unit
+        of work queue the mark in that same unit with `queue_mark` instead."""
+        if await self.store.run(queue_mark, ticket, state):
+            self.kick()
+
+
+def queue_mark(tx: UnitOfWork, ticket: Ticket, state: ThreadMark) -> bool:
+    """Queues a mark of `state` on the ticket's thread root (a reaction), delivered in
+    order with the channel's posts once the root exists. False if the ticket's thread
+    is on no platform any more."""
+    return tx.enqueue(
+        Outgoing(
+            key=mark_key(ticket.number, state),
+            channel=ticket.channel,
+            body=Rich(),
+            ticket=ticket.number,
+            mark=state,
+        ),
+        ticket.platform,
+        in_thread=True,
+        new_key=True,
+    )

@@ -23,10 +23,12 @@ from bot.domain import (
     Outgoing,
     Rich,
     Text,
+    ThreadRef,
     Ticket,
     TweetId,
     tweet_url,
 )
+from bot.health import State
 from bot.outbox import (
     PartState,
     PostState,
@@ -35,25 +37,27 @@ from bot.outbox import (
     refused_key,
     sent_key,
     unverified_key,
+    waiting_key,
 )
 from bot.ports import (
     ChatPlatform,
     Count,
+    CredentialsRefused,
     PendingPart,
     PendingPost,
     PlatformRefused,
     RateLimited,
     TweetRefused,
+    Unavailable,
     UnitOfWork,
 )
-from handlers.context import Bridge
+from handlers.context import Bridge, queue_mark
 
 log = logging.getLogger("seva." + __name__)
 
 # A claim outlives any call made under it (HTTP timeouts are 10-30 s), so another
 # instance only takes over work whose owner is really gone.
 LEASE = timedelta(minutes=2)
-BACKOFF = timedelta(seconds=5)
 VERIFY_BACKOFF = timedelta(seconds=30)
 MAX_VERIFY_BACKOFF = timedelta(minutes=10)
 TELL_AFTER_VERIFIES = 4
@@ -158,99 +162,169 @@ async def deliver_posts(b: Bridge) -> int:
     return sum(done)
 
 
+Landed = tuple[PendingPost, MessageId]
+
+
 async def _post_lane(b: Bridge, platform: ChatPlatform, lane: tuple[str, str]) -> int:
     """Drains one channel, oldest first, in order (the adapter paces the posts).
 
-    Each post is claimed right before it is sent, so no claim waits in a paced queue, in
-    the same commit that records the previous post as landed: one commit per post. (A
-    landing not yet recorded when the process dies is found again by `find`.) A rate
-    limit ends the round, leaving the rest for when the limit lifts.
+    Posts are claimed a batch at a time (`ChatPlatform.burst`: as many as the platform
+    takes without pacing, so no claim waits in a paced queue), in the same commit that
+    records the previous batch as landed: a burst of thread roots costs one commit per
+    batch, not per post. (A landing not yet recorded when the process dies is found
+    again by `find`.) Where several instances share the database, the channel's lane
+    is leased to one of them in that same commit, so its posts keep their order. A
+    failure that concerns the platform rather than the post (a rate limit, a 5xx, our
+    credentials refused) ends the round and closes the platform's gate until it may be
+    asked again; the rest of the batch is handed back untouched.
     """
+    gate = b.gate(platform.name)
     n = 0
-    landed: Landed | None = None
-
-    def due(tx: UnitOfWork) -> list[PendingPost]:
-        return tx.due_posts(50, platform=lane[0], channel=lane[1])
-
+    landed: list[Landed] = []
+    untried: list[PendingPost] = []
+    lease = f"lane:{lane[0]}:{lane[1]}" if b.shared else None
     try:
-        while posts := await b.store.run(due):
-            for post in posts:
-                recorded, claimed = await b.store.run(_settle_and_claim, landed, post)
-                n += _count(b, landed, recorded)
-                landed = None
-                if claimed is None:
-                    continue  # another instance took it
-                outcome = await _post_one(b, platform, claimed)
-                if outcome == RATE_LIMITED:
-                    return n
-                landed = outcome if isinstance(outcome, tuple) else None
+        while gate.open(b.clock.now()):
+            recorded, claimed = await b.store.run(
+                _settle_and_claim, b.instance, lease, landed, untried, lane, platform.burst
+            )
+            n += _count(b, landed, recorded)
+            landed, untried = [], []
+            if not claimed:
+                break
+            stopped = False
+            for i, post in enumerate(claimed):
+                outcome = await _post_one(b, platform, post)
+                if isinstance(outcome, _Stop):
+                    untried, stopped = claimed[i + 1 :], True
+                    break
+                if outcome is not None:
+                    landed.append(outcome)
+            if stopped:
+                break
     finally:
-        if landed is not None:
-            settled = await b.store.run(_settle_and_claim, landed, None)
-            n += _count(b, landed, settled[0])
+        if landed or untried or lease:
+            recorded, _ = await b.store.run(
+                _settle_and_claim, b.instance, lease, landed, untried, lane, 0
+            )
+            n += _count(b, landed, recorded)
     return n
 
 
 def _settle_and_claim(
-    tx: UnitOfWork, landed: Landed | None, post: PendingPost | None
-) -> tuple[bool, PendingPost | None]:
-    return tx.settle_and_claim(landed, post)
+    tx: UnitOfWork,
+    instance: str,
+    lease: str | None,
+    landed: list[Landed],
+    untried: list[PendingPost],
+    lane: tuple[str, str],
+    batch: int,
+) -> tuple[list[bool], list[PendingPost]]:
+    """Records the posts that landed, hands back those never tried, and claims the next
+    `batch` due in the lane (none when 0, which also gives the lane's lease back)."""
+    recorded = [tx.settle_post(post, message_id) for post, message_id in landed]
+    for post in untried:
+        tx.unclaim_post(post)
+    if batch and (lease is None or tx.hold_lease(lease, instance, LEASE)):
+        return recorded, tx.claim_posts(lane[0], lane[1], batch)
+    if lease is not None:
+        tx.release_lease(lease, instance)
+    return recorded, []
 
 
-Landed = tuple[PendingPost, MessageId]
-RATE_LIMITED = "rate limited"
+def _count(b: Bridge, landed: list[Landed], recorded: list[bool]) -> int:
+    n = 0
+    for (post, message_id), ok in zip(landed, recorded, strict=True):
+        if not ok:
+            log.error("chat.claim_lost key=%s message=%s", post.outgoing.key, message_id)
+            continue
+        b.metrics.count(Count.CHAT_POSTS, label=post.platform)
+        n += 1
+    return n
 
 
-def _count(b: Bridge, landed: Landed | None, recorded: bool) -> int:
-    if landed is None:
-        return 0
-    post, message_id = landed
-    if not recorded:
-        log.error("chat.claim_lost key=%s message=%s", post.outgoing.key, message_id)
-        return 0
-    b.metrics.count(Count.CHAT_POSTS, label=post.platform)
-    return 1
+class _Stop:
+    """The platform must not be called again for now: end the lane's round."""
 
 
-async def _post_one(b: Bridge, platform: ChatPlatform, post: PendingPost) -> Landed | str | None:
-    """Where it landed; None when it did not; RATE_LIMITED when the channel must wait."""
+STOP = _Stop()
+RETRY_FIRST, RETRY_CAP = timedelta(seconds=1), timedelta(minutes=1)
+PROBE_FIRST, PROBE_CAP = timedelta(seconds=2), timedelta(seconds=30)
+
+
+async def _post_one(b: Bridge, platform: ChatPlatform, post: PendingPost) -> Landed | _Stop | None:
+    """Where it landed; None when it did not (refused for good); STOP when the platform
+    must wait (the post is then queued again, to be looked for first if its outcome is
+    hidden)."""
     out = post.outgoing
-    unknown = post.state == PostState.UNKNOWN
+    name = platform.name
+    gate = b.gate(name)
+    unknown = post.state == PostState.UNKNOWN and out.mark is None
     try:
-        found = await platform.find(out) if unknown else None
-        unknown = False  # looked: whatever happens next starts from a known state
-        message_id = found or await platform.post(out)
+        if out.mark is not None:
+            assert out.thread_root is not None  # a mark is due once its root exists
+            thread = ThreadRef(platform.name, out.channel, out.thread_root)
+            await platform.mark(thread, out.mark)
+            message_id = out.thread_root
+        else:
+            found = await platform.find(out) if unknown else None
+            unknown = False  # looked: whatever happens next starts from a known state
+            message_id = found or await platform.post(out)
     except RateLimited as e:
-        until, reason = e.until, str(e)
+        now = b.clock.now()
+        until = e.until_capped(now)
+        gate.wait_until(until)
+        reason = f"rate limited until {until.isoformat()}"
+        b.health.retrying(name, reason)
         await b.store.run(lambda tx: tx.post_retry(post, until, reason, unknown=unknown))
-        return RATE_LIMITED
+        return STOP
+    except CredentialsRefused as e:
+        until = gate.failed(b.clock.now(), PROBE_FIRST, PROBE_CAP)
+        reason = f"credentials refused: {e}"
+        b.health.paused(name, reason)
+        log.error("chat.paused platform=%s error=%s ask_again=%s", name, e, until.isoformat())
+        await b.store.run(lambda tx: tx.post_retry(post, until, reason, unknown=unknown))
+        return STOP
     except PlatformRefused as e:
-        log.error("chat.post_refused key=%s channel=%s error=%s", out.key, out.channel, e)
         reason = str(e)
+        log.error("chat.post_refused key=%s channel=%s error=%s", out.key, out.channel, reason)
         await b.store.run(lambda tx: tx.post_failed(post, reason))
+        b.metrics.count(Count.CHAT_REFUSALS, label=name)
+        b.refusals[name] = (out.key, out.channel, reason, b.clock.now())
         return None
     except Exception as e:
-        log.warning("chat.post_failed key=%s error=%s", out.key, type(e).__name__)
-        until, reason = b.clock.now() + BACKOFF, repr(e)
-        await b.store.run(lambda tx: tx.post_retry(post, until, reason, unknown=True))
-        return None
+        # A 5xx, a timeout, a transient ok:false: the post may have landed. Looked for
+        # before it is sent again, once the platform may be asked again.
+        why = str(e) if isinstance(e, Unavailable) else type(e).__name__
+        until = gate.failed(b.clock.now(), RETRY_FIRST, RETRY_CAP)
+        b.health.retrying(name, why)
+        log.warning("chat.post_failed key=%s error=%s retry=%s", out.key, why, until.isoformat())
+        await b.store.run(lambda tx: tx.post_retry(post, until, why, unknown=out.mark is None))
+        return STOP
+    gate.succeeded()
+    b.health.ok(name)
     return post, message_id
 
 
 # --- reply tweets
 
+POSTING = "x.posting"  # X posting, as a gate and a part of the health
+
 
 async def deliver_replies(b: Bridge) -> int:
-    if _x_blocked(b):
+    gate = b.gate(POSTING)
+    if not gate.open(b.clock.now()):
+        if b.health[POSTING].state is State.PAUSED:
+            await _tell_waiting(b)
         return 0
     due = await b.store.run(lambda tx: tx.due_parts())
     if not due:
         return 0
-    gate = asyncio.Semaphore(REPLY_CONCURRENCY)
+    slots = asyncio.Semaphore(REPLY_CONCURRENCY)
 
     async def one(part: PendingPart) -> int:
-        async with gate:  # claim only what is about to be sent, within its lease
-            if _x_blocked(b):
+        async with slots:  # claim only what is about to be sent, within its lease
+            if not gate.open(b.clock.now()):
                 return 0  # X said wait: the rest of this round waits too
             return await _send_part(b, part)
 
@@ -258,21 +332,18 @@ async def deliver_replies(b: Bridge) -> int:
     return sum(sent)
 
 
-def _x_blocked(b: Bridge) -> bool:
-    until = b.tweets_blocked_until
-    return until is not None and b.clock.now() < until
-
-
 async def _send_part(b: Bridge, due: PendingPart) -> int:
+    gate = b.gate(POSTING)
     part = await b.store.run(lambda tx: tx.claim_part(due))
     if part is None:
         return 0
     text = part.text
     unknown = part.state == PartState.UNKNOWN
-    if b.tweets_blocked_until is not None and _x_blocked(b):
+    if not gate.open(b.clock.now()):
         # X said wait while this claim was being taken: hand it back untouched.
-        until = b.tweets_blocked_until
-        await b.store.run(lambda tx: tx.part_retry(part, until, unknown=unknown))
+        until = gate.next_try
+        assert until is not None
+        await b.store.run(_part_retry, part, until, unknown)
         return 0
     try:
         tweet_id = None
@@ -283,28 +354,75 @@ async def _send_part(b: Bridge, due: PendingPart) -> int:
         if tweet_id is None:
             tweet_id = await b.sink.post(text, part.in_reply_to)
     except TweetRefused as e:
+        gate.succeeded()
+        b.health.ok(POSTING)
         if part.state == PartState.UNKNOWN and _duplicate(e):
             await _not_yet_visible(b, part)
             return 0
         await _refused(b, part, e.reason)
         return 0
     except RateLimited as e:
-        b.tweets_blocked_until = until = e.until
-        await b.store.run(lambda tx: tx.part_retry(part, until, unknown=unknown))
-        log.warning("reply.rate_limited until=%s", e.until.isoformat())
+        until = e.until_capped(b.clock.now())
+        gate.wait_until(until)
+        b.health.retrying(POSTING, f"rate limited until {until.isoformat()}")
+        await b.store.run(_part_retry, part, until, unknown)
+        log.warning("reply.rate_limited until=%s", until.isoformat())
+        return 0
+    except CredentialsRefused as e:
+        until = gate.failed(b.clock.now(), PROBE_FIRST, PROBE_CAP)
+        b.health.paused(POSTING, f"X refused the posting credentials: {e}")
+        log.error("reply.paused error=%s ask_again=%s", e, until.isoformat())
+        await b.store.run(_part_retry, part, until, unknown)
+        await _tell_waiting(b)
         return 0
     except Exception as e:
         # The tweet may or may not exist now: look before posting again.
-        log.warning("reply.post_failed part=%d error=%s", part.id, type(e).__name__)
-        until = b.clock.now() + BACKOFF
-        await b.store.run(lambda tx: tx.part_retry(part, until, unknown=True))
+        why = str(e) if isinstance(e, Unavailable) else type(e).__name__
+        until = gate.failed(b.clock.now(), RETRY_FIRST, RETRY_CAP)
+        b.health.retrying(POSTING, why)
+        log.warning("reply.post_failed part=%d error=%s", part.id, why)
+        await b.store.run(_part_retry, part, until, True)
         return 0
+    gate.succeeded()
+    b.health.ok(POSTING)
     b.metrics.count(Count.REPLY_TWEETS)
-    answered = await b.store.run(_part_sent, b, part, tweet_id)
+    await b.store.run(_part_sent, b, part, tweet_id)
     b.kick()
-    if answered is not None:
-        await b.mirror(answered, ThreadMark.ANSWERED)
     return 1
+
+
+async def _tell_waiting(b: Bridge) -> None:
+    """Says in each waiting reply's thread, once, that X refuses the bot's posting
+    credentials and the reply goes out when it accepts them again."""
+    if await b.store.run(_queue_waiting_notices):
+        b.kick()
+
+
+def _queue_waiting_notices(tx: UnitOfWork) -> int:
+    told = 0
+    for reply, ticket in tx.waiting_replies():
+        told += tx.enqueue(
+            Outgoing(
+                key=waiting_key(reply),
+                channel=ticket.channel,
+                body=Rich.of(
+                    Text("Waiting: ", bold=True),
+                    Text(
+                        "X is refusing the bot's posting credentials, so this reply has not "
+                        "been tweeted yet. It goes out by itself once X accepts them again; "
+                        "nothing needs to be sent twice."
+                    ),
+                ),
+                ticket=ticket.number,
+            ),
+            ticket.platform,
+            True,
+        )
+    return told
+
+
+def _part_retry(tx: UnitOfWork, part: PendingPart, not_before: datetime, unknown: bool) -> None:
+    tx.part_retry(part, not_before, unknown=unknown)
 
 
 def _part_sent(tx: UnitOfWork, b: Bridge, part: PendingPart, tweet_id: TweetId) -> Ticket | None:
@@ -328,6 +446,7 @@ def _part_sent(tx: UnitOfWork, b: Bridge, part: PendingPart, tweet_id: TweetId) 
         ticket.platform,
         True,
     )
+    queue_mark(tx, ticket, ThreadMark.ANSWERED)
     b.metrics.reply_latency(max(0.0, (tx.now - part.queued_at).total_seconds()))
     return ticket
 

@@ -9,7 +9,7 @@ from bot.config import Department
 from bot.domain import ACTOR_BOT, Audit, Mention, Outgoing, Rich, Text, Ticket
 from bot.outbox import ThreadMark, escalate_key
 from bot.ports import Count, UnitOfWork
-from handlers.context import Bridge
+from handlers.context import Bridge, queue_mark
 
 log = logging.getLogger("seva." + __name__)
 
@@ -20,8 +20,6 @@ async def escalate(b: Bridge) -> int:
     if escalated:
         b.metrics.count(Count.ESCALATIONS, len(escalated))
         b.kick()
-    for t in escalated:
-        await b.mirror(t, ThreadMark.ESCALATED)
     return len(escalated)
 
 
@@ -47,6 +45,7 @@ def _escalate_due(tx: UnitOfWork, b: Bridge, now: datetime) -> list[Ticket]:
                 t.platform,
                 True,
             )
+            queue_mark(tx, t, ThreadMark.ESCALATED)
             escalated.append(t)
             log.info("ticket.escalated ticket=%d department=%s", t.number, dept.id)
     return escalated

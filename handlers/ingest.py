@@ -32,10 +32,18 @@ from bot.domain import (
     tweet_url,
 )
 from bot.outbox import ThreadMark, followup_key, root_key
-from bot.ports import Conflict, Count, NewTicket, RateLimited, Unavailable, UnitOfWork
+from bot.ports import (
+    Conflict,
+    Count,
+    NewTicket,
+    RateLimited,
+    StoreUnavailable,
+    Unavailable,
+    UnitOfWork,
+)
 from bot.rotation import shift_at
 from bot.routing import is_ignored, route, urgent_words
-from handlers.context import Bridge, PollState
+from handlers.context import Bridge, PollState, queue_mark
 from handlers.similar import Suggestion, index_and_suggest, reindex
 
 log = logging.getLogger("seva." + __name__)
@@ -90,14 +98,21 @@ async def _read(
             b.me = await b.source.me()
         since = await b.store.get(cursor)
         tweets = await fetch(TweetId(since) if since else None)
-        taken, reopened = await b.store.run(ingest, b, tweets, cursor)
+        taken, _ = await b.store.run(ingest, b, tweets, cursor)
     except RateLimited as e:
-        state.blocked_until, state.error = e.until, "rate limited"
+        # A reset far ahead is not trusted: ask again within MAX_RATE_LIMIT_WAIT.
+        state.blocked_until, state.error = e.until_capped(now), "rate limited"
+        b.health.retrying(f"x.{what}", f"rate limited until {state.blocked_until.isoformat()}")
         b.metrics.count(Count.POLL_ERRORS, label=f"{what}_rate_limited")
-        log.warning("poll.rate_limited what=%s until=%s", what, e.until.isoformat())
+        log.warning("poll.rate_limited what=%s until=%s", what, state.blocked_until.isoformat())
+        return 0
+    except StoreUnavailable as e:  # the database's trouble, not X's: /healthz says so
+        b.metrics.count(Count.POLL_ERRORS, label=f"{what}_database")
+        log.warning("poll.not_stored what=%s error=%s", what, e)
         return 0
     except Unavailable as e:
         state.error = str(e)
+        b.health.retrying(f"x.{what}", str(e))
         b.metrics.count(Count.POLL_ERRORS, label=f"{what}_unavailable")
         log.warning("poll.unavailable what=%s error=%s", what, e)
         return 0
@@ -108,8 +123,7 @@ async def _read(
         log.info("poll.raced what=%s", what)
         return 0
     state.blocked_until, state.error, state.last_ok = None, None, b.clock.now()
-    for ticket in reopened:
-        await b.mirror(ticket, ThreadMark.OPEN)
+    b.health.ok(f"x.{what}")
     return taken
 
 
@@ -155,6 +169,8 @@ def ingest(
         _announce(b, tx, ticket, new, similar.get(ticket.number, ()))
     for first, tweet in batch.followups:
         _add_followup(b, tx, opened[first], tweet)  # just opened: never reopens
+    for ticket in reopened:
+        queue_mark(tx, ticket, ThreadMark.OPEN)
     current = tx.get(cursor)
     newest = ordered[-1].id
     if current is None or int(newest) > int(current):

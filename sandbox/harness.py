@@ -232,3 +232,20 @@ class Stand:
 
     def fault(self, **spec: Any) -> None:
         self._post("/x/sandbox/faults", spec)
+
+    def slack_fault(
+        self, method: str, error: str, times: int = 1, *, after_commit: bool = False
+    ) -> None:
+        """The next `times` calls of `method` answer Slack's `error`."""
+        self._post(
+            "/slack/sandbox/faults",
+            {"method": method, "error": error, "times": times, "after_commit": after_commit},
+        )
+
+    def revoke_slack_token(self, error: str | None = "token_revoked") -> None:
+        """Every Web API call answers `error` until called with None (restored)."""
+        self._post("/slack/sandbox/token", {"revoked": error})
+
+    def revoke_x_user_tokens(self, revoked: bool = True) -> None:
+        """X answers 401 to the account's user tokens (posting) until restored."""
+        self._post("/x/sandbox/credentials", {"user_tokens": "revoked" if revoked else "ok"})

@@ -21,6 +21,7 @@ from bot.ports import (
     ActionHandler,
     CommandContext,
     CommandHandler,
+    CredentialsRefused,
     MessageHandler,
     RateLimited,
     TweetRefused,
@@ -56,6 +57,8 @@ class FakeX:
     refuse: str | None = None
     fail_after_post: int = 0  # the next N posts land on X but the caller sees an error
     rate_limit_next: int = 0  # the next N posts get a 429
+    rate_limit_for: timedelta = timedelta(minutes=15)  # ...whose reset lies this far ahead
+    credentials_refused: bool = False  # every post refused: 401
     hidden: set[str] = field(default_factory=set)  # posted, not yet on the timeline
     post_calls: int = 0
     next_id: int = 5000
@@ -78,9 +81,11 @@ class FakeX:
 
     async def post(self, text: str, in_reply_to: TweetId) -> TweetId:
         self.post_calls += 1
+        if self.credentials_refused:
+            raise CredentialsRefused("X refused the posting credentials: 401 Unauthorized")
         if self.rate_limit_next:
             self.rate_limit_next -= 1
-            raise RateLimited(self.clock.now() + timedelta(minutes=15), "post")
+            raise RateLimited(self.clock.now() + self.rate_limit_for, "post")
         if self.refuse:
             raise TweetRefused(self.refuse)
         if any(t == text and to == in_reply_to for _, t, to in self.posted):
@@ -130,18 +135,31 @@ class FakeChat:
     clock: FakeClock = field(default_factory=FakeClock)
     name: str = "slack"
     private_responses: bool = True
+    burst: int = 20
     posts: list[tuple[MessageId, Outgoing]] = field(default_factory=list)
     marks: list[tuple[ThreadRef, str]] = field(default_factory=list)
     responses: list[tuple[CommandContext, Rich]] = field(default_factory=list)
     updates: list[tuple[MessageId, Rich]] = field(default_factory=list)
     fail_next: int = 0
     rate_limit_next: int = 0
+    # Errors the next calls raise before doing anything (as Slack's ok:false would),
+    # posts and marks alike; `refusing` refuses every call while set (a revoked token).
+    errors: list[Exception] = field(default_factory=list)
+    refusing: Exception | None = None
     post_calls: int = 0
+    mark_calls: int = 0
     n: int = 0
     people: dict[str, ChatUserId] = field(default_factory=dict)  # name -> id
 
+    def _fault(self) -> None:
+        if self.refusing is not None:
+            raise self.refusing
+        if self.errors:
+            raise self.errors.pop(0)
+
     async def post(self, message: Outgoing) -> MessageId:
         self.post_calls += 1
+        self._fault()
         if self.rate_limit_next:
             self.rate_limit_next -= 1
             raise RateLimited(self.clock.now() + timedelta(seconds=30), "chat.postMessage")
@@ -154,9 +172,13 @@ class FakeChat:
         return mid
 
     async def find(self, message: Outgoing) -> MessageId | None:
+        if self.refusing is not None:
+            raise self.refusing
         return next((mid for mid, m in self.posts if m.key == message.key), None)
 
     async def mark(self, thread: ThreadRef, state: str) -> None:
+        self.mark_calls += 1
+        self._fault()
         self.marks.append((thread, state))
 
     async def update(self, channel: str, message_id: MessageId, body: Rich) -> None:

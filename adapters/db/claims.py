@@ -34,7 +34,7 @@ from bot.domain import (
     Rich,
     TweetId,
 )
-from bot.outbox import PartState, PostState, ReplyState
+from bot.outbox import PartState, PostState, ReplyState, ThreadMark
 from bot.ports import PendingPart, PendingPost
 
 
@@ -137,6 +137,49 @@ class Claims:
             n += done.rowcount  # type: ignore[attr-defined]
         return n
 
+    def claim_posts(self, platform: str, channel: str, limit: int) -> list[PendingPost]:
+        """Claims up to `limit` posts due in one channel, oldest first (compare-and-set:
+        one a concurrent claim took first is left out). They share one claim token."""
+        due = self.due_posts(limit, platform=platform, channel=channel)
+        if not due:
+            return []
+        token = uuid.uuid4().hex
+        taken = set(
+            self.s.scalars(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.id.in_([p.id for p in due]),
+                    OutboxRow.state.in_((PostState.PENDING, PostState.UNKNOWN)),
+                )
+                .values(
+                    state=PostState.SENDING,
+                    claimed_at=self.now,
+                    claimed_by=token,
+                    attempts=OutboxRow.attempts + 1,
+                )
+                .returning(OutboxRow.id)
+            )
+        )
+        return [replace(p, token=token) for p in due if p.id in taken]
+
+    def settle_post(self, post: PendingPost, message_id: MessageId) -> bool:
+        """Records a landed post (and a root's thread); False if our claim had expired,
+        and then it changes nothing."""
+        done = self.s.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id == post.id, OutboxRow.claimed_by == post.token)
+            .values(state=PostState.DONE, message_id=message_id, error=None, claimed_by=None)
+        )
+        recorded = bool(done.rowcount)  # type: ignore[attr-defined]
+        ticket = post.outgoing.ticket
+        if recorded and post.outgoing.is_root and ticket is not None:
+            self.set_root(ticket, message_id)
+        return recorded
+
+    def unclaim_post(self, post: PendingPost) -> None:
+        """Hands back a claimed post that was never tried, as it was."""
+        self._release(OutboxRow, post.id, post.token, post.state)
+
     def post_done(self, post: PendingPost, message_id: MessageId) -> bool:
         """Records a landed post; False if our claim had expired (then it changes nothing)."""
         return self.settle_and_claim((post, message_id), None)[0]
@@ -152,16 +195,7 @@ class Claims:
         recorded = False
         claimed = None
         if landed is not None:
-            post, message_id = landed
-            done = self.s.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id == post.id, OutboxRow.claimed_by == post.token)
-                .values(state=PostState.DONE, message_id=message_id, error=None, claimed_by=None)
-            )
-            recorded = bool(done.rowcount)  # type: ignore[attr-defined]
-            ticket = post.outgoing.ticket
-            if recorded and post.outgoing.is_root and ticket is not None:
-                self.set_root(ticket, message_id)
+            recorded = self.settle_post(*landed)
         if claim is not None and (
             token := self._claim(OutboxRow, claim.id, claim.state, PostState.SENDING)
         ):
@@ -280,5 +314,6 @@ def _pending_post(row: OutboxRow, root: str | None) -> PendingPost:
         tweet_id=TweetId(row.tweet_id) if row.tweet_id else None,
         actions=actions,
         is_root=row.is_root,
+        mark=ThreadMark(row.mark) if row.mark else None,
     )
     return PendingPost(row.id, out, row.platform, PostState(row.state))  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,11 +21,14 @@ from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import sessionmaker
 
 from adapters.db.uow import Tx
-from bot.ports import Conflict
+from bot.ports import Conflict, StoreUnavailable
+
+log = logging.getLogger("seva." + __name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -37,6 +41,7 @@ SERVER_THREADS = 4
 # Connections beyond the threads' own: synchronous users outside the event loop (the
 # CLI, migrations, tests) never take one the threads need.
 SPARE_CONNECTIONS = 2
+PROBE_KEY = "store.probe"  # written now and then while a write has failed
 
 
 class OnEventLoop(RuntimeError):
@@ -58,6 +63,15 @@ class Store:
         self._clock = clock
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._local = threading.local()  # per database thread: did this unit write?
+        self._failing: tuple[str, datetime] | None = None  # why, since when
+
+        @event.listens_for(self.engine, "before_cursor_execute")
+        def _note_writes(
+            conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: bool
+        ) -> None:
+            if context is not None and (context.isinsert or context.isupdate or context.isdelete):
+                self._local.wrote = True
 
     # --- units of work
 
@@ -78,8 +92,12 @@ class Store:
             return self._executor
 
     def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        self._local.wrote = False
         with self._tx() as tx:
-            return fn(tx, *args, **kwargs)
+            result = fn(tx, *args, **kwargs)
+        if self._local.wrote:
+            self._writable()
+        return result
 
     def now(self) -> datetime:
         return self._clock.now() if self._clock is not None else datetime.now(UTC)
@@ -101,6 +119,49 @@ class Store:
                 yield Tx(s, self.now())
         except IntegrityError as e:
             raise Conflict(str(e.orig)) from e
+        except (DBAPIError, SQLAlchemyTimeoutError) as e:
+            # Locked, refused, unreachable, out of space: the unit may be tried again.
+            why = _why(e)
+            self._unwritable(why)
+            raise StoreUnavailable(f"database: {why}") from e
+
+    # --- whether it can be written, for /healthz
+
+    def health(self) -> dict[str, object]:
+        """`ok`, or `down` with why and since when: a write failed and none has
+        succeeded since (a read alone proves nothing about writes)."""
+        failing = self._failing
+        if failing is None:
+            return {"ok": True, "state": "ok", "why": None, "since": None}
+        why, since = failing
+        return {"ok": False, "state": "down", "why": why, "since": since.isoformat()}
+
+    @property
+    def writable(self) -> bool:
+        return self._failing is None
+
+    async def probe(self) -> bool:
+        """One small write, to learn whether the database can be written again."""
+        stamp = self.now().isoformat()
+        try:
+            await self.run(lambda tx: tx.put(PROBE_KEY, stamp))
+        except StoreUnavailable:
+            return False
+        return True
+
+    def _unwritable(self, why: str) -> None:
+        with self._lock:
+            if self._failing is None:
+                self._failing = (why, self.now())
+                log.error("store.down why=%s", why)
+            else:
+                self._failing = (why, self._failing[1])
+
+    def _writable(self) -> None:
+        with self._lock:
+            if self._failing is not None:
+                log.warning("store.up was_down_since=%s", self._failing[1].isoformat())
+                self._failing = None
 
     def dispose(self) -> None:
         with self._lock:
@@ -124,6 +185,13 @@ class Store:
         return await self.run(lambda tx: tx.first_sight(scope, event_id))
 
 
+def _why(e: Exception) -> str:
+    """The driver's own words, first line only (never the statement or its values)."""
+    orig = getattr(e, "orig", None) or e
+    first = (str(orig).strip().splitlines() or [""])[0][:200]
+    return f"{type(orig).__name__}: {first}"
+
+
 def _on_event_loop() -> bool:
     try:
         asyncio.get_running_loop()
@@ -145,7 +213,9 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 5) -> Engine:
             if not memory:
                 cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=5000")
+            # Another process's lock is waited out this long; the one writer in this
+            # process never waits (one database thread), and an ack must not either.
+            cur.execute("PRAGMA busy_timeout=1000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 

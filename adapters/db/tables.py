@@ -114,6 +114,7 @@ class OutboxRow(Base):
     channel: Mapped[str] = mapped_column(String(255))
     in_thread: Mapped[bool] = mapped_column(Boolean)
     is_root: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    mark: Mapped[str | None] = mapped_column(String(16))  # a reaction, not a message
     body: Mapped[Any] = mapped_column(JSON)
     actions: Mapped[Any] = mapped_column(JSON, default=list)
     tweet_id: Mapped[str | None] = mapped_column(String(32))

@@ -265,6 +265,7 @@ class Tx(Claims):
                 channel=out.channel,
                 in_thread=in_thread,
                 is_root=out.is_root,
+                mark=out.mark,
                 body=out.body.to_json(),
                 actions=[{"id": a.id, "label": a.label, "value": a.value} for a in out.actions],
                 tweet_id=out.tweet_id,
@@ -331,6 +332,17 @@ class Tx(Claims):
                 ReplyRow.message_id == message_id,
             )
         )
+
+    def waiting_replies(self, limit: int = 200) -> list[tuple[int, Ticket]]:
+        """Replies waiting to be tweeted, oldest first, with their tickets."""
+        rows = self.s.execute(
+            select(ReplyRow.id, TicketRow)
+            .join(TicketRow, TicketRow.number == ReplyRow.ticket)
+            .where(ReplyRow.state == ReplyState.PENDING)
+            .order_by(ReplyRow.id)
+            .limit(limit)
+        )
+        return [(reply, _ticket(row)) for reply, row in rows]
 
     def reply(self, reply_id: int) -> ReplyInfo | None:
         row = self.s.get(ReplyRow, reply_id)

@@ -226,6 +226,7 @@ class MatrixPlatform(MatrixSync):
 
     name: Platform = "matrix"
     private_responses = False
+    burst = 20  # Matrix paces nothing itself; its rate limits come back as 429s
 
     def __init__(
         self,
@@ -291,7 +292,9 @@ class MatrixPlatform(MatrixSync):
             self.homeserver,
             self.user_id,
             config=AsyncClientConfig(
-                max_limit_exceeded=3,
+                # nio would sleep whatever retry_after_ms says (however far ahead) and
+                # retry: a 429 comes back to us instead, and its wait is capped.
+                max_limit_exceeded=0,
                 max_timeouts=2,
                 encryption_enabled=False,
                 store_sync_tokens=False,

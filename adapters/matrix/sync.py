@@ -30,7 +30,14 @@ from nio import (
 )
 
 from bot.domain import ChannelId
-from bot.ports import Clock, KeyValue, PlatformRefused, RateLimited, Unavailable
+from bot.ports import (
+    Clock,
+    CredentialsRefused,
+    KeyValue,
+    PlatformRefused,
+    RateLimited,
+    Unavailable,
+)
 
 log = logging.getLogger("seva." + __name__)
 
@@ -198,7 +205,9 @@ class MatrixSync:
                 delay = min(self._max_backoff, 0.5 * 2 ** (failures - 1))
                 delay *= 0.5 + random.random() / 2
                 if isinstance(e, RateLimited):
-                    delay = max(delay, (e.until - self._clock.now()).total_seconds())
+                    # The homeserver's wait, but never past MAX_RATE_LIMIT_WAIT.
+                    until = e.until_capped(self._clock.now())
+                    delay = max(delay, (until - self._clock.now()).total_seconds())
                 self._health(connected=False, error=self._scrub(e))
                 _log(
                     logging.WARNING,
@@ -301,8 +310,10 @@ class MatrixSync:
         if code == "M_LIMIT_EXCEEDED":
             wait_ms = getattr(resp, "retry_after_ms", None) or 5000
             return RateLimited(self._clock.now() + timedelta(milliseconds=wait_ms), message)
-        if code in ("M_FORBIDDEN", "M_UNKNOWN_TOKEN", "M_MISSING_TOKEN", "M_USER_DEACTIVATED"):
-            return PlatformRefused(message)
+        if code in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN", "M_USER_DEACTIVATED"):
+            return CredentialsRefused(message)  # the account: pause until it works again
+        if code == "M_FORBIDDEN":
+            return PlatformRefused(message)  # this room or action: no retry cures it
         return Unavailable(message)
 
     # --- bookkeeping

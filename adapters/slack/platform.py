@@ -45,6 +45,7 @@ from bot.ports import (
     Clock,
     CommandContext,
     CommandHandler,
+    CredentialsRefused,
     KeyValue,
     MessageHandler,
     PlatformRefused,
@@ -56,6 +57,7 @@ log = logging.getLogger("seva." + __name__)
 
 DEFAULT_API_BASE_URL = "https://slack.com/api/"
 SOCKET_CONNECT_TIMEOUT = 30.0  # seconds
+UNPACED_BURST = 20  # posts claimed at a time when a channel is not paced
 
 # Ticket state -> (reaction, add?) on the thread root.
 _MARKS: dict[str, tuple[str, bool]] = {
@@ -67,8 +69,42 @@ _MARKS: dict[str, tuple[str, bool]] = {
 }
 # Errors that mean "already in the state you asked for".
 _IDEMPOTENT_ERRORS = frozenset({"already_reacted", "no_reaction"})
+# How each `ok: false` error is met (SPEC section 5; Slack's descriptions in
+# /work/notes/facts-issue7.md item 16: Slack answers HTTP 200 with `ok: false` for all
+# of them, so the error string decides, whatever the status).
+# A retry can cure these; `fatal_error` says part of the operation may have succeeded,
+# so a post that met any of them is looked for before it is sent again.
+_RETRY_ERRORS = frozenset(
+    {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+# Too many requests, outside HTTP 429 (`rate_limited`: "Application has posted too many
+# messages", chat.postMessage): wait, then retry.
+_RATE_ERRORS = frozenset({"ratelimited", "rate_limited"})
+RATE_LIMIT_FALLBACK = timedelta(seconds=60)  # no Retry-After comes with them
+# Our credentials: the platform pauses until a call succeeds again.
 _AUTH_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+)
+# Refusals no retry can cure: the post fails, counted and named in /healthz. Any other
+# error is retried (with growing waits) rather than dropped.
+_REFUSED_ERRORS = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "msg_too_long",
+        "invalid_blocks",
+        "no_text",
+        "too_many_attachments",
+        "restricted_action",
+        "message_not_found",
+        "cant_update_message",
+        "user_not_in_channel",
+        "missing_scope",
+        "invalid_metadata_format",
+        "invalid_metadata_schema",
+        "metadata_too_large",
+    }
 )
 
 _HISTORY_PAGES = 5
@@ -207,6 +243,8 @@ class SlackPlatform:
         self._app_token = app_token or None
         self._command = command if command.startswith("/") else f"/{command}"
         self._interval = 1.0 / post_rate_per_channel if post_rate_per_channel else 0.0
+        # Paced: one post at a time, claimed right before it goes; unpaced: a batch.
+        self.burst = 1 if self._interval else UNPACED_BURST
         self._next_slot: dict[str, float] = {}
         self._session = session
         self._owns_session = session is None
@@ -242,6 +280,7 @@ class SlackPlatform:
         self._on_action: ActionHandler | None = None
         self._connected = False
         self._error: str | None = None
+        self._failing_since: datetime | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._register_listeners()
 
@@ -328,7 +367,13 @@ class SlackPlatform:
         self._connected = False
 
     def health(self) -> dict[str, object]:
-        return {"connected": self._connected, "mode": self.mode, "error": self._error}
+        since = self._failing_since.isoformat() if self._failing_since else None
+        return {
+            "connected": self._connected,
+            "mode": self.mode,
+            "error": self._error,
+            "since": since,
+        }
 
     async def handle_http(self, request: web.Request) -> web.Response:
         """`POST /slack/events`: events, slash commands and interactivity.
@@ -401,7 +446,6 @@ class SlackPlatform:
         await self._call(
             name,
             method(channel=thread.channel, timestamp=thread.root, name=emoji),
-            tolerate=_IDEMPOTENT_ERRORS,
         )
 
     async def update(self, channel: ChannelId, message_id: MessageId, body: Rich) -> None:
@@ -439,41 +483,57 @@ class SlackPlatform:
         self,
         method: str,
         call: Awaitable[AsyncSlackResponse],
-        tolerate: frozenset[str] = frozenset(),
     ) -> AsyncSlackResponse:
-        """One Web API call, its outcome recorded for `health()` and mapped to port errors."""
+        """One Web API call, its outcome recorded for `health()` and mapped to a port
+        error by what a retry can do about it: Unavailable (retry; the outcome may be
+        hidden), RateLimited (wait), CredentialsRefused (pause), PlatformRefused (fail)."""
         try:
             resp = await call
         except SlackApiError as e:
-            status = e.response.status_code
-            error = str(e.response.get("error", "unknown_error"))
-            if error in tolerate:
-                self._ok()
-                return e.response  # type: ignore[return-value]
-            if status == 429:
-                retry_after = _retry_after(e.response.headers)
-                self._fail(f"{method}: rate limited")
-                raise RateLimited(self._now() + timedelta(seconds=retry_after), method) from e
-            if status >= 500:
-                self._fail(f"{method}: HTTP {status}")
-                raise Unavailable(f"slack {method}: HTTP {status}") from e
-            if error in _AUTH_ERRORS:
-                self._fail(f"{method}: {error}")
-            else:
-                self._ok()  # Slack answered; the request itself was refused
-            log.warning("slack.refused method=%s error=%s", method, error)
-            raise PlatformRefused(f"slack {method}: {error}") from e
+            error = self._classify(method, e)
+            if isinstance(error, _Tolerated):
+                return error.response
+            raise error from e
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             self._fail(f"{method}: {type(e).__name__}")
             raise Unavailable(f"slack {method}: {type(e).__name__}: {e}") from e
         self._ok()
         return resp
 
+    def _classify(self, method: str, e: SlackApiError) -> Exception:
+        status = e.response.status_code
+        error = str(e.response.get("error", "unknown_error"))
+        if error in _IDEMPOTENT_ERRORS:
+            self._ok()
+            return _Tolerated(e.response)
+        if status == 429 or error in _RATE_ERRORS:
+            wait = (
+                timedelta(seconds=_retry_after(e.response.headers))
+                if status == 429
+                else RATE_LIMIT_FALLBACK
+            )
+            self._fail(f"{method}: rate limited")
+            return RateLimited(self._now() + wait, method)
+        if error in _AUTH_ERRORS:
+            self._fail(f"{method}: {error}")
+            log.warning("slack.credentials_refused method=%s error=%s", method, error)
+            return CredentialsRefused(f"slack {method}: {error}")
+        if error in _REFUSED_ERRORS:
+            self._ok()  # Slack answered; the request itself was refused
+            log.warning("slack.refused method=%s error=%s", method, error)
+            return PlatformRefused(f"slack {method}: {error}")
+        # A 5xx, a documented transient error, or one we do not know: retried, never
+        # dropped (a post is looked for before it is sent again).
+        why = error if error != "unknown_error" or status < 500 else f"HTTP {status}"
+        self._fail(f"{method}: {why}")
+        return Unavailable(f"slack {method}: {why}")
+
     def _ok(self) -> None:
-        self._connected, self._error = True, None
+        self._connected, self._error, self._failing_since = True, None, None
 
     def _fail(self, error: str) -> None:
         self._connected, self._error = False, error
+        self._failing_since = self._failing_since or self._now()
         log.warning("slack.api_failed error=%s", error)
 
     def _is_ours(self, msg: Mapping[str, Any]) -> bool:
@@ -684,6 +744,14 @@ class SlackPlatform:
 
 
 # --- helpers --------------------------------------------------------------------
+
+
+class _Tolerated(Exception):
+    """An error that means "already in the state you asked for" (a reaction there)."""
+
+    def __init__(self, response: Any) -> None:
+        super().__init__("tolerated")
+        self.response = response
 
 
 def _str(value: object) -> str | None:

@@ -25,7 +25,7 @@ from handlers.commands import (
     take_ticket,
     user_arg,
 )
-from handlers.context import Bridge
+from handlers.context import Bridge, queue_mark
 
 
 def _age(delta: timedelta) -> str:
@@ -107,8 +107,8 @@ def _snippet(text: str, n: int = 60) -> str:
 async def claim(b: Bridge, args: Args) -> Rich:
     t = await take_ticket(b, args)
     require_may_change(b, args, b.department(t.department))
-    await b.store.run(_assign, t.number, args.ctx.user, args.ctx.user)
-    await b.mirror(t, ThreadMark.CLAIMED)
+    await b.store.run(_assign, t, args.ctx.user, args.ctx.user)
+    b.kick()
     return Rich.of(Text(f"You now have ticket #{t.number}."))
 
 
@@ -119,8 +119,8 @@ async def assign(b: Bridge, args: Args) -> Rich:
     if not args.words:
         raise CommandError("Whom to assign it to?")
     user = await _person(b, args)
-    await b.store.run(_assign, t.number, user, args.ctx.user)
-    await b.mirror(t, ThreadMark.CLAIMED)
+    await b.store.run(_assign, t, user, args.ctx.user)
+    b.kick()
     return Rich.of(Text(f"Ticket #{t.number} assigned to "), Mention(user), Text("."))
 
 
@@ -146,8 +146,8 @@ async def close(b: Bridge, args: Args) -> Rich:
     if t.state is TicketState.CLOSED:
         return Rich.of(Text(f"Ticket #{t.number} is already closed."))
     reason = " ".join(args.words)
-    await b.store.run(_set_state, t.number, TicketState.CLOSED, args.ctx.user, reason)
-    await b.mirror(t, ThreadMark.CLOSED)
+    await b.store.run(_set_state, t, TicketState.CLOSED, args.ctx.user, reason)
+    b.kick()
     return Rich.of(Text(f"Ticket #{t.number} closed" + (f": {reason}" if reason else ".")))
 
 
@@ -157,18 +157,21 @@ async def reopen(b: Bridge, args: Args) -> Rich:
     require_may_change(b, args, b.department(t.department))
     if t.state is TicketState.OPEN:
         return Rich.of(Text(f"Ticket #{t.number} is already open."))
-    await b.store.run(_set_state, t.number, TicketState.OPEN, args.ctx.user)
-    await b.mirror(t, ThreadMark.OPEN)
+    await b.store.run(_set_state, t, TicketState.OPEN, args.ctx.user)
+    b.kick()
     return Rich.of(Text(f"Ticket #{t.number} reopened."))
 
 
-def _assign(tx: UnitOfWork, ticket: int, assignee: ChatUserId, actor: ChatUserId) -> None:
-    tx.set_assignee(ticket, assignee)
-    tx.audit(ticket, actor, Audit.ASSIGNED, assignee)
+def _assign(tx: UnitOfWork, ticket: Ticket, assignee: ChatUserId, actor: ChatUserId) -> None:
+    tx.set_assignee(ticket.number, assignee)
+    tx.audit(ticket.number, actor, Audit.ASSIGNED, assignee)
+    queue_mark(tx, ticket, ThreadMark.CLAIMED)
 
 
 def _set_state(
-    tx: UnitOfWork, ticket: int, state: TicketState, actor: ChatUserId, reason: str = ""
+    tx: UnitOfWork, ticket: Ticket, state: TicketState, actor: ChatUserId, reason: str = ""
 ) -> None:
-    tx.set_state(ticket, state)
-    tx.audit(ticket, actor, Audit.CLOSED if state is TicketState.CLOSED else Audit.REOPENED, reason)
+    closed = state is TicketState.CLOSED
+    tx.set_state(ticket.number, state)
+    tx.audit(ticket.number, actor, Audit.CLOSED if closed else Audit.REOPENED, reason)
+    queue_mark(tx, ticket, ThreadMark.CLOSED if closed else ThreadMark.OPEN)

@@ -62,6 +62,12 @@ def _required(body: Mapping[str, Any], *keys: str) -> None:
             raise ApiError(f"missing_{key}")
 
 
+def _injected(error: str) -> ApiError:
+    """An injected error as Slack sends it: `ratelimited` as HTTP 429 with Retry-After,
+    every other one as HTTP 200 with `ok: false` (facts-issue7.md item 16)."""
+    return RateLimitedError(1) if error == "ratelimited" else ApiError(error)
+
+
 def build_slack_app(state: SlackState) -> web.Application:
     """The stand-in as an aiohttp subapp; mount it with ``app.add_subapp("/slack", ...)``."""
     app = web.Application()
@@ -91,7 +97,12 @@ def build_slack_app(state: SlackState) -> web.Application:
             delay = state.delays.get(method, 0.0)
             if delay:
                 await asyncio.sleep(delay)  # a slow method, to see what waiting on it does
+            fault = state.take_fault(method)
+            if fault is not None and not fault.after_commit:
+                raise _injected(fault.error)
             result = state.call(method, args)
+            if fault is not None:
+                raise _injected(fault.error)
         except RateLimitedError as e:
             return web.json_response(
                 {"ok": False, "error": "ratelimited"},
@@ -190,6 +201,38 @@ def build_slack_app(state: SlackState) -> web.Application:
         except ApiError as e:
             return _control_error(e)
         return web.json_response({"ok": True, "status": status})
+
+    @routes.post("/sandbox/faults")
+    async def faults(request: web.Request) -> web.Response:
+        """`{"method": "chat.postMessage", "error": "internal_error", "times": 1,
+        "after_commit": false}`: the next calls answer that error; `{"clear": true}`
+        drops every pending fault."""
+        try:
+            body = await _control_body(request)
+            if body.get("clear"):
+                state.faults.clear()
+                return web.json_response({"ok": True, "faults": []})
+            _required(body, "method", "error")
+            fault = state.add_fault(
+                str(body["method"]),
+                str(body["error"]),
+                body.get("times", 1),
+                _as_bool(body.get("after_commit", False)),
+            )
+        except ApiError as e:
+            return _control_error(e)
+        return web.json_response({"ok": True, "fault": fault})
+
+    @routes.post("/sandbox/token")
+    async def token(request: web.Request) -> web.Response:
+        """`{"revoked": "token_revoked"}` makes every call with the bot token answer that
+        error (Slack's auth errors); `{"revoked": null}` restores the token."""
+        try:
+            body = await _control_body(request)
+            state.revoke_token(body.get("revoked") or None)
+        except ApiError as e:
+            return _control_error(e)
+        return web.json_response({"ok": True, "revoked": state.token_error})
 
     @routes.post("/sandbox/config")
     async def configure(request: web.Request) -> web.Response:

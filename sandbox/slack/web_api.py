@@ -4,6 +4,7 @@ format."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import hmac
 import secrets
@@ -44,8 +45,82 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
 }
 
 
+# Errors a fault may inject, as Slack documents them for the Web API (slack-ref
+# `methods/_errors/common.json` and the per-method lists, /work/notes/facts-issue7.md
+# item 16): HTTP 200 with `{"ok": false, "error": …}` for every one, except
+# `ratelimited`, which comes as HTTP 429 with Retry-After.
+INJECTABLE_ERRORS = frozenset(
+    {
+        # transient: "It's possible some aspect of the operation succeeded" (fatal_error)
+        "internal_error",
+        "fatal_error",
+        "service_unavailable",
+        "request_timeout",
+        "ratelimited",
+        "rate_limited",
+        # our credentials
+        "invalid_auth",
+        "not_authed",
+        "token_revoked",
+        "token_expired",
+        "account_inactive",
+        # refusals no retry can cure
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "msg_too_long",
+        "invalid_blocks",
+    }
+)
+AUTH_ERRORS = frozenset(
+    {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"}
+)
+
+
+@dataclasses.dataclass(slots=True)
+class Fault:
+    """The next `times` calls of `method` ("*": any) answer `error`; with `after_commit`
+    the call is carried out first (a message that exists although the caller saw an
+    error, as `fatal_error` allows)."""
+
+    method: str
+    error: str
+    times: int
+    after_commit: bool = False
+
+    def json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 class WebApi(EventDelivery):
     """A part of `SlackState` (state.py), which holds the workspace it works on."""
+
+    def add_fault(
+        self, method: str, error: str, times: int = 1, after_commit: bool = False
+    ) -> dict[str, Any]:
+        if error not in INJECTABLE_ERRORS:
+            raise ApiError("invalid_fault_error")
+        if not isinstance(times, int) or times < 1:
+            raise ApiError("invalid_fault_times")
+        fault = Fault(str(method), error, times, bool(after_commit))
+        self.faults.append(fault)
+        return fault.json()
+
+    def revoke_token(self, error: str | None) -> None:
+        """Every call with the bot token answers `error` (one of AUTH_ERRORS) until
+        called with None: a token revoked, then restored."""
+        if error is not None and error not in AUTH_ERRORS:
+            raise ApiError("invalid_token_error")
+        self.token_error = error
+
+    def take_fault(self, method: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.method in (method, "*"):
+                fault.times -= 1
+                if fault.times <= 0:
+                    self.faults.remove(fault)
+                return fault
+        return None
 
     def check_token(self, authorization: str | None, token: Any = None, method: str = "") -> None:
         """The bot token for every method, except the app token for ``apps.connections.open``."""
@@ -56,6 +131,8 @@ class WebApi(EventDelivery):
             raise ApiError("not_authed")
         supplied = str(supplied)
         is_bot = hmac.compare_digest(supplied, self.bot_token)
+        if is_bot and self.token_error is not None and method != "apps.connections.open":
+            raise ApiError(self.token_error)
         is_app = self.app_token is not None and hmac.compare_digest(supplied, self.app_token)
         wanted, other = (is_app, is_bot) if method == "apps.connections.open" else (is_bot, is_app)
         if wanted:

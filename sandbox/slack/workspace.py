@@ -99,6 +99,9 @@ class Workspace:
         self._bot_user = User(bot_user_id, bot_name, bot_name.capitalize(), is_bot=True)
         self.ephemeral: list[Ephemeral] = []
         self.deliveries: deque[Delivery] = deque(maxlen=_KEPT_DELIVERIES)
+        # Fault injection (web_api.py): errors for the next calls, a revoked bot token.
+        self.faults: list[Any] = []
+        self.token_error: str | None = None
 
         self._last_us = 0
         self._instance = secrets.token_hex(3).upper()  # event ids stay unique across restarts

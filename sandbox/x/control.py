@@ -82,6 +82,19 @@ class Control:
 
         return _control(run)
 
+    async def credentials(self, request: web.Request) -> web.Response:
+        """`{"user_tokens": "revoked"}` / `{"user_tokens": "ok"}`."""
+        body = await _json_object(request)
+
+        def run() -> tuple[dict[str, Any], int]:
+            wanted = body.get("user_tokens")
+            if wanted not in ("revoked", "ok"):
+                raise SandboxError(400, "user_tokens must be 'revoked' or 'ok'")
+            self.x.revoke_user_tokens(wanted == "revoked")
+            return {"data": {"user_tokens": wanted}}, 200
+
+        return _control(run)
+
     async def faults(self, request: web.Request) -> web.Response:
         body = await _json_object(request)
         return _control(

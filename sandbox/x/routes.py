@@ -56,6 +56,7 @@ def build_x_app(state: XState) -> web.Application:
     r.add_get("/media/{name}", media_file)
     r.add_post("/sandbox/limits", control.limits)
     r.add_post("/sandbox/faults", control.faults)
+    r.add_post("/sandbox/credentials", control.credentials)
     return app
 
 

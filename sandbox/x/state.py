@@ -117,6 +117,7 @@ class XState:
         self._last_id = FIRST_TWEET_ID - 1
         self._windows: dict[str, _Window] = {}
         self._faults: list[_Fault] = []
+        self.user_tokens_revoked = False  # see revoke_user_tokens
         self._media: dict[str, _Media] = {}
         # Which spelling of the field parameters the API takes: "old" (tweet.fields),
         # "new" (post.fields) or "both"; the other one gets X's 400 invalid-request.
@@ -301,6 +302,12 @@ class XState:
     def clear_faults(self) -> None:
         self._faults.clear()
 
+    def revoke_user_tokens(self, revoked: bool) -> None:
+        """The account's OAuth 1.0a user tokens refused (401) while `revoked`: what X
+        answers once the account revoked the app's access; reads with the app's bearer
+        token still work. Then restored."""
+        self.user_tokens_revoked = bool(revoked)
+
     # --- users and tweets ----------------------------------------------------------
 
     def _add_user(self, username: str, name: str, user_id: str | None = None) -> _User:
@@ -455,6 +462,10 @@ class XState:
             if credentials and hmac.compare_digest(credentials.strip(), self.bearer_token):
                 return "bearer", None
         elif scheme.lower() == "oauth":
+            if self.user_tokens_revoked:
+                # The account revoked the app's access: its OAuth 1.0a user tokens get
+                # 401 (posting, users/me), while the app's bearer token still reads.
+                raise _Problem(401, "Unauthorized", "Unauthorized")
             form = None
             if request.content_type == "application/x-www-form-urlencoded":
                 form = await request.text()

@@ -37,8 +37,14 @@ from bot.domain import (
     ThreadRef,
     TweetId,
 )
-from bot.outbox import root_key
-from bot.ports import CommandContext, PlatformRefused, RateLimited
+from bot.outbox import ThreadMark, root_key
+from bot.ports import (
+    CommandContext,
+    CredentialsRefused,
+    PlatformRefused,
+    RateLimited,
+    Unavailable,
+)
 from tests.fakes import MemoryKV
 
 slack_state = pytest.importorskip("sandbox.slack.state")
@@ -231,7 +237,12 @@ async def test_a_ticket_root_carries_the_spec_metadata_and_escaped_text(world: W
     assert "<http://evil.example" not in msg["text"]
     assert "@here" not in msg["text"]
     assert msg["text"].startswith("*#42* from @citizen \n>")
-    assert world.slack.health() == {"connected": True, "mode": "http", "error": None}
+    assert world.slack.health() == {
+        "connected": True,
+        "mode": "http",
+        "error": None,
+        "since": None,
+    }
 
 
 async def test_a_thread_post_carries_its_key_and_lands_in_the_thread(world: World) -> None:
@@ -304,6 +315,69 @@ async def test_a_429_becomes_rate_limited_and_posts_nothing(world: World) -> Non
 
     texts = [m["text"] for m in await world.channel_messages(HEALTH)]
     assert texts == [f"burst {n}" for n in range(3)]
+
+
+@pytest.mark.parametrize(
+    "error,expected",
+    [
+        ("internal_error", Unavailable),
+        ("fatal_error", Unavailable),
+        ("service_unavailable", Unavailable),
+        ("request_timeout", Unavailable),
+        ("ratelimited", RateLimited),
+        ("rate_limited", RateLimited),
+        ("invalid_auth", CredentialsRefused),
+        ("not_authed", CredentialsRefused),
+        ("token_revoked", CredentialsRefused),
+        ("token_expired", CredentialsRefused),
+        ("account_inactive", CredentialsRefused),
+        ("channel_not_found", PlatformRefused),
+        ("not_in_channel", PlatformRefused),
+        ("is_archived", PlatformRefused),
+        ("msg_too_long", PlatformRefused),
+        ("invalid_blocks", PlatformRefused),
+    ],
+)
+async def test_each_slack_error_is_met_as_a_retry_can_cure_it(
+    world: World, error: str, expected: type[Exception]
+) -> None:
+    """SPEC section 5: retry (and look first), pause until a call succeeds, or refuse
+    for good, decided by Slack's error string whatever the HTTP status."""
+    await world.control("faults", {"method": "chat.postMessage", "error": error})
+    with pytest.raises(expected) as raised:
+        await world.slack.post(root(7, Rich.of("root")))
+    if expected is PlatformRefused:
+        assert not isinstance(raised.value, CredentialsRefused)
+    assert await world.channel_messages(HEALTH) == []
+    assert world.slack.health()["connected"] is (expected is PlatformRefused)
+    await world.slack.post(root(7, Rich.of("root")))  # the next call goes through
+    assert world.slack.health()["connected"] is True
+
+
+async def test_a_fatal_error_after_the_post_landed_is_found_not_posted_twice(
+    world: World,
+) -> None:
+    """fatal_error: "It's possible some aspect of the operation succeeded"."""
+    await world.control(
+        "faults", {"method": "chat.postMessage", "error": "fatal_error", "after_commit": True}
+    )
+    with pytest.raises(Unavailable):
+        await world.slack.post(root(8, Rich.of("root")))
+    found = await world.slack.find(root(8, Rich.of("root")))
+    [msg] = await world.channel_messages(HEALTH)
+    assert found == msg["ts"]
+
+
+async def test_a_revoked_token_refuses_every_call_until_restored(world: World) -> None:
+    await world.control("token", {"revoked": "token_revoked"})
+    with pytest.raises(CredentialsRefused):
+        await world.slack.post(root(9, Rich.of("root")))
+    with pytest.raises(CredentialsRefused):
+        await world.slack.mark(ThreadRef("slack", HEALTH, MessageId("1.1")), ThreadMark.CLOSED)
+    assert world.slack.health()["error"] == "reactions.add: token_revoked"
+    await world.control("token", {"revoked": None})
+    await world.slack.post(root(9, Rich.of("root")))
+    assert world.slack.health()["connected"] is True
 
 
 async def test_buttons_are_rendered_and_a_press_reaches_on_action(world: World) -> None:

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from adapters.x import XClient
 from bot.domain import TweetId
-from bot.ports import RateLimited, TweetRefused, Unavailable
+from bot.ports import CredentialsRefused, RateLimited, TweetRefused, Unavailable
 from bot.tweettext import split_reply
 from sandbox.x.routes import build_x_app
 from sandbox.x.state import XState
@@ -208,12 +208,14 @@ async def test_server_errors_and_dead_hosts_are_unavailable(x: X) -> None:
             await x.client(base_url=dead).post("hello", TweetId("1"))
 
 
-async def test_wrong_credentials_are_unavailable_not_refused(x: X) -> None:
+async def test_wrong_credentials_pause_posting_and_are_never_a_refused_reply(x: X) -> None:
+    """A 401 is about the bot's credentials, not the reply: posting pauses (every reply
+    waits) rather than this reply being refused for good."""
     client = x.client(consumer_secret="wrong")
     with pytest.raises(Unavailable, match="401"):
         await client.me()
     question = x.state.tweet("asha", "@SevaHelp hi")
-    with pytest.raises(Unavailable, match="401"):
+    with pytest.raises(CredentialsRefused, match="401"):
         await client.post("hello", TweetId(question["id"]))
     with pytest.raises(Unavailable, match="401"):
         await x.client(bearer_token="wrong").mentions(None)

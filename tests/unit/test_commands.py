@@ -46,9 +46,11 @@ async def test_thread_gives_the_default_ticket_and_state_changes_are_mirrored(wo
     b, x, chat, _ = await opened(world)
     root = chat.by_key("root:1")[0]
     assert "closed" in (await run_command(b, "close resolved by phone", ctx(root))).plain()
+    await delivery.deliver(b)  # marks go out through the chat outbox
     assert chat.marks[-1][1] == "closed"
     assert "already closed" in (await run_command(b, "close", ctx(root))).plain()
     assert "reopened" in (await run_command(b, "reopen #1", ctx())).plain()
+    await delivery.deliver(b)
     assert chat.marks[-1][1] == "open"
     log = await b.store.run(lambda tx: [(e.actor, e.action, e.detail) for e in tx.audit_log(1)])
     assert ("U0AGENT1", "closed", "resolved by phone") in log

@@ -297,6 +297,7 @@ async def test_a_followup_reopening_a_ticket_is_mirrored_on_the_root(world):
     await b.store.run(lambda tx: tx.set_state(1, TicketState.CLOSED))
     x.mentions_queue.append(tweet(12, "@SevaHelp still waiting", replied_to="10"))
     await ingest.poll(b)
+    await delivery.deliver(b)
     assert [state for _, state in chat.marks] == ["open"]
 
 
