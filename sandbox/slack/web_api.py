@@ -149,6 +149,7 @@ class WebApi(EventDelivery):
             "chat.update": self._chat_update,
             "chat.delete": self._chat_delete,
             "chat.postEphemeral": self._chat_post_ephemeral,
+            "chat.getPermalink": self._chat_get_permalink,
             "reactions.add": self._reactions_add,
             "reactions.remove": self._reactions_remove,
             "conversations.history": self._conversations_history,
@@ -183,9 +184,12 @@ class WebApi(EventDelivery):
         ws_base = ("wss" if scheme == "https" else "ws") + sep + rest
         return {"url": f"{ws_base}/socket/{ticket}"}
 
+    def _team_url(self) -> str:
+        return f"https://{self.team_name.lower().replace(' ', '-')}.slack.com/"
+
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
-            "url": f"https://{self.team_name.lower().replace(' ', '-')}.slack.com/",
+            "url": self._team_url(),
             "team": self.team_name,
             "user": self.bot_name,
             "team_id": self.team_id,
@@ -265,6 +269,18 @@ class WebApi(EventDelivery):
         thread_ts = args.get("thread_ts") or None
         note = self._add_ephemeral(chan.id, user.id, text, blocks, thread_ts)
         return {"message_ts": note.ts}
+
+    def _chat_get_permalink(self, args: dict[str, Any]) -> dict[str, Any]:
+        """As docs.slack.dev/reference/methods/chat.getPermalink shows it:
+        `https://<team>.slack.com/archives/<channel>/p<ts without its dot>`, and for a
+        reply in a thread `?thread_ts=<root ts>&cid=<channel>`; `channel_not_found` or
+        `message_not_found` otherwise."""
+        msg = self.message(args.get("channel"), args.get("message_ts"))
+        link = f"{self._team_url()}archives/{msg.channel}/p{msg.ts.replace('.', '')}"
+        if msg.thread_us is not None:
+            root = self.channel(msg.channel).by_us[msg.thread_us]
+            link += f"?thread_ts={root.ts}&cid={msg.channel}"
+        return {"channel": msg.channel, "permalink": link}
 
     def _reactions_add(self, args: dict[str, Any]) -> dict[str, Any]:
         msg, name = self._reaction_target(args)

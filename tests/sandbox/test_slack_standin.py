@@ -307,6 +307,22 @@ async def test_reactions_and_update(stack: Stack) -> None:
     assert foreign.value.response["error"] == "cant_update_message"
 
 
+async def test_get_permalink_as_slack_shapes_it(stack: Stack) -> None:
+    root = await stack.client.chat_postMessage(channel=HEALTH, text="ticket #42")
+    reply = await stack.client.chat_postMessage(channel=HEALTH, text="r", thread_ts=root["ts"])
+    team = (await stack.client.auth_test())["url"]
+    link = await stack.client.chat_getPermalink(channel=HEALTH, message_ts=root["ts"])
+    assert link["channel"] == HEALTH
+    assert link["permalink"] == f"{team}archives/{HEALTH}/p{root['ts'].replace('.', '')}"
+    in_thread = await stack.client.chat_getPermalink(channel=HEALTH, message_ts=reply["ts"])
+    assert in_thread["permalink"].endswith(
+        f"/p{reply['ts'].replace('.', '')}?thread_ts={root['ts']}&cid={HEALTH}"
+    )
+    with pytest.raises(SlackApiError) as missing:
+        await stack.client.chat_getPermalink(channel=HEALTH, message_ts="1.000001")
+    assert missing.value.response["error"] == "message_not_found"
+
+
 async def test_delete_removes_thread_and_tells_the_bot(stack: Stack, recorder: Recorder) -> None:
     stack.state.events_url = recorder.url
     root = await stack.client.chat_postMessage(channel=HEALTH, text="duplicate ticket")
