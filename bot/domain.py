@@ -95,6 +95,7 @@ class Audit(enum.StrEnum):
     REPLIED = "replied"  # X accepted a whole reply
     REFUSED = "refused"  # X refused a reply
     URGENT = "urgent"  # a follow-up or edit with a `triage.urgent` word made the ticket urgent
+    MOVED = "moved"  # `move N DEPT`: another department's channel or room
 
 
 # Who made a change, besides the chat users: the citizen's side on X, and the bot.
@@ -254,6 +255,9 @@ class Outgoing:
     `is_root` says this post opens its ticket's thread: where it lands is the thread.
     With `mark` set it is no message but that state shown on the thread root (a
     reaction), delivered in the same order and with the same retries as the posts.
+    An in-thread post queued with `thread_root` stays in that thread (the one a ticket
+    was moved away from); without it, it goes to its ticket's thread, whose root is
+    filled in when it is sent.
     """
 
     key: str
@@ -296,6 +300,7 @@ class Ticket:
     escalated_at: datetime | None = None
     reply_to: TweetId | None = None  # the citizen's latest tweet in this ticket
     urgent: bool = False  # a `triage.urgent` word: listed first, escalates sooner
+    moves: int = 0  # how often `move` re-routed it; its thread is the latest move's
 
     @property
     def thread(self) -> ThreadRef | None:

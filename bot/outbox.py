@@ -62,18 +62,36 @@ def mark_key(ticket: int, state: str) -> str:
     return f"mark:{ticket}:{state}:{uuid.uuid4().hex[:16]}"
 
 
+def moved_root_key(ticket: int, move: int) -> str:
+    """A ticket's thread root in the department its `move`th move took it to."""
+    return f"moved:{ticket}:{move}"
+
+
+def moved_away_key(ticket: int, move: int) -> str:
+    """The message in the thread a ticket left by its `move`th move, saying where it went."""
+    return f"moved-away:{ticket}:{move}"
+
+
+def thread_root_key(ticket: int, moves: int) -> str:
+    """The key of the post that opens a ticket's current thread, after `moves` moves:
+    only that post's landing makes the thread the ticket's (`Tx.set_root`)."""
+    return root_key(ticket) if moves == 0 else moved_root_key(ticket, moves)
+
+
 # --- the states
 
 
 class PostState(enum.StrEnum):
     """A chat post: pending -> sending -> done | failed; unknown when a send's outcome
-    was not seen (it is looked for before it is sent again)."""
+    was not seen (it is looked for before it is sent again); cancelled when the thread
+    it was for never came to be (a ticket moved before its root went out)."""
 
     PENDING = "pending"
     SENDING = "sending"
     DONE = "done"
     FAILED = "failed"
     UNKNOWN = "unknown"
+    CANCELLED = "cancelled"  # its ticket moved away before it was ever sent
 
 
 class PartState(enum.StrEnum):

@@ -193,6 +193,12 @@ class ChatPlatform(Protocol):
         """Replaces the text of one of the bot's own messages, dropping its buttons."""
         ...
 
+    async def permalink(self, channel: ChannelId, message_id: MessageId) -> str:
+        """A link a person can open to one message (a thread root, for `move`).
+
+        Raises like `post` when the platform cannot say (then callers go without)."""
+        ...
+
     async def respond(self, ctx: CommandContext, body: Rich) -> None:
         """Answers a command so only the asker sees it where the platform allows.
 
@@ -304,6 +310,24 @@ class ReplyInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Move:
+    """One `move` as recorded: the ticket's `n`th, and the thread it left (None when
+    that thread's root had not landed yet)."""
+
+    n: int
+    left: ThreadRef | None
+
+
+@dataclass(frozen=True, slots=True)
+class MovedThread:
+    """A thread a ticket left by its `move`th move: `department` is the one it left."""
+
+    ticket: Ticket
+    department: DepartmentId
+    move: int
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     at: datetime
     actor: str
@@ -345,6 +369,19 @@ class UnitOfWork(Protocol):
     def unanswered_before(
         self, department: str, created_before: datetime, *, urgent_only: bool = False
     ) -> list[Ticket]: ...
+    # Moves (`move N DEPT`).
+    def move_ticket(
+        self,
+        number: int,
+        expected_moves: int,
+        department: str,
+        platform: Platform,
+        channel: str,
+        by: str,
+    ) -> Move | None: ...
+
+    def moved_from(self, platform: Platform, channel: str, root: str) -> MovedThread | None: ...
+    def unsent_replies(self, ticket: int) -> list[ReplyInfo]: ...
     def audit(self, ticket: int | None, actor: str, action: Audit, detail: str = "") -> None: ...
     def audit_log(self, ticket: int) -> list[AuditEntry]: ...
 

@@ -391,9 +391,11 @@ def root_body(
     similar: Sequence[Suggestion] = (),
     matched: Sequence[str] = (),
     urgent: Sequence[str] = (),
+    origin: Sequence[Segment] = (),
 ) -> Rich:
     """The thread root. `matched` is what routed the ticket here and `urgent` the
-    `triage.urgent` words it holds, so a misrouted or mis-triaged ticket shows why."""
+    `triage.urgent` words it holds, so a misrouted or mis-triaged ticket shows why;
+    `origin` is a moved ticket's line saying where it comes from."""
     asked = question(tweet) if tweet is not None else Rich.of(Quote(ticket.text))
     edited = " (edited)" if tweet is not None and tweet.earlier_versions else ""
     return Rich.of(
@@ -401,6 +403,8 @@ def root_body(
         Text(f" · {dept.name}"),
         *_urgent_header(ticket, urgent),
         Text("\n"),
+        *origin,
+        *([Text("\n")] if origin else []),
         Text(f"@{ticket.author_username}", bold=True),
         Text(f" asked on X{edited}:\n"),
         *asked.segments,

@@ -25,8 +25,9 @@ from bot.domain import (
 )
 from bot.outbox import ActionId, ReplyState, preview_key
 from bot.permissions import may_answer
-from bot.ports import CommandContext, ReplyInfo, UnitOfWork
+from bot.ports import CommandContext, MovedThread, ReplyInfo, UnitOfWork
 from bot.tweettext import split_reply
+from handlers import moves
 from handlers.context import Bridge
 
 log = logging.getLogger("seva." + __name__)
@@ -47,6 +48,8 @@ async def on_message(b: Bridge, msg: ChatMessage) -> None:
     outcome = await b.store.run(_take_reply, b, msg, text)
     if isinstance(outcome, NotAgent):
         await _tell_not_agent(b, msg, outcome.department)  # after the transaction
+    elif isinstance(outcome, MovedThread):
+        await moves.tell_moved(b, msg, outcome)
     elif outcome is not None:
         b.kick()
 
@@ -60,13 +63,14 @@ class NotAgent:
 
 def _take_reply(
     tx: UnitOfWork, b: Bridge, msg: ChatMessage, text: str
-) -> NotAgent | QueuedReply | None:
+) -> NotAgent | MovedThread | QueuedReply | None:
     """A thread message as its ticket's public reply; None when it is no ticket's
-    thread or a replay of a message taken already."""
+    thread or a replay of a message taken already. In a thread its ticket was moved
+    away from, nothing is tweeted any more."""
     assert msg.thread_root is not None
     ticket = tx.ticket_of_thread(msg.platform, msg.channel, msg.thread_root)
     if ticket is None:
-        return None
+        return tx.moved_from(msg.platform, msg.channel, msg.thread_root)
     dept = b.department(ticket.department)
     if not may_answer(b.config, dept, msg.sender, msg.power_level):
         log.info("reply.not_agent ticket=%d sender=%s", ticket.number, msg.sender)

@@ -184,6 +184,9 @@ class FakeChat:
     async def update(self, channel: str, message_id: MessageId, body: Rich) -> None:
         self.updates.append((message_id, body))
 
+    async def permalink(self, channel: str, message_id: MessageId) -> str:
+        return f"https://chat.example/{channel}/{message_id}"
+
     async def respond(self, ctx: CommandContext, body: Rich) -> None:
         self.responses.append((ctx, body))
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,7 @@ from adapters.db.tables import (
     ReplyPartRow,
     ReplyRow,
     SeenEventRow,
+    TicketMoveRow,
     TicketRow,
 )
 from bot.domain import (
@@ -34,7 +35,7 @@ from bot.domain import (
     Rich,
     TweetId,
 )
-from bot.outbox import PartState, PostState, ReplyState, ThreadMark
+from bot.outbox import PartState, PostState, ReplyState, ThreadMark, thread_root_key
 from bot.ports import PendingPart, PendingPost
 
 
@@ -44,9 +45,29 @@ class Claims:
     s: Session
     now: datetime
 
-    def set_root(self, ticket: int, root: MessageId) -> None:
-        """The ticket's thread exists now: posts waiting for it become due."""
-        self.s.execute(update(TicketRow).where(TicketRow.number == ticket).values(root=root))
+    def set_root(self, ticket: int, root: MessageId, key: str) -> None:
+        """A thread root landed. When it opens the ticket's current thread, that thread
+        exists now and the posts waiting for it become due. A root of a thread the ticket
+        had already left (it was moved while the root was on its way) becomes no thread of
+        the ticket's; it is only recorded as the thread that move left, which still finds
+        the ticket."""
+        moves = self.s.scalar(select(TicketRow.moves).where(TicketRow.number == ticket))
+        if moves is None:
+            return
+        if key == thread_root_key(ticket, moves):
+            self.s.execute(update(TicketRow).where(TicketRow.number == ticket).values(root=root))
+            return
+        for left in range(moves):
+            if key == thread_root_key(ticket, left):
+                self.s.execute(
+                    update(TicketMoveRow)
+                    .where(
+                        TicketMoveRow.ticket == ticket,
+                        TicketMoveRow.n == left + 1,
+                        TicketMoveRow.from_root.is_(None),
+                    )
+                    .values(from_root=root)
+                )
 
     # --- leases
 
@@ -95,13 +116,14 @@ class Claims:
     # --- chat outbox claims
 
     def _due(self) -> Any:
+        thread = _thread_root()
         return (
-            select(OutboxRow, TicketRow.root)
+            select(OutboxRow, thread.label("thread"))
             .outerjoin(TicketRow, TicketRow.number == OutboxRow.ticket)
             .where(
                 OutboxRow.state.in_((PostState.PENDING, PostState.UNKNOWN)),
                 or_(OutboxRow.not_before.is_(None), OutboxRow.not_before <= self.now),
-                or_(OutboxRow.in_thread.is_(False), TicketRow.root.is_not(None)),
+                or_(OutboxRow.in_thread.is_(False), thread.is_not(None)),
             )
         )
 
@@ -173,7 +195,7 @@ class Claims:
         recorded = bool(done.rowcount)  # type: ignore[attr-defined]
         ticket = post.outgoing.ticket
         if recorded and post.outgoing.is_root and ticket is not None:
-            self.set_root(ticket, message_id)
+            self.set_root(ticket, message_id, post.outgoing.key)
         return recorded
 
     def unclaim_post(self, post: PendingPost) -> None:
@@ -290,6 +312,26 @@ class Claims:
             )
         )
         return token if done.rowcount else None  # type: ignore[attr-defined]
+
+
+def _thread_root() -> Any:
+    """The root of the thread an in-thread post goes to: the one it was pinned to, else
+    its ticket's thread in the channel it was queued for. That is the ticket's current
+    thread, or, when the ticket moved away between being read and the post being queued
+    (a concurrent `move`), the thread the move left there."""
+    left_there = (
+        select(TicketMoveRow.from_root)
+        .where(
+            TicketMoveRow.ticket == OutboxRow.ticket,
+            TicketMoveRow.from_platform == OutboxRow.platform,
+            TicketMoveRow.from_channel == OutboxRow.channel,
+        )
+        .order_by(TicketMoveRow.n.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    here = and_(OutboxRow.platform == TicketRow.platform, OutboxRow.channel == TicketRow.channel)
+    return func.coalesce(OutboxRow.thread_root, case((here, TicketRow.root), else_=left_there))
 
 
 def _insert_ignoring_conflicts(s: Session, table: Any) -> Any:

@@ -74,6 +74,10 @@ class TicketRow(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     urgent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # `move`: how often it was re-routed. `platform`/`channel` are its current department's
+    # from the move on; `root` is NULL until the new thread's root lands (ticket_moves
+    # keeps the threads it left).
+    moves: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (
         Index("ix_tickets_state_created", "state", "created_at"),
@@ -115,6 +119,9 @@ class OutboxRow(Base):
     in_thread: Mapped[bool] = mapped_column(Boolean)
     is_root: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     mark: Mapped[str | None] = mapped_column(String(16))  # a reaction, not a message
+    # An in-thread post pinned to this root: the thread its ticket was moved away from.
+    # NULL: its ticket's current thread (tickets.root, once that exists).
+    thread_root: Mapped[str | None] = mapped_column(String(255))
     body: Mapped[Any] = mapped_column(JSON)
     actions: Mapped[Any] = mapped_column(JSON, default=list)
     tweet_id: Mapped[str | None] = mapped_column(String(32))
@@ -194,6 +201,29 @@ class SeenEventRow(Base):
     scope: Mapped[str] = mapped_column(String(16), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class TicketMoveRow(Base):
+    """`move N DEPT`: one re-routing of a ticket, and the thread it left (`from_root` is
+    NULL when its root had not landed yet), so that thread still finds its ticket."""
+
+    __tablename__ = "ticket_moves"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket: Mapped[int] = mapped_column(ForeignKey("tickets.number"))
+    n: Mapped[int] = mapped_column(Integer)  # the ticket's 1st, 2nd, … move
+    from_department: Mapped[str] = mapped_column(String(64))
+    from_platform: Mapped[str] = mapped_column(String(8))
+    from_channel: Mapped[str] = mapped_column(String(255))
+    from_root: Mapped[str | None] = mapped_column(String(255))
+    to_department: Mapped[str] = mapped_column(String(64))
+    moved_by: Mapped[str] = mapped_column(String(255))
+    moved_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("ticket", "n"),
+        Index("ix_ticket_moves_from_thread", "from_platform", "from_channel", "from_root"),
+    )
 
 
 class AuditRow(Base):

@@ -26,6 +26,7 @@ from adapters.db.tables import (
     OutboxRow,
     ReplyPartRow,
     ReplyRow,
+    TicketMoveRow,
     TicketRow,
     TicketTweetRow,
 )
@@ -37,6 +38,7 @@ from bot.domain import (
     MessageId,
     Outgoing,
     Platform,
+    ThreadRef,
     Ticket,
     TicketState,
     Tweet,
@@ -46,6 +48,8 @@ from bot.domain import (
 from bot.outbox import PartState, PostState, ReplyState
 from bot.ports import (
     AuditEntry,
+    Move,
+    MovedThread,
     NewTicket,
     PendingPart,
     ReplyInfo,
@@ -72,6 +76,7 @@ def _ticket(r: TicketRow) -> Ticket:
         escalated_at=r.escalated_at,
         reply_to=TweetId(r.reply_to),
         urgent=r.urgent,
+        moves=r.moves,
     )
 
 
@@ -234,6 +239,108 @@ class Tx(Claims):
             q = q.where(TicketRow.urgent.is_(True))
         return [_ticket(r) for r in self.s.scalars(q)]
 
+    # --- moves
+
+    def move_ticket(
+        self,
+        number: int,
+        expected_moves: int,
+        department: str,
+        platform: Platform,
+        channel: str,
+        by: str,
+    ) -> Move | None:
+        """Re-routes a ticket to another department's channel or room; None if it moved
+        meanwhile (compare-and-set on its move count).
+
+        Its thread is the new one from now on, without a root until the new root lands
+        (`Claims.set_root`). What was queued for the thread it leaves stays pinned there;
+        when that thread never came to be (its root had not gone out), its root is not
+        sent and the posts that waited for it follow the ticket.
+        """
+        row = self.s.get(TicketRow, number, with_for_update=True)
+        if row is None or row.moves != expected_moves:
+            return None
+        n = row.moves + 1
+        self.s.add(
+            TicketMoveRow(
+                ticket=number,
+                n=n,
+                from_department=row.department,
+                from_platform=row.platform,
+                from_channel=row.channel,
+                from_root=row.root,
+                to_department=department,
+                moved_by=by,
+                moved_at=self.now,
+            )
+        )
+        waiting = (
+            OutboxRow.ticket == number,
+            OutboxRow.in_thread.is_(True),
+            OutboxRow.thread_root.is_(None),
+        )
+        if row.root is not None:
+            self.s.execute(
+                update(OutboxRow)
+                .where(
+                    *waiting,
+                    OutboxRow.state.in_((PostState.PENDING, PostState.SENDING, PostState.UNKNOWN)),
+                )
+                .values(thread_root=row.root)
+            )
+        else:
+            self.s.execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.ticket == number,
+                    OutboxRow.is_root.is_(True),
+                    OutboxRow.state == PostState.PENDING,
+                )
+                .values(state=PostState.CANCELLED)
+            )
+            self.s.execute(
+                update(OutboxRow)
+                .where(*waiting, OutboxRow.state == PostState.PENDING)
+                .values(platform=platform, channel=channel)
+            )
+        left = None
+        if row.root is not None:
+            was: Platform = row.platform  # type: ignore[assignment]
+            left = ThreadRef(was, ChannelId(row.channel), MessageId(row.root))
+        row.department, row.platform, row.channel = department, platform, channel
+        row.root, row.moves = None, n
+        return Move(n, left)
+
+    def moved_from(self, platform: Platform, channel: str, root: str) -> MovedThread | None:
+        """The ticket whose thread this was before a `move` took it elsewhere."""
+        row = self.s.scalars(
+            select(TicketMoveRow)
+            .where(
+                TicketMoveRow.from_platform == platform,
+                TicketMoveRow.from_channel == channel,
+                TicketMoveRow.from_root == root,
+            )
+            .order_by(TicketMoveRow.n.desc())
+            .limit(1)
+        ).first()
+        ticket = self.ticket(row.ticket) if row is not None else None
+        if row is None or ticket is None:
+            return None
+        return MovedThread(ticket, DepartmentId(row.from_department), row.n)
+
+    def unsent_replies(self, ticket: int) -> list[ReplyInfo]:
+        """The ticket's public replies still awaiting Send or on their way to X."""
+        ids = self.s.scalars(
+            select(ReplyRow.id)
+            .where(
+                ReplyRow.ticket == ticket,
+                ReplyRow.state.in_((ReplyState.CONFIRM, ReplyState.PENDING)),
+            )
+            .order_by(ReplyRow.id)
+        )
+        return [info for i in list(ids) if (info := self.reply(i)) is not None]
+
     # --- the audit log
 
     def audit(self, ticket: int | None, actor: str, action: Audit, detail: str = "") -> None:
@@ -269,6 +376,7 @@ class Tx(Claims):
                 body=out.body.to_json(),
                 actions=[{"id": a.id, "label": a.label, "value": a.value} for a in out.actions],
                 tweet_id=out.tweet_id,
+                thread_root=out.thread_root if in_thread else None,
                 created_at=self.now,
             )
         )

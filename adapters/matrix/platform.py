@@ -12,6 +12,7 @@ import contextlib
 import html
 import json
 import logging
+import urllib.parse
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -457,6 +458,14 @@ class MatrixPlatform(MatrixSync):
             "m.relates_to": {"rel_type": "m.replace", "event_id": message_id},
         }
         await self._send(client, channel, "m.room.message", content, None)
+
+    async def permalink(self, channel: ChannelId, message_id: MessageId) -> str:
+        """A matrix.to link to the event (Matrix spec, appendices: "matrix.to navigation"),
+        routed through the bot's own server, which is in the room."""
+        room = urllib.parse.quote(channel, safe="!:")
+        event = urllib.parse.quote(message_id, safe="$:")
+        via = urllib.parse.quote(self.user_id.split(":", 1)[-1], safe=":")
+        return f"https://matrix.to/#/{room}/{event}?via={via}"
 
     async def respond(self, ctx: CommandContext, body: Rich) -> None:
         client = self._usable(ctx.channel)

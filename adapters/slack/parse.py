@@ -144,12 +144,13 @@ def button_presses(body: Mapping[str, Any]) -> list[ChatAction]:
 
 
 def carries(msg: Mapping[str, Any], message: Outgoing) -> bool:
-    """Whether a message from the history is this post (its metadata names the key, or
-    for a root the ticket)."""
+    """Whether a message from the history is this post: its metadata names the key, or,
+    for a root posted before roots carried their key, the ticket. (A root that names
+    another key is another thread of the same ticket, left by a `move`.)"""
     meta = msg.get("metadata") or {}
     payload = meta.get("event_payload") or {}
-    if payload.get("key") == message.key:
-        return True
+    if payload.get("key") is not None:
+        return bool(payload.get("key") == message.key)
     return (
         message.is_root
         and message.ticket is not None

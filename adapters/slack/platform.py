@@ -456,6 +456,18 @@ class SlackPlatform:
             ),
         )
 
+    async def permalink(self, channel: ChannelId, message_id: MessageId) -> str:
+        """`chat.getPermalink` (docs.slack.dev/reference/methods/chat.getPermalink): the
+        link Slack's own "Copy link" gives, in the workspace's domain."""
+        resp = await self._call(
+            "chat.getPermalink",
+            self._client.chat_getPermalink(channel=channel, message_ts=message_id),
+        )
+        link = _str(resp.get("permalink"))
+        if link is None:
+            raise Unavailable("slack chat.getPermalink answered without a permalink")
+        return link
+
     async def respond(self, ctx: CommandContext, body: Rich) -> None:
         kwargs: dict[str, Any] = {
             "channel": ctx.channel,

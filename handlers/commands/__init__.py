@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.config import Department
-from bot.domain import ChatUserId, Rich, Text, Ticket
+from bot.domain import ChatUserId, MessageId, Rich, Text, Ticket
 from bot.permissions import may_change
-from bot.ports import CommandContext, Count
+from bot.ports import CommandContext, Count, UnitOfWork
 from handlers.context import Bridge
 
 
@@ -108,10 +108,18 @@ async def take_ticket(b: Bridge, args: Args) -> Ticket:
     ctx = args.ctx
     if ctx.thread_root is not None:
         root = ctx.thread_root
-        ticket = await b.store.run(lambda tx: tx.ticket_of_thread(ctx.platform, ctx.channel, root))
+        ticket = await b.store.run(_thread_ticket, ctx, root)
         if ticket is not None:
             return ticket
     raise CommandError("Which ticket? Give its number.")
+
+
+def _thread_ticket(tx: UnitOfWork, ctx: CommandContext, root: MessageId) -> Ticket | None:
+    """The ticket of this thread, also when `move` took it elsewhere since."""
+    ticket = tx.ticket_of_thread(ctx.platform, ctx.channel, root)
+    if ticket is None and (left := tx.moved_from(ctx.platform, ctx.channel, root)) is not None:
+        ticket = left.ticket
+    return ticket
 
 
 def user_arg(word: str) -> ChatUserId:
@@ -127,6 +135,7 @@ def user_arg(word: str) -> ChatUserId:
 from handlers.commands import tickets  # noqa: E402, F401, I001
 from handlers.commands import oncall  # noqa: E402, F401
 from handlers.commands import answers  # noqa: E402, F401
+from handlers.commands import move  # noqa: E402, F401
 
 
 @command("help", "help", "this list")

@@ -271,6 +271,26 @@ async def test_find_returns_a_landed_post_by_key_and_none_otherwise(world: World
     assert await world.slack.find(other) is None
 
 
+async def test_find_tells_a_moved_tickets_roots_apart(world: World) -> None:
+    """A ticket moved away from a channel and back has two roots there: each is found by
+    its own key, never by the ticket number the two share."""
+    first = await world.slack.post(root(7, Rich.of("ticket 7")))
+    again = Outgoing("moved:7:2", HEALTH, Rich.of("ticket 7, back"), ticket=7, is_root=True)
+    assert await world.slack.find(again) is None
+    assert await world.slack.post(again) != first
+    assert await world.slack.find(root(7, Rich.of("ticket 7"))) == first
+
+
+async def test_permalink_is_slacks_own(world: World) -> None:
+    ts = await world.slack.post(root(7, Rich.of("ticket 7")))
+    link = await world.slack.permalink(HEALTH, ts)
+    assert link.startswith("https://") and link.endswith(
+        f"/archives/{HEALTH}/p{ts.replace('.', '')}"
+    )
+    with pytest.raises(PlatformRefused, match="message_not_found"):
+        await world.slack.permalink(HEALTH, MessageId("1.000001"))
+
+
 async def test_find_ignores_a_human_message_that_looks_like_ours(world: World) -> None:
     await world.say(ASHA, HEALTH, "root:5")
     assert await world.slack.find(root(5, Rich.of("x"))) is None

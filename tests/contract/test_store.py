@@ -267,3 +267,52 @@ async def test_synchronous_use_on_the_event_loop_fails_loudly(store):
     with pytest.raises(OnEventLoop), store.tx():
         pass
     assert await store.run(lambda tx: tx.get("k")) is None  # the way that works
+
+
+def test_a_move_pins_the_old_thread_and_only_the_new_root_opens_the_next(store):
+    """`move` on both databases: the old thread keeps what was queued for it and still
+    finds its ticket; the ticket's thread changes only when the root of its latest move
+    lands, and a superseded root never takes over."""
+    t = new_ticket(store)
+    root = Outgoing(root_key(1), ChannelId("C1"), Rich.of("root"), ticket=1, is_root=True)
+    note = Outgoing("note:1", ChannelId("C1"), Rich.of("queued before the move"), ticket=1)
+    with store.tx() as tx:
+        tx.enqueue(root, "slack", False)
+        (post,) = tx.due_posts()
+        _, claimed = tx.settle_and_claim(None, post)
+        assert claimed is not None
+        tx.settle_and_claim((claimed, MessageId("100.1")), None)
+        tx.enqueue(note, "slack", True)
+    with store.tx() as tx:
+        first = tx.move_ticket(1, t.moves, "transport", "slack", "C2", "U1")
+        assert tx.move_ticket(1, t.moves, "water", "slack", "C3", "U1") is None  # stale
+    assert first is not None and first.n == 1 and first.left is not None
+    assert first.left.root == "100.1"
+    with store.tx() as tx:
+        second = tx.move_ticket(1, 1, "police", "matrix", "!r:hs", "U2")  # before it landed
+        assert second is not None and second.left is None
+        moved = tx.ticket(1)
+        assert moved is not None and (moved.channel, moved.root, moved.moves) == ("!r:hs", None, 2)
+        due = {p.outgoing.key: p.outgoing.thread_root for p in tx.due_posts()}
+        assert due == {"note:1": "100.1"}
+        for n, channel in ((1, "C2"), (2, "!r:hs")):
+            out = Outgoing(f"moved:1:{n}", ChannelId(channel), Rich.of("m"), ticket=1, is_root=True)
+            tx.enqueue(out, "slack", False)
+    with store.tx() as tx:
+        late, latest = sorted(
+            (p for p in tx.due_posts() if p.outgoing.key.startswith("moved:")),
+            key=lambda p: p.outgoing.key,
+        )
+        _, late_claim = tx.settle_and_claim(None, late)
+        _, latest_claim = tx.settle_and_claim(None, latest)
+        assert late_claim is not None and latest_claim is not None
+        tx.settle_and_claim((late_claim, MessageId("200.1")), None)  # superseded: no thread
+        assert tx.ticket(1).root is None  # type: ignore[union-attr]
+        tx.settle_and_claim((latest_claim, MessageId("$ev")), None)
+        assert tx.ticket(1).root == "$ev"  # type: ignore[union-attr]
+    with store.tx() as tx:
+        for channel, mid in (("C1", "100.1"), ("C2", "200.1")):
+            left = tx.moved_from("slack", channel, mid)
+            assert left is not None and left.ticket.number == 1
+        assert tx.moved_from("slack", "C1", "999.9") is None
+        assert tx.ticket_of_thread("matrix", "!r:hs", "$ev") is not None

@@ -19,10 +19,13 @@ from bot.outbox import (
     ThreadMark,
     escalate_key,
     followup_key,
+    moved_away_key,
+    moved_root_key,
     preview_key,
     refused_key,
     root_key,
     sent_key,
+    thread_root_key,
     unverified_key,
 )
 
@@ -35,6 +38,9 @@ def test_every_key_format() -> None:
     assert escalate_key(42) == "escalate:42"
     assert refused_key(7) == "refused:7"
     assert unverified_key(9) == "unverified:9"
+    assert moved_root_key(42, 2) == "moved:42:2"
+    assert moved_away_key(42, 2) == "moved-away:42:2"
+    assert thread_root_key(42, 0) == "root:42" and thread_root_key(42, 3) == "moved:42:3"
 
 
 def test_every_state_and_action_value() -> None:
@@ -44,6 +50,7 @@ def test_every_state_and_action_value() -> None:
         "DONE": "done",
         "FAILED": "failed",
         "UNKNOWN": "unknown",
+        "CANCELLED": "cancelled",
     }
     assert {s.name: s.value for s in PartState} == {
         "PENDING": "pending",
