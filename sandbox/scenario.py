@@ -6,7 +6,8 @@ is visible within seconds of starting the demo:
 
     citizen tweets → ticket thread in #health → internal note → public answer tweeted and
     confirmed → a transport question lands in #transport → the citizen's follow-up lands in
-    the same #health thread.
+    the same #health thread → an urgent query about someone who fainted on a train lands in
+    #transport marked URGENT → the transport agent moves it to #health with `!move health`.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ TRANSPORT_QUESTION: Final = (
     "@SevaHelp the 5:40 local train from Thane is cancelled again, any replacement bus?"
 )
 FOLLOW_UP: Final = "@SevaHelp thank you! is a prescription copy ok?"
+URGENT_QUESTION: Final = (
+    "@SevaHelp a man fainted on the local train at Thane platform 2, he is not waking up"
+)
+TRANSPORT_AGENT: Final = "U0TRANSPORT"
 
 T = TypeVar("T")
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
@@ -177,7 +182,7 @@ def _person(slack: Mapping[str, Any], user_id: str) -> str:
 
 def _oncall(slack: Mapping[str, Any], root: Mapping[str, Any]) -> str:
     mentioned = _MENTION.findall(str(root.get("text") or ""))
-    return f", on call: {_person(slack, mentioned[-1])}" if mentioned else ""
+    return f", on call: {_person(slack, mentioned[0])}" if mentioned else ""
 
 
 def _ticket_number(root: Mapping[str, Any]) -> str:
@@ -306,7 +311,37 @@ async def play(
         )
         log(f"(e) @{CITIZEN}'s follow-up {follow_up_id} landed in ticket #{ticket}'s thread")
 
-        # (f) Over to the person at the console.
+        # (f) An urgent query, worded like a transport one: #transport, marked URGENT.
+        urgent_id = await console.tweet("f", SECOND_CITIZEN, URGENT_QUESTION)
+        urgent_root = await ticket_in("f", urgent_id, TRANSPORT_CHANNEL)
+        if "URGENT" not in str(urgent_root.get("text")):
+            raise ScenarioError("step f: the urgent query's root does not say URGENT")
+        urgent_ticket = _ticket_number(urgent_root)
+        slack = await console.slack_state("f")
+        log(
+            f"(f) @{SECOND_CITIZEN} tweeted {urgent_id}: ticket #{urgent_ticket} posted in "
+            f"#transport marked URGENT, pinging the lead at once{_oncall(slack, urgent_root)}"
+        )
+
+        # (g) The transport agent moves it to the health desk from its thread.
+        urgent_ts = str(urgent_root["ts"])
+        await console.post("g", TRANSPORT_AGENT, TRANSPORT_CHANNEL, "!move health", urgent_ts)
+
+        async def moved() -> Mapping[str, Any] | None:
+            slack = await console.slack_state("g")
+            for msg in _channel(slack, HEALTH_CHANNEL).get("messages", []):
+                payload = (msg.get("metadata") or {}).get("event_payload") or {}
+                if _is_bot(slack, msg) and payload.get("key") == f"moved:{urgent_ticket}:1":
+                    return msg
+            return None
+
+        await _until("g", f"ticket #{urgent_ticket} did not move to #health", moved, timeout)
+        log(
+            f"(g) {_person(slack, TRANSPORT_AGENT)} typed !move health in its thread: ticket "
+            f"#{urgent_ticket} has a new thread in #health, and the #transport thread says so"
+        )
+
+        # (h) Over to the person at the console.
         log(f"Scenario complete. Open {console_url.rstrip('/')} and try it yourself.")
 
 
