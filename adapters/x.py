@@ -376,6 +376,44 @@ class XClient:
         log.info("x.posted tweet_id=%s in_reply_to=%s", tweet_id, in_reply_to)
         return tweet_id
 
+    async def upload_media(self, data: bytes, mimetype: str) -> str:
+        """X's v2 media upload, one shot (`POST /2/media/upload`, multipart `media` and
+        `media_category=tweet_image`; X's OpenAPI 2.159 and 2.167, facts-issue7 section
+        7), signed like posting (OAuth 1.0a user context): tweepy has no v2 upload."""
+        from tweepy import OAuth1UserHandler
+
+        writer = self._writer
+        auth = OAuth1UserHandler(
+            writer.consumer_key,
+            writer.consumer_secret,
+            writer.access_token,
+            writer.access_token_secret,
+        ).apply_auth()
+        extension = mimetype.rsplit("/", 1)[-1]
+
+        def upload() -> requests.Response:
+            return writer.session.post(
+                X_API_BASE_URL + "/2/media/upload",
+                files={"media": (f"reply.{extension}", data, mimetype)},
+                data={"media_category": "tweet_image"},
+                auth=auth,
+            )
+
+        try:
+            response = await asyncio.to_thread(upload)
+        except requests.RequestException as e:
+            raise Unavailable(f"X unreachable while uploading an image: {type(e).__name__}") from e
+        if response.status_code == 429:
+            raise RateLimited(self._reset(response.headers), "media/upload")
+        if response.status_code >= 500:
+            raise Unavailable(f"X could not take the image: HTTP {response.status_code}")
+        body = _json(response)
+        media_id = ((body or {}).get("data") or {}).get("id") if isinstance(body, dict) else None
+        if response.status_code >= 400 or not media_id:
+            raise TweetRefused(_problem_text(body, response.status_code), response.status_code)
+        log.info("x.media_uploaded media_id=%s bytes=%d", media_id, len(data))
+        return str(media_id)
+
     async def find_own_reply(
         self, in_reply_to: TweetId, text: str, exclude: Collection[str] = ()
     ) -> TweetId | None:
@@ -512,6 +550,25 @@ class _DialectRefused(Exception):
     def __init__(self, dialect: Dialect) -> None:
         super().__init__(dialect.value)
         self.dialect = dialect
+
+
+def _json(response: requests.Response) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _problem_text(body: object, status: int) -> str:
+    """X's own words from a problem body: its errors' messages, else detail or title."""
+    if isinstance(body, dict):
+        messages = [str(e.get("message")) for e in body.get("errors") or [] if isinstance(e, dict)]
+        if any(messages):
+            return " ".join(m for m in messages if m)
+        for key in ("detail", "title"):
+            if body.get(key):
+                return str(body[key])
+    return f"HTTP {status}"
 
 
 def _body(e: tweepy.HTTPException) -> object:

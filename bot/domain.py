@@ -113,6 +113,26 @@ class ThreadRef:
 
 
 @dataclass(frozen=True, slots=True)
+class ChatFile:
+    """A file attached to a chat message, as the platform describes it; the bytes are
+    fetched from the platform only when the reply goes out (`ChatPlatform.fetch_file`)."""
+
+    id: str
+    name: str
+    mimetype: str
+    size: int
+
+    def to_json(self) -> dict[str, str | int]:
+        return {"id": self.id, "name": self.name, "mimetype": self.mimetype, "size": self.size}
+
+    @staticmethod
+    def from_json(data: dict[str, str | int]) -> ChatFile:
+        return ChatFile(
+            str(data["id"]), str(data["name"]), str(data["mimetype"]), int(data["size"])
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     """A human's message in a channel or room, as the adapter saw it.
 
@@ -131,6 +151,7 @@ class ChatMessage:
     event_id: str = ""
     power_level: int | None = None
     edited: bool = False
+    files: tuple[ChatFile, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

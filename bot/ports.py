@@ -12,6 +12,7 @@ from bot.domain import (
     Audit,
     ChannelId,
     ChatAction,
+    ChatFile,
     ChatMessage,
     ChatUserId,
     DepartmentId,
@@ -139,8 +140,14 @@ class TweetSource(Protocol):
 
 
 class TweetSink(Protocol):
-    async def post(self, text: str, in_reply_to: TweetId) -> TweetId:
-        """Posts one reply; raises TweetRefused, RateLimited or Unavailable."""
+    async def post(self, text: str, in_reply_to: TweetId, media_ids: Sequence[str] = ()) -> TweetId:
+        """Posts one reply (with uploaded media); raises TweetRefused, RateLimited or
+        Unavailable."""
+        ...
+
+    async def upload_media(self, data: bytes, mimetype: str) -> str:
+        """Uploads an image for a post; its media id. Raises TweetRefused when X will not
+        take it, RateLimited or Unavailable."""
         ...
 
     async def find_own_reply(
@@ -227,6 +234,11 @@ class ChatPlatform(Protocol):
 
     def health(self) -> dict[str, object]: ...
 
+    async def fetch_file(self, file: ChatFile) -> bytes:
+        """The bytes of a file attached to a message. Raises PlatformRefused when the
+        platform will not hand it over (a missing scope, a deleted file)."""
+        ...
+
     async def find_user(self, name: str) -> ChatUserId | None:
         """A person by the name others know them by (a user name, display name or real
         name, with or without `@`), for `assign N name`; None unless exactly one matches."""
@@ -291,6 +303,7 @@ class PendingPart:
     queued_at: datetime
     attempts: int = 0
     token: str = ""
+    media: tuple[ChatFile, ...] = ()  # images to attach (the first part of a reply only)
 
     @property
     def is_last(self) -> bool:
@@ -399,6 +412,7 @@ class UnitOfWork(Protocol):
         text: str,
         parts: Sequence[str],
         confirm: bool,
+        media: Sequence[ChatFile] = (),
     ) -> int | None: ...
 
     def posted(self, key: str) -> MessageId | None: ...

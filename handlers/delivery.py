@@ -29,6 +29,7 @@ from bot.domain import (
     tweet_url,
 )
 from bot.health import State
+from bot.media import looks_like
 from bot.outbox import (
     PartState,
     PostState,
@@ -352,7 +353,11 @@ async def _send_part(b: Bridge, due: PendingPart) -> int:
             tweet_id = await b.sink.find_own_reply(part.in_reply_to, text, exclude=ours)
             unknown = False
         if tweet_id is None:
-            tweet_id = await b.sink.post(text, part.in_reply_to)
+            media_ids = await _upload_media(b, part) if part.media else ()
+            tweet_id = await b.sink.post(text, part.in_reply_to, media_ids)
+    except _MediaRefused as e:
+        await _refused(b, part, str(e), "Its image cannot go out")
+        return 0
     except TweetRefused as e:
         gate.succeeded()
         b.health.ok(POSTING)
@@ -423,6 +428,33 @@ def _queue_waiting_notices(tx: UnitOfWork) -> int:
 
 def _part_retry(tx: UnitOfWork, part: PendingPart, not_before: datetime, unknown: bool) -> None:
     tx.part_retry(part, not_before, unknown=unknown)
+
+
+class _MediaRefused(Exception):
+    """An image the agent attached cannot go out: nothing was tweeted."""
+
+
+async def _upload_media(b: Bridge, part: PendingPart) -> list[str]:
+    """Each attached image fetched from the chat platform and uploaded to X, just before
+    the tweet (an upload that no tweet uses expires on X's side: nothing public)."""
+    ticket = await b.store.run(lambda tx: tx.ticket(part.ticket))
+    platform = b.platform(ticket.platform) if ticket is not None else None
+    if platform is None:
+        raise _MediaRefused("the images could not be fetched: their chat platform is not running")
+    ids = []
+    for image in part.media:
+        try:
+            data = await platform.fetch_file(image)
+        except PlatformRefused as e:
+            raise _MediaRefused(f"the image {image.name} could not be fetched ({e})") from e
+        if not looks_like(data, image.mimetype):
+            raise _MediaRefused(f"{image.name} is not the {image.mimetype} image it claims to be")
+        try:
+            ids.append(await b.sink.upload_media(data, image.mimetype))
+        except TweetRefused as e:
+            raise _MediaRefused(f"X would not take the image {image.name}: {e.reason}") from e
+    log.info("reply.media_uploaded part=%d count=%d", part.id, len(ids))
+    return ids
 
 
 def _part_sent(tx: UnitOfWork, b: Bridge, part: PendingPart, tweet_id: TweetId) -> Ticket | None:
@@ -501,15 +533,19 @@ def _still_checking(tx: UnitOfWork, part: PendingPart, not_before: datetime, tel
         )
 
 
-async def _refused(b: Bridge, part: PendingPart, reason: str) -> None:
-    if not await b.store.run(_record_refusal, part, reason):
+async def _refused(
+    b: Bridge, part: PendingPart, reason: str, who: str = "X refused this reply"
+) -> None:
+    if not await b.store.run(_record_refusal, part, reason, who):
         return  # our claim expired meanwhile: another instance owns this part now
     b.metrics.count(Count.REFUSALS)
     log.warning("reply.refused ticket=%d reason=%s", part.ticket, reason)
     b.kick()
 
 
-def _record_refusal(tx: UnitOfWork, part: PendingPart, reason: str) -> bool:
+def _record_refusal(
+    tx: UnitOfWork, part: PendingPart, reason: str, who: str = "X refused this reply"
+) -> bool:
     """X's refusal, recorded and told in the thread; False if our claim had expired."""
     if not tx.part_refused(part, reason):
         return False
@@ -523,7 +559,7 @@ def _record_refusal(tx: UnitOfWork, part: PendingPart, reason: str) -> bool:
             key=refused_key(part.reply),
             channel=ticket.channel,
             body=Rich.of(
-                Text("X refused this reply, so it was not tweeted: ", bold=True),
+                Text(f"{who}, so it was not tweeted: ", bold=True),
                 Text(reason.rstrip(".") + "." + already),
                 Text(" Nothing will be retried automatically."),
             ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.addressing import is_internal
@@ -12,6 +13,7 @@ from bot.domain import (
     Audit,
     ChannelId,
     ChatAction,
+    ChatFile,
     ChatMessage,
     ChatUserId,
     Mention,
@@ -23,6 +25,7 @@ from bot.domain import (
     Text,
     Ticket,
 )
+from bot.media import sort_files
 from bot.outbox import ActionId, ReplyState, preview_key
 from bot.permissions import may_answer
 from bot.ports import CommandContext, MovedThread, ReplyInfo, UnitOfWork
@@ -40,7 +43,7 @@ async def on_message(b: Bridge, msg: ChatMessage) -> None:
     if msg.thread_root is None or is_internal(msg.text):
         return
     text = msg.text.strip()
-    if not text:
+    if not text and not msg.files:
         return
     # Split on a worker thread, not in the transaction (which holds a database thread)
     # nor on the loop: a long reply takes milliseconds. queue_reply finds it remembered.
@@ -50,8 +53,17 @@ async def on_message(b: Bridge, msg: ChatMessage) -> None:
         await _tell_not_agent(b, msg, outcome.department)  # after the transaction
     elif isinstance(outcome, MovedThread):
         await moves.tell_moved(b, msg, outcome)
+    elif isinstance(outcome, NothingToTweet):
+        await _tell_sender(b, msg, "Nothing was tweeted: " + "; ".join(outcome.reasons) + ".")
     elif outcome is not None:
         b.kick()
+
+
+@dataclass(frozen=True, slots=True)
+class NothingToTweet:
+    """Only files X cannot take, and no text: the sender is told why."""
+
+    reasons: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +75,7 @@ class NotAgent:
 
 def _take_reply(
     tx: UnitOfWork, b: Bridge, msg: ChatMessage, text: str
-) -> NotAgent | MovedThread | QueuedReply | None:
+) -> NotAgent | MovedThread | NothingToTweet | QueuedReply | None:
     """A thread message as its ticket's public reply; None when it is no ticket's
     thread or a replay of a message taken already. In a thread its ticket was moved
     away from, nothing is tweeted any more."""
@@ -76,7 +88,10 @@ def _take_reply(
         log.info("reply.not_agent ticket=%d sender=%s", ticket.number, msg.sender)
         return NotAgent(dept.name)
     source = ReplySource(msg.platform, msg.channel, msg.id, msg.sender)
-    return queue_reply(tx, b, ticket, source, text)
+    images, refused = sort_files(msg.files)
+    if not text and not images:
+        return NothingToTweet(tuple(refused))
+    return queue_reply(tx, b, ticket, source, text, media=images, held=refused)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,16 +113,26 @@ class QueuedReply:
 
 
 def queue_reply(
-    tx: UnitOfWork, b: Bridge, ticket: Ticket, source: ReplySource, text: str
+    tx: UnitOfWork,
+    b: Bridge,
+    ticket: Ticket,
+    source: ReplySource,
+    text: str,
+    *,
+    media: Sequence[ChatFile] = (),
+    held: Sequence[str] = (),
 ) -> QueuedReply | None:
     """Queues `text` as the ticket's public reply: the one way every path (an agent's
     message, `answer`, `reuse`, a confirmed preview) reaches X, so the reply mode and
     the chain rules apply to all of them alike. None when this source was queued
     already (a replayed event): nothing is queued twice.
+
+    `media` are images to attach to the first tweet; `held` are reasons the reply must
+    wait for an agent's Send (shown in the preview), as in confirm mode.
     """
     dept = b.department(ticket.department)
-    confirm = dept.reply_mode == "confirm"
-    parts = split_reply(text)
+    confirm = dept.reply_mode == "confirm" or bool(held)
+    parts = split_reply(text) or ([""] if media else [])
     reply_id = tx.add_reply(
         ticket,
         source.platform,
@@ -117,13 +142,15 @@ def queue_reply(
         text,
         parts,
         confirm,
+        media,
     )
     if reply_id is None:
         return None
     how = "awaiting confirmation" if confirm else "queued"
     tx.audit(ticket.number, source.author, Audit.REPLY, how)
     if confirm:
-        tx.enqueue(_preview(ticket, reply_id, parts), ticket.platform, True)
+        preview = _preview(ticket, reply_id, parts, media=media, held=held)
+        tx.enqueue(preview, ticket.platform, True)
     log.info("reply.queued ticket=%d reply=%d parts=%d", ticket.number, reply_id, len(parts))
     return QueuedReply(reply_id, tuple(parts), confirm)
 
@@ -199,12 +226,25 @@ def _decide(
     return ticket, info.text, verdict, tx.posted(preview_key(reply_id))
 
 
-def _preview(ticket: Ticket, reply_id: int, parts: list[str]) -> Outgoing:
+def _preview(
+    ticket: Ticket,
+    reply_id: int,
+    parts: list[str],
+    *,
+    media: Sequence[ChatFile] = (),
+    held: Sequence[str] = (),
+) -> Outgoing:
     count = len(parts)
-    body = Rich.of(
+    body = Rich.of()
+    if held:
+        body += Rich.of(Text("Held: ", bold=True), Text("; ".join(held) + ".\n"))
+    body += Rich.of(
         Text("This will be tweeted" + (f" as {count} replies" if count > 1 else "") + ":\n"),
-        *(Quote(p) for p in parts),
+        *(Quote(p) for p in parts if p),
     )
+    if media:
+        names = ", ".join(f.name for f in media)
+        body += Rich.of(Text(("\n" if any(parts) else "") + f"with the image(s) {names}"))
     return Outgoing(
         key=preview_key(reply_id),
         channel=ticket.channel,
@@ -215,6 +255,18 @@ def _preview(ticket: Ticket, reply_id: int, parts: list[str]) -> Outgoing:
             Action(ActionId.CANCEL, "Cancel", str(reply_id)),
         ),
     )
+
+
+async def _tell_sender(b: Bridge, msg: ChatMessage, words: str) -> None:
+    """A word to whoever sent the message, privately where the platform allows."""
+    platform = b.platform(msg.platform)
+    if platform is None:
+        return
+    ctx = CommandContext(msg.platform, msg.channel, msg.sender, msg.thread_root)
+    try:
+        await platform.respond(ctx, Rich.of(Text(words)))
+    except Exception as e:
+        log.warning("reply.notice_failed error=%s", type(e).__name__)
 
 
 async def on_edit(b: Bridge, msg: ChatMessage) -> None:

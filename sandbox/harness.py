@@ -8,6 +8,7 @@ HTTP, as a person at the console would.
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 from typing import Any
 
@@ -182,11 +183,23 @@ class Stand:
         ]
 
     def say(
-        self, user: str, channel: str, text: str, thread_ts: str | None = None
+        self,
+        user: str,
+        channel: str,
+        text: str,
+        thread_ts: str | None = None,
+        *,
+        files: list[tuple[str, str, bytes]] | None = None,
     ) -> dict[str, Any]:
-        body = {"user": user, "channel": channel, "text": text}
+        """A person posts; `files` as (name, mimetype, bytes) make it a file_share."""
+        body: dict[str, Any] = {"user": user, "channel": channel, "text": text}
         if thread_ts:
             body["thread_ts"] = thread_ts
+        if files:
+            body["files"] = [
+                {"name": n, "mimetype": m, "content_base64": base64.b64encode(c).decode()}
+                for n, m, c in files
+            ]
         return self._post("/slack/sandbox/messages", body)
 
     def command(self, user: str, channel: str, text: str) -> dict[str, Any]:
@@ -226,6 +239,13 @@ class Stand:
         """Makes Web API methods slow to answer (`users_list=3` for users.list)."""
         delays = {k.replace("_", "."): v for k, v in seconds.items()}
         self._post("/slack/sandbox/config", {"delays": delays})
+
+    def slack_state_scopes(self) -> list[str]:
+        """The scopes the Slack stand-in grants the bot token now."""
+        r = requests.post(
+            self.url + "/slack/api/auth.test", data={"token": TOKENS["SLACK_BOT_TOKEN"]}, timeout=30
+        )
+        return r.headers["x-oauth-scopes"].split(",")
 
     def set_events_url(self, url: str) -> None:
         self._post("/slack/sandbox/config", {"events_url": url})

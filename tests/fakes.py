@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from bot.domain import (
+    ChatFile,
     ChatUserId,
     MessageId,
     Outgoing,
@@ -23,6 +24,7 @@ from bot.ports import (
     CommandHandler,
     CredentialsRefused,
     MessageHandler,
+    PlatformRefused,
     RateLimited,
     TweetRefused,
 )
@@ -62,6 +64,8 @@ class FakeX:
     hidden: set[str] = field(default_factory=set)  # posted, not yet on the timeline
     post_calls: int = 0
     next_id: int = 5000
+    uploads: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    media_of: dict[str, tuple[str, ...]] = field(default_factory=dict)
     clock: FakeClock = field(default_factory=FakeClock)
 
     async def me(self) -> XUser:
@@ -79,7 +83,12 @@ class FakeX:
         found = [t for t in self.search_pool if all(w in t.text.casefold() for w in terms)]
         return [t for t in found if since_id is None or int(t.id) > int(since_id)][::-1]
 
-    async def post(self, text: str, in_reply_to: TweetId) -> TweetId:
+    async def upload_media(self, data: bytes, mimetype: str) -> str:
+        self.next_id += 1
+        self.uploads[str(self.next_id)] = (data, mimetype)
+        return str(self.next_id)
+
+    async def post(self, text: str, in_reply_to: TweetId, media_ids: Sequence[str] = ()) -> TweetId:
         self.post_calls += 1
         if self.credentials_refused:
             raise CredentialsRefused("X refused the posting credentials: 401 Unauthorized")
@@ -93,6 +102,7 @@ class FakeX:
         self.next_id += 1
         tid = str(self.next_id)
         self.posted.append((tid, text, in_reply_to))
+        self.media_of[tid] = tuple(media_ids)
         if self.fail_after_post:
             self.fail_after_post -= 1
             raise ConnectionError("connection reset after the request was sent")
@@ -150,6 +160,7 @@ class FakeChat:
     mark_calls: int = 0
     n: int = 0
     people: dict[str, ChatUserId] = field(default_factory=dict)  # name -> id
+    files: dict[str, bytes] = field(default_factory=dict)  # file id -> bytes
 
     def _fault(self) -> None:
         if self.refusing is not None:
@@ -203,6 +214,11 @@ class FakeChat:
 
     async def find_user(self, name: str) -> ChatUserId | None:
         return self.people.get(name.lstrip("@").casefold())
+
+    async def fetch_file(self, file: ChatFile) -> bytes:
+        if file.id not in self.files:
+            raise PlatformRefused(f"no file {file.id}")
+        return self.files[file.id]
 
     def sent_keys(self) -> list[str]:
         return [m.key for _, m in self.posts]

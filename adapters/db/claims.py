@@ -29,6 +29,7 @@ from adapters.db.tables import (
 from bot.domain import (
     Action,
     ChannelId,
+    ChatFile,
     MessageId,
     Outgoing,
     Platform,
@@ -283,6 +284,7 @@ class Claims:
                             PartState(p.state),
                             r.created_at,
                             p.attempts,
+                            media=tuple(ChatFile.from_json(m) for m in p.media or ()),
                         )
                     )
                 break

@@ -171,6 +171,8 @@ class ReplyPartRow(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(32))
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Images an agent attached (bot.domain.ChatFile as JSON), on a reply's first part.
+    media: Mapped[Any] = mapped_column(JSON, nullable=True)
 
     __table_args__ = (
         UniqueConstraint("reply", "idx"),

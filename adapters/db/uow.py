@@ -33,6 +33,7 @@ from adapters.db.tables import (
 from bot.domain import (
     Audit,
     ChannelId,
+    ChatFile,
     ChatUserId,
     DepartmentId,
     MessageId,
@@ -403,6 +404,7 @@ class Tx(Claims):
         text: str,
         parts: Sequence[str],
         confirm: bool,
+        media: Sequence[ChatFile] = (),
     ) -> int | None:
         """Records an agent's public reply; None if this chat message was seen before."""
         exists = self.s.scalar(
@@ -427,8 +429,11 @@ class Tx(Claims):
         )
         self.s.add(row)
         self.s.flush()
+        attached = [m.to_json() for m in media] or None
         for i, part in enumerate(parts):
-            self.s.add(ReplyPartRow(reply=row.id, idx=i, text=part))
+            self.s.add(
+                ReplyPartRow(reply=row.id, idx=i, text=part, media=attached if i == 0 else None)
+            )
         return row.id
 
     def reply_of_message(self, platform: Platform, channel: str, message_id: str) -> int | None:

@@ -53,6 +53,7 @@ from bot.domain import (
     Action,
     ChannelId,
     ChatAction,
+    ChatFile,
     ChatMessage,
     ChatUserId,
     MessageId,
@@ -603,6 +604,11 @@ class MatrixPlatform(MatrixSync):
         if src.get("sender") != self.user_id or not isinstance(actions, list):
             return []
         return [a for a in actions if isinstance(a, dict)]
+
+    async def fetch_file(self, file: ChatFile) -> bytes:
+        """Matrix messages reach the core as text only (`m.image` is not read yet), so
+        no reply from a room carries a file; asked anyway, it is refused by name."""
+        raise PlatformRefused(f"files from Matrix rooms are not tweeted ({file.name})")
 
     async def find_user(self, name: str) -> ChatUserId | None:
         """A member of the served rooms by display name or localpart (`assign 4 asha`)."""

@@ -14,11 +14,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from adapters.slack.render import TICKET_EVENT
-from bot.domain import ChannelId, ChatAction, ChatMessage, ChatUserId, MessageId, Outgoing
+from bot.domain import (
+    ChannelId,
+    ChatAction,
+    ChatFile,
+    ChatMessage,
+    ChatUserId,
+    MessageId,
+    Outgoing,
+)
 from bot.ports import CommandContext
 
-# A human reply in a thread that was also sent to the channel: still a human message.
-HUMAN_SUBTYPES = frozenset({"thread_broadcast"})
+# A human reply in a thread that was also sent to the channel, and one with files
+# attached: still a human message.
+HUMAN_SUBTYPES = frozenset({"thread_broadcast", "file_share"})
 
 _ANGLE_RE = re.compile(r"<([^<>]*)>")
 
@@ -70,7 +79,27 @@ def human_message(
         text=slack_to_plain(str(event.get("text") or "")),
         thread_root=MessageId(thread_ts) if thread_ts and thread_ts != ts else None,
         event_id=event_id,
+        files=files(event),
     )
+
+
+def files(event: Mapping[str, Any]) -> tuple[ChatFile, ...]:
+    """The files of a `file_share` message (api.slack.com/events/message/file_share). A
+    stub (`file_access: check_file_info`, Slack Connect and some DMs) has no name or type
+    yet: `fetch_file` asks files.info for the whole file."""
+    out = []
+    for f in event.get("files") or []:
+        if not isinstance(f, Mapping) or not f.get("id") or f.get("mode") == "tombstone":
+            continue
+        out.append(
+            ChatFile(
+                id=str(f["id"]),
+                name=str(f.get("name") or f.get("title") or f["id"]),
+                mimetype=str(f.get("mimetype") or ""),
+                size=int(f.get("size") or 0),
+            )
+        )
+    return tuple(out)
 
 
 def edited_message(

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Collection, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -31,6 +32,7 @@ from adapters.slack.render import blocks, metadata, render_mrkdwn
 from bot.addressing import command_text, slash_command_text
 from bot.domain import (
     ChannelId,
+    ChatFile,
     ChatUserId,
     MessageId,
     Outgoing,
@@ -38,6 +40,7 @@ from bot.domain import (
     Rich,
     ThreadRef,
 )
+from bot.media import MAX_IMAGE_BYTES
 from bot.outbox import ThreadMark
 from bot.ports import (
     ActionHandler,
@@ -646,6 +649,53 @@ class SlackPlatform:
         for name in (profile.get("display_name"), profile.get("real_name"), user.get("name")):
             if name and str(name) not in self._bot_names:
                 self._bot_names.append(str(name))
+
+    async def fetch_file(self, file: ChatFile) -> bytes:
+        """A file an agent attached, for its reply tweet: `files.info` (which also fills
+        in the stub Slack sends for some files, `file_access: check_file_info`), then its
+        `url_private_download` with the bot token, which needs `files:read`. Without it
+        Slack answers a redirect to a login page, not 401 (facts-issue7 section 10), so
+        anything but the file's bytes is refused; the token goes only to Slack's hosts."""
+        try:
+            resp = await self._call("files.info", self._client.files_info(file=file.id))
+        except PlatformRefused as e:
+            if "missing_scope" in str(e):
+                raise PlatformRefused(
+                    "the Slack app lacks the files:read scope: add it and reinstall the app"
+                ) from e
+            raise
+        info = resp.get("file") or {}
+        url = str(info.get("url_private_download") or info.get("url_private") or "")
+        if not url:
+            raise PlatformRefused(f"Slack gave no download address for {file.name}")
+        if not self._slack_host(url):
+            raise PlatformRefused(f"{file.name} is not on a Slack address; not fetched")
+        if int(info.get("size") or file.size) > MAX_IMAGE_BYTES:
+            raise PlatformRefused(f"{file.name} is larger than X takes")
+        session = self._session
+        if session is None:
+            raise Unavailable("the Slack platform is not started")
+        headers = {"Authorization": f"Bearer {self._client.token}"}
+        try:
+            async with session.get(
+                url, headers=headers, allow_redirects=False, timeout=aiohttp.ClientTimeout(30)
+            ) as r:
+                if r.status != 200 or r.content_type == "text/html":
+                    raise PlatformRefused(
+                        f"Slack did not hand over {file.name} (HTTP {r.status}, "
+                        f"{r.content_type}): is the files:read scope granted?"
+                    )
+                data = await r.content.read(MAX_IMAGE_BYTES + 1)
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise Unavailable(f"slack file {file.id}: {type(e).__name__}") from e
+        if len(data) > MAX_IMAGE_BYTES:
+            raise PlatformRefused(f"{file.name} is larger than X takes")
+        return data
+
+    def _slack_host(self, url: str) -> bool:
+        host = (urlsplit(url).hostname or "").lower()
+        api_host = (urlsplit(str(self._client.base_url)).hostname or "").lower()
+        return host == "slack.com" or host.endswith(".slack.com") or host == api_host
 
     async def find_user(self, name: str) -> ChatUserId | None:
         """A workspace member by user name, display name or real name (`assign 4

@@ -35,6 +35,7 @@ FEATURES: tuple[Feature, ...] = (
         "check the bot is in each channel and name channels (conversations.info)",
         ("channels:read", "groups:read"),
     ),
+    Feature("tweet the images agents attach to replies (files.info, url_private)", ("files:read",)),
 )
 
 

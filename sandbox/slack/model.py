@@ -45,6 +45,7 @@ DEFAULT_SCOPES = (
     "users:read",
     "channels:read",
     "groups:read",
+    "files:read",
 )
 
 
@@ -89,6 +90,8 @@ class Message:
     reactions: dict[str, list[str]] = field(default_factory=dict)
     replies: list[int] = field(default_factory=list)  # reply keys, oldest first (roots only)
     edited: dict[str, str] | None = None
+    subtype: str | None = None  # "file_share" when files came with it
+    files: list[str] | None = None  # ids of the files shared with it
 
 
 @dataclass(slots=True, eq=False)

@@ -3,6 +3,7 @@ press a button."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import secrets
@@ -33,15 +34,38 @@ class People(EventDelivery):
     """A part of `SlackState` (state.py), which holds the workspace it works on."""
 
     async def post_as_user(
-        self, user: str, channel: str, text: str, thread_ts: str | None = None, *, raw: bool = False
+        self,
+        user: str,
+        channel: str,
+        text: str,
+        thread_ts: str | None = None,
+        *,
+        raw: bool = False,
+        files: list[dict[str, Any]] | None = None,
     ) -> PostResult:
-        """A person posts; waits for the bot's answer to the first delivery (retries run on)."""
+        """A person posts (with files: `[{"name", "mimetype", "content_base64"}]`, a
+        `file_share` message); waits for the bot's answer to the first delivery."""
         person = self._person(user)
         chan = self.channel(channel)
         root = self._thread_root(chan, thread_ts)
         typed = text if raw else encode_typed_text(text)
+        shared = [
+            self.add_file(
+                person.id,
+                str(f.get("name") or "file"),
+                str(f.get("mimetype") or "application/octet-stream"),
+                base64.b64decode(str(f.get("content_base64") or "")),
+            )
+            for f in files or []
+        ]
         msg = self._add_message(
-            chan, person.id, typed, bot=False, root=root, blocks=rich_text_of(typed)
+            chan,
+            person.id,
+            typed,
+            bot=False,
+            root=root,
+            blocks=rich_text_of(typed) if typed else None,
+            files=shared or None,
         )
         if not chan.is_member:
             return PostResult(msg.ts, None, None)  # Slack sends the bot no events from here

@@ -128,19 +128,43 @@ def build_slack_app(state: SlackState) -> web.Application:
     async def post_message(request: web.Request) -> web.Response:
         try:
             body = await _control_body(request)
-            _required(body, "user", "channel", "text")
+            _required(body, "user", "channel")
+            files = body.get("files") or None
+            if not body.get("text") and not files:
+                raise ApiError("missing_text")
             result = await state.post_as_user(
                 body["user"],
                 body["channel"],
-                str(body["text"]),
+                str(body.get("text") or ""),
                 body.get("thread_ts") or None,
                 raw=_as_bool(body.get("raw", False)),
+                files=files if isinstance(files, list) else None,
             )
         except ApiError as e:
             return _control_error(e)
         return web.json_response(
             {"ok": True, "ts": result.ts, "event_id": result.event_id, "status": result.status}
         )
+
+    @routes.get("/files-pri/{key}/{name}")
+    @routes.get("/files-pri/{key}/download/{name}")
+    async def private_file(request: web.Request) -> web.StreamResponse:
+        """`url_private(_download)`: the bytes for the bot token with files:read; for
+        anyone else a redirect to the login page, as Slack does (facts-issue7 s. 10)."""
+        file_id = request.match_info["key"].rsplit("-", 1)[-1]
+        found = state.file_bytes(file_id, request.headers.get("Authorization"))
+        if found is None:
+            raise web.HTTPFound(str(request.app.router["sandbox-login"].url_for()))
+        mimetype, data = found
+        return web.Response(body=data, content_type=mimetype)
+
+    async def login_page(request: web.Request) -> web.Response:
+        return web.Response(
+            text="<!DOCTYPE html><html><body>Sign in to Seva Sandbox</body></html>",
+            content_type="text/html",
+        )
+
+    app.router.add_get("/sandbox/login", login_page, name="sandbox-login")
 
     @routes.post("/sandbox/messages/edit")
     async def edit_message(request: web.Request) -> web.Response:

@@ -158,6 +158,7 @@ class WebApi(EventDelivery):
             "conversations.members": self._conversations_members,
             "users.info": self._users_info,
             "users.list": self._users_list,
+            "files.info": self._files_info,
         }
 
     def call(self, method: str, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -410,6 +411,13 @@ class WebApi(EventDelivery):
         more = end < len(members)
         cursor = base64.b64encode(f"offset:{end}".encode()).decode() if more else ""
         return {"members": members[start:end], "response_metadata": {"next_cursor": cursor}}
+
+    def _files_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        """files.info (docs.slack.dev/reference/methods/files.info): the whole file."""
+        found = self.files.get(str(args.get("file") or ""))
+        if found is None:
+            raise ApiError("file_not_found")
+        return {"file": dict(found[0]), "comments": [], "response_metadata": {"next_cursor": ""}}
 
     def _users_list(self, args: dict[str, Any]) -> dict[str, Any]:
         """users.list (docs.slack.dev/reference/methods/users.list): `members` paged by

@@ -5,6 +5,7 @@ with the lookups and message bookkeeping every part of it shares (the base of
 from __future__ import annotations
 
 import asyncio
+import hmac
 import math
 import secrets
 import time
@@ -110,6 +111,7 @@ class Workspace:
         self._response_targets: dict[str, _ResponseTarget] = {}
         self._response_uses: dict[str, int] = {}
         self.delays: dict[str, float] = {}  # Web API method -> seconds it takes to answer
+        self.files: dict[str, tuple[dict[str, Any], bytes]] = {}  # id -> (file object, bytes)
         self.scopes: tuple[str, ...] = DEFAULT_SCOPES  # granted to the bot token
         self._tasks: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -229,6 +231,7 @@ class Workspace:
         root: Message | None = None,
         blocks: list[Any] | None = None,
         metadata: dict[str, Any] | None = None,
+        files: list[str] | None = None,
     ) -> Message:
         us = self._new_us()
         msg = Message(
@@ -242,6 +245,8 @@ class Workspace:
             blocks=blocks,
             metadata=metadata,
             client_msg_id=None if bot else str(uuid.uuid4()),
+            subtype="file_share" if files else None,
+            files=files,
         )
         chan.by_us[us] = msg
         if root is None:
@@ -309,6 +314,48 @@ class Workspace:
             "channel_type": "channel",
         }
 
+    def add_file(self, user: str, name: str, mimetype: str, content: bytes) -> str:
+        """A file a person uploads: the object Slack puts in `file_share` events and
+        files.info (api.slack.com/events/message/file_share; golden capture
+        message_file_share.json), served at `url_private` to the bot token only."""
+        self._counter += 1
+        file_id = f"F0{self._instance}{self._counter:06d}"
+        base = (self.public_base_url or "http://127.0.0.1").rstrip("/")
+        path = f"{base}/files-pri/{self.team_id}-{file_id}"
+        kind = mimetype.split("/")[-1]
+        obj: dict[str, Any] = {
+            "id": file_id,
+            "created": int(self.clock()),
+            "timestamp": int(self.clock()),
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": kind,
+            "pretty_type": kind.upper(),
+            "user": user,
+            "user_team": self.team_id,
+            "size": len(content),
+            "mode": "hosted",
+            "is_external": False,
+            "is_public": False,
+            "url_private": f"{path}/{name}",
+            "url_private_download": f"{path}/download/{name}",
+            "permalink": f"https://seva-sandbox.slack.com/files/{user}/{file_id}/{name}",
+            "file_access": "visible",
+        }
+        self.files[file_id] = (obj, content)
+        return file_id
+
+    def file_bytes(self, file_id: str, authorization: str | None) -> tuple[str, bytes] | None:
+        """A file's type and bytes for the bot token with files:read; None otherwise
+        (Slack then redirects to its login page: 302, then an HTML 200)."""
+        found = self.files.get(file_id)
+        supplied = (authorization or "")[7:].strip() if authorization else ""
+        ok_token = bool(supplied) and hmac.compare_digest(supplied, self.bot_token)
+        if found is None or not ok_token or "files:read" not in self.scopes:
+            return None
+        return str(found[0]["mimetype"]), found[1]
+
     def _add_ephemeral(
         self,
         channel: str,
@@ -342,6 +389,12 @@ class Workspace:
             }
         if msg.client_msg_id is not None:
             out["client_msg_id"] = msg.client_msg_id
+        if msg.subtype is not None:
+            out["subtype"] = msg.subtype
+        if msg.files:
+            out["files"] = [self.files[f][0] for f in msg.files if f in self.files]
+            out["upload"] = True
+            out["display_as_bot"] = False
         if msg.blocks is not None:
             out["blocks"] = msg.blocks
         if msg.edited is not None:

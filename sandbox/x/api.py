@@ -15,6 +15,7 @@ from sandbox.x.model import (
     _USER_PARAMS,
     DELETED,
     DUPLICATE,
+    MEDIA_CATEGORIES,
     MENTIONS_REACHABLE,
     NOT_ALLOWED,
     PROBLEMS,
@@ -30,6 +31,7 @@ from sandbox.x.model import (
     _forbidden,
     _http_problem,
     _id_param,
+    _image_type,
     _int_param,
     _invalid,
     _Problem,
@@ -159,6 +161,31 @@ class XApi:
         )
         return state._page(page, fields, _token(page[-1].id) if more and page else None), 200
 
+    async def media_upload(self, request: web.Request, caller: str | None) -> tuple[dict, int]:
+        """`POST /2/media/upload`, the one-shot upload (X's OpenAPI 2.159 and 2.167:
+        multipart `media` and `media_category`; images up to 5 MB, X-docs media best
+        practices). Its id goes in a post's `media.media_ids` within a day."""
+        if not request.content_type.startswith("multipart/"):
+            raise _invalid("media", "", "The request body must be multipart/form-data.")
+        form = await request.post()
+        media = form.get("media")
+        category = str(form.get("media_category") or "")
+        if category not in MEDIA_CATEGORIES:
+            raise _invalid(
+                "media_category",
+                category,
+                f"$.media_category: must be one of [{', '.join(sorted(MEDIA_CATEGORIES))}]",
+            )
+        data = media.file.read() if isinstance(media, web.FileField) else None
+        if not data:
+            raise _invalid("media", "", "$.media: is missing but it is required")
+        kind = _image_type(data)
+        if category == "tweet_image" and kind is None:
+            raise _invalid("media", "", "Unsupported media type: expected JPEG, PNG, GIF or WEBP.")
+        if len(data) > 5 * 1024 * 1024:
+            raise _invalid("media", "", "Image file size must be <= 5242880 bytes.")
+        return {"data": self.state._upload(caller or "", data, kind or "")}, 200
+
     async def create_tweet(self, request: web.Request, caller: str | None) -> tuple[dict, int]:
         state = self.state
         author = state._users[caller or ""]
@@ -181,8 +208,9 @@ class XApi:
                     f"$.{key}: is not defined in the schema and the schema does not "
                     "allow additional properties",
                 )
-        text = body.get("text")
-        if not isinstance(text, str) or not text.strip():
+        text = body.get("text", "")
+        media_keys = state._media_for_post(author.id, body.get("media"))
+        if not isinstance(text, str) or (not text.strip() and not media_keys):
             raise _invalid("text", str(text or ""), "Tweet text must not be empty.")
         if not _text_fits(text):
             weight = parse_tweet(text).weightedLength
@@ -219,8 +247,8 @@ class XApi:
             if not state._may_engage(author.id, quoted):
                 raise _forbidden(NOT_ALLOWED)
             refs.append(("quoted", quoted.id))
-        if state._is_duplicate(author.id, text):
+        if text.strip() and state._is_duplicate(author.id, text):
             raise _forbidden(DUPLICATE)
-        t = state._create(author, text, reply_to, refs)
+        t = state._create(author, text, reply_to, refs, media_keys=media_keys)
         data = {"id": str(t.id), "text": _escape(t.text), "edit_history_tweet_ids": [str(t.id)]}
         return {"data": data}, 201

@@ -33,6 +33,7 @@ DEFAULT_LIMITS: dict[str, int] = {
     "search_recent": 300,
     "user_tweets": 900,
     "create_tweet": 100,
+    "media_upload": 500,  # POST /2/media/upload, per user (X-docs rate-limits.mdx)
 }
 
 PROBLEMS = "https://api.twitter.com/2/problems/"
@@ -100,6 +101,10 @@ _COMMON_TIMELINE_PARAMS = _names(
 _TIMELINE_PARAMS = _COMMON_TIMELINE_PARAMS | {"tweet.fields"}
 _SEARCH_PARAMS = _TIMELINE_PARAMS | {"query", "next_token", "sort_order"}
 _USER_PARAMS = frozenset({"expansions", "tweet.fields", "user.fields"})
+MEDIA_CATEGORIES = frozenset(
+    {"tweet_image", "tweet_video", "tweet_gif", "dm_image", "dm_video", "dm_gif", "subtitles"}
+)
+MEDIA_EXPIRES = 24 * 3600  # expires_after_secs of an upload (MediaUploadResponse examples)
 LONG_POST_LIMIT = 25_000  # characters of a long post (X Premium)
 NOTE_CUT = 270  # weighted characters of `text` left for a long post (captures: ~270, no ellipsis)
 _CREATE_KEYS = _names(
@@ -322,6 +327,19 @@ def _field_params(params: frozenset[str], field_names: str) -> frozenset[str]:
         return params
     renamed = params - {"tweet.fields"} | {"post.fields"}
     return renamed if field_names == "new" else params | renamed
+
+
+def _image_type(data: bytes) -> str | None:
+    """The image type by its magic number, as X's upload checks the bytes themselves."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
 
 
 def _weight(ch: str) -> int:

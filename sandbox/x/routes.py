@@ -44,6 +44,10 @@ def build_x_app(state: XState) -> web.Application:
     r.add_post(
         "/2/tweets", api.route("create_tweet", "/2/tweets", api.create_tweet, user_only=True)
     )
+    r.add_post(
+        "/2/media/upload",
+        api.route("media_upload", "/2/media/upload", api.media_upload, user_only=True),
+    )
     r.add_route("*", "/2/{tail:.*}", api.not_found)
 
     control = Control(state)

@@ -38,6 +38,7 @@ from sandbox.x.model import (
     FIRST_TWEET_ID,
     FIRST_USER_ID,
     LONG_POST_LIMIT,
+    MEDIA_EXPIRES,
     OAUTH_MAX_SKEW,
     PROBLEMS,
     WINDOW_SECONDS,
@@ -119,6 +120,8 @@ class XState:
         self._faults: list[_Fault] = []
         self.user_tokens_revoked = False  # see revoke_user_tokens
         self._media: dict[str, _Media] = {}
+        # Uploaded media not yet in a post: id -> (owner, uploaded at, bytes, type).
+        self._uploads: dict[str, tuple[str, float, int, str]] = {}
         # Which spelling of the field parameters the API takes: "old" (tweet.fields),
         # "new" (post.fields) or "both"; the other one gets X's 400 invalid-request.
         self.field_names = "old"
@@ -340,6 +343,40 @@ class XState:
         elapsed_ms = max(0, int((self.clock() - self._epoch) * 1000))
         self._last_id = max(self._last_id + 1, FIRST_TWEET_ID + (elapsed_ms << 22))
         return self._last_id
+
+    def _upload(self, owner: str, data: bytes, kind: str) -> dict[str, Any]:
+        """An upload waiting for a post (MediaUploadResponse: id, media_key, size)."""
+        media_id = str(self._new_id())
+        self._uploads[media_id] = (owner, self.clock(), len(data), kind)
+        return {
+            "id": media_id,
+            "media_key": f"3_{media_id}",
+            "size": len(data),
+            "expires_after_secs": MEDIA_EXPIRES,
+            "image": {"image_type": kind, "w": 1, "h": 1},
+        }
+
+    def _media_for_post(self, owner: str, media: Any) -> tuple[str, ...]:
+        """`media.media_ids` of a new post: 1 to 4 of the poster's own live uploads
+        (X-spec-old TweetCreateRequest.media), each usable once."""
+        if media is None:
+            return ()
+        ids = media.get("media_ids") if isinstance(media, dict) else None
+        if not isinstance(ids, list) or not 1 <= len(ids) <= 4:
+            raise _invalid("media.media_ids", str(ids), "$.media.media_ids: 1 to 4 ids")
+        keys = []
+        for media_id in ids:
+            upload = self._uploads.get(str(media_id))
+            if upload is None or upload[0] != owner or self.clock() - upload[1] > MEDIA_EXPIRES:
+                raise _invalid(
+                    "media.media_ids", str(media_id), f"Your media IDs are invalid: [{media_id}]"
+                )
+            key = f"3_{media_id}"
+            self._media[key] = _Media(key, "photo")
+            keys.append(key)
+        for media_id in ids:
+            del self._uploads[str(media_id)]
+        return tuple(keys)
 
     def _new_media(self, specs: list[dict[str, Any]]) -> tuple[str, ...]:
         """Media keys for attachments (X: up to 4 photos, or 1 video or GIF)."""

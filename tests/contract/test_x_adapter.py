@@ -415,3 +415,27 @@ async def test_another_bad_parameter_is_no_spelling_problem(x: X) -> None:
             user_auth=False,
         )
     assert (await client.dialect()).value == "post.fields"
+
+
+# --- Media upload (POST /2/media/upload) and a post carrying it
+
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108000000003a7e9b55"
+    "0000000a49444154789c636800000082008177cd72b60000000049454e44ae426082"
+)
+
+
+async def test_an_uploaded_image_is_attached_to_the_reply(x: X) -> None:
+    question = x.state.tweet("asha", "@SevaHelp where is the camp?")
+    client = x.client()
+    media_id = await client.upload_media(PNG, "image/png")
+    assert [(r.auth, r.status) for r in x.calls("/2/media/upload", "POST")] == [("oauth1", 200)]
+    tweet_id = await client.post("", TweetId(question["id"]), [media_id])
+    posted = x.state.get(tweet_id)
+    assert posted is not None and posted["media_keys"] == [f"3_{media_id}"]
+    # Found again after a crash although X put the image's t.co link in the text.
+    assert await client.find_own_reply(TweetId(question["id"]), "") == tweet_id
+    with pytest.raises(TweetRefused, match="media IDs are invalid"):
+        await client.post("again", TweetId(question["id"]), [media_id])  # used already
+    with pytest.raises(TweetRefused, match="Unsupported media type"):
+        await client.upload_media(b"<!DOCTYPE html>", "image/png")

@@ -94,7 +94,7 @@ def test_check_online_calls_each_platform(stand, tmp_path):
     assert "X: OK, users/me limit (x-rate-limit): 74 of 75 left, resets" in ok.stdout
     assert "X: OK, the API accepts tweet.fields" in ok.stdout
     assert "Slack: OK, bot user UBOTSEVA" in ok.stdout
-    assert "Slack: OK, all 8 scopes the configured features need are granted" in ok.stdout
+    assert "Slack: OK, all 9 scopes the configured features need are granted" in ok.stdout
     assert "Slack: OK, the bot is a member of #health (C0HEALTH)" in ok.stdout
     assert "Slack: OK, the bot is a member of #transport (C0TRANSPORT)" in ok.stdout
     bad = seva(

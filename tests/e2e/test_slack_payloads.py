@@ -119,3 +119,80 @@ def test_an_edit_of_a_tweeted_reply_is_answered_not_tweeted(s_stand: Stand, s_bo
     assert note["thread_ts"] == root["ts"]
     time.sleep(0.5)
     assert [t["text"] for t in replies_to(s_stand, asked["id"])] == ["Yes, until 6 pm."]
+
+
+# A 1x1 PNG, what an agent's screenshot stands in for.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108000000003a7e9b55"
+    "0000000a49444154789c636800000082008177cd72b60000000049454e44ae426082"
+)
+
+
+def test_an_image_goes_out_attached_to_the_reply_tweet(s_stand: Stand, s_bot: Bot) -> None:
+    asked, root = ticket(s_stand, "where is the vaccination centre?")
+    s_stand.say(
+        "U0AGENT1",
+        "C0HEALTH",
+        "Here is the map.",
+        root["ts"],
+        files=[("map.png", "image/png", PNG)],
+    )
+    (tweet,) = wait_for("the reply with its image", lambda: replies_to(s_stand, asked["id"]))
+    assert tweet["text"] == "Here is the map."
+    assert len(tweet["media_keys"]) == 1  # uploaded to X, then attached to the post
+
+    only, only_root = ticket(s_stand, "and the queue today?")
+    s_stand.say("U0AGENT1", "C0HEALTH", "", only_root["ts"], files=[("q.png", "image/png", PNG)])
+    (pic,) = wait_for("the image-only reply", lambda: replies_to(s_stand, only["id"]))
+    assert pic["text"] == "" and len(pic["media_keys"]) == 1
+
+
+def test_other_files_are_held_and_the_thread_says_why(s_stand: Stand, s_bot: Bot) -> None:
+    asked, root = ticket(s_stand, "the vaccine certificate?")
+    pdf = ("certificate.pdf", "application/pdf", b"%PDF-1.4 not an image")
+    s_stand.say("U0AGENT2", "C0HEALTH", "Download it from the portal.", root["ts"], files=[pdf])
+
+    def preview() -> list[dict[str, Any]]:
+        return [
+            m
+            for m in s_stand.thread("C0HEALTH", root["ts"])
+            if m.get("bot_id") and "certificate.pdf is not an image X can attach" in m["text"]
+        ]
+
+    (held,) = wait_for("the preview saying why it is held", preview)
+    time.sleep(0.3)
+    assert replies_to(s_stand, asked["id"]) == []
+    buttons = [e for b in held["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    send = next(b for b in buttons if b["action_id"] == "seva_send")
+    s_stand.click("U0AGENT2", "C0HEALTH", held["ts"], send["action_id"], send["value"])
+    (tweet,) = wait_for("the text alone, once sent", lambda: replies_to(s_stand, asked["id"]))
+    assert tweet["text"] == "Download it from the portal." and tweet["media_keys"] == []
+
+    s_stand.say("U0AGENT2", "C0HEALTH", "", root["ts"], files=[pdf])
+    wait_for(
+        "a private word that nothing was tweeted",
+        lambda: shown_to(s_stand, "U0AGENT2", "Nothing was tweeted: certificate.pdf"),
+    )
+
+
+def test_without_files_read_the_image_reply_is_refused_in_plain_words(
+    s_stand: Stand, s_bot: Bot
+) -> None:
+    asked, root = ticket(s_stand, "is ward 7 open?")
+    granted = [s for s in s_stand.slack_state_scopes() if s != "files:read"]
+    s_stand._post("/slack/sandbox/config", {"scopes": granted})
+    try:
+        s_stand.say("U0AGENT1", "C0HEALTH", "Yes.", root["ts"], files=[("w.png", "image/png", PNG)])
+
+        def refused() -> list[dict[str, Any]]:
+            thread = s_stand.thread("C0HEALTH", root["ts"])
+            return [m for m in thread if "so it was not tweeted" in m["text"]]
+
+        (note,) = wait_for("the refusal in the thread", refused)
+        assert note["text"].startswith("*Its image cannot go out, so it was not tweeted:*")
+        assert (
+            "w.png could not be fetched (the Slack app lacks the files:read scope" in note["text"]
+        )
+    finally:
+        s_stand._post("/slack/sandbox/config", {"scopes": [*granted, "files:read"]})
+    assert replies_to(s_stand, asked["id"]) == []
