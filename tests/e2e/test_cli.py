@@ -140,6 +140,7 @@ def test_the_go_live_check_names_each_fix_and_exits_2(stand, tmp_path):
                 "reactions:write",
                 "channels:read",
                 "groups:read",
+                "files:read",
             ]
         },
     )
