@@ -409,6 +409,13 @@ class XClient:
             raise Unavailable(f"X could not take the image: HTTP {response.status_code}")
         body = _json(response)
         media_id = ((body or {}).get("data") or {}).get("id") if isinstance(body, dict) else None
+        problem = str(body.get("type", "")) if isinstance(body, dict) else ""
+        if response.status_code == 401 or problem.endswith(_CREDENTIAL_PROBLEMS):
+            # Not this image's fault: replies wait until X takes the credentials again.
+            raise CredentialsRefused(
+                f"X refused the posting credentials: {response.status_code} "
+                f"{_problem_text(body, response.status_code)}"
+            )
         if response.status_code >= 400 or not media_id:
             raise TweetRefused(_problem_text(body, response.status_code), response.status_code)
         log.info("x.media_uploaded media_id=%s bytes=%d", media_id, len(data))
