@@ -6,6 +6,9 @@ from __future__ import annotations
 import html
 import re
 import urllib.parse
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 _EMOJI_NOISE = re.compile("[\ufe0e\ufe0f\U0001f3fb-\U0001f3ff]")
@@ -29,6 +32,28 @@ def with_user_ids(body: str, content: dict[str, Any]) -> str:
         return body
     text = _PILL.sub(lambda m: urllib.parse.unquote(m.group(1)), formatted)
     return html.unescape(_TAG.sub("", text.replace("<br>", "\n").replace("<br/>", "\n")))
+
+
+def retry_delay(
+    headers: Mapping[str, str] | None, retry_after_ms: int | None, now: datetime
+) -> timedelta | None:
+    """How long a 429 says to wait: `Retry-After` (seconds or an HTTP date, RFC 9110),
+    which the spec prefers since v1.10, else the deprecated body `retry_after_ms`; None
+    when neither says (spec: client-server API, Rate limiting)."""
+    raw = (headers or {}).get("Retry-After")
+    if raw:
+        raw = raw.strip()
+        if raw.isdigit():
+            return timedelta(seconds=int(raw))
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None:
+            return max(timedelta(0), when - now)
+    if isinstance(retry_after_ms, int) and retry_after_ms >= 0:
+        return timedelta(milliseconds=retry_after_ms)
+    return None
 
 
 def normalise_key(key: str) -> str:

@@ -43,6 +43,7 @@ from adapters.matrix.render import (
     STATE_MARKS,
     TICKET_FIELD,
     TWEET_FIELD,
+    edit_content,
     render,
     thread_relation,
     txn_id,
@@ -245,6 +246,8 @@ class MatrixPlatform(MatrixSync):
         max_backoff_seconds: float = 60.0,
         history_pages: int = 5,
         timeline_limit: int = 50,
+        gap_pages: int | None = None,
+        gap_page_size: int = 100,
     ) -> None:
         if (access_token is None) == (password is None):
             raise ValueError("give exactly one of access_token and password")
@@ -260,6 +263,10 @@ class MatrixPlatform(MatrixSync):
         self._max_backoff = max_backoff_seconds
         self._history_pages = history_pages
         self._timeline_limit = timeline_limit
+        self._gap_pages = gap_pages if gap_pages is not None else history_pages * 4
+        self._gap_page_size = gap_page_size
+        self._thread_latest: dict[str, str] = {}  # thread root -> its newest message
+        self._mentions_of: dict[str, list[str]] = {}  # our message -> whom it mentions
         self._client: AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -379,10 +386,12 @@ class MatrixPlatform(MatrixSync):
                 {"key": key, "id": a.id, "value": a.value} for key, a in pairs
             ]
         if message.thread_root:
-            content["m.relates_to"] = thread_relation(message.thread_root)
+            latest = self._thread_latest.get(message.thread_root)
+            content["m.relates_to"] = thread_relation(message.thread_root, latest)
         event_id = await self._send(
             client, message.channel, "m.room.message", content, txn_id(message.key)
         )
+        self._remember(event_id, message.thread_root, rendered.user_ids)
         if pairs:
             await self._kv.put(self._k(f"actions:{event_id}"), json.dumps(content[ACTIONS_FIELD]))
         _log(logging.INFO, "matrix.posted", room=message.channel, key=message.key, event=event_id)
@@ -445,20 +454,37 @@ class MatrixPlatform(MatrixSync):
         """An `m.replace` edit of our own message; Element shows the new text in place."""
         client = self._usable(channel)
         rendered = render(body)
-        new = {
-            "msgtype": "m.text",
-            "body": rendered.body,
-            "format": HTML_FORMAT,
-            "formatted_body": rendered.formatted_body,
-            "m.mentions": {"user_ids": rendered.user_ids},
-        }
-        content: dict[str, Any] = {
-            **new,
-            "body": "* " + rendered.body,
-            "m.new_content": new,
-            "m.relates_to": {"rel_type": "m.replace", "event_id": message_id},
-        }
+        before = await self._mentioned_by(client, channel, message_id)
+        content = edit_content(rendered, message_id, before)
         await self._send(client, channel, "m.room.message", content, None)
+        self._mentions_of[message_id] = list(rendered.user_ids)
+
+    async def _mentioned_by(
+        self, client: AsyncClient, room_id: str, message_id: MessageId
+    ) -> list[str]:
+        """Whom our message mentions now: remembered when we sent or last edited it, else
+        read from the event, as its latest edit left it (the server bundles that edit
+        under `unsigned.m.relations.m.replace`, spec: event_replacements)."""
+        if message_id in self._mentions_of:
+            return self._mentions_of[message_id]
+        resp = await client.room_get_event(room_id, message_id)
+        if not isinstance(resp, RoomGetEventResponse):
+            return []
+        source = resp.event.source
+        content = source.get("content") or {}
+        latest = ((source.get("unsigned") or {}).get("m.relations") or {}).get("m.replace")
+        if isinstance(latest, dict):
+            content = (latest.get("content") or {}).get("m.new_content") or content
+        mentions = content.get("m.mentions") or {}
+        return [str(u) for u in mentions.get("user_ids") or []]
+
+    def _remember(self, event_id: str, thread_root: str | None, mentioned: list[str]) -> None:
+        """Our own message: the newest in its thread, and whom it mentions (for edits)."""
+        if thread_root:
+            self._thread_latest[thread_root] = event_id
+        if len(self._mentions_of) > 10_000:
+            self._mentions_of.clear()
+        self._mentions_of[event_id] = list(mentioned)
 
     async def permalink(self, channel: ChannelId, message_id: MessageId) -> str:
         """A matrix.to link to the event (Matrix spec, appendices: "matrix.to navigation"),
@@ -479,8 +505,10 @@ class MatrixPlatform(MatrixSync):
             "m.mentions": {"user_ids": rendered.user_ids},
         }
         if ctx.thread_root:
-            content["m.relates_to"] = thread_relation(ctx.thread_root)
-        await self._send(client, ctx.channel, "m.room.message", content, None)
+            latest = self._thread_latest.get(ctx.thread_root)
+            content["m.relates_to"] = thread_relation(ctx.thread_root, latest)
+        event_id = await self._send(client, ctx.channel, "m.room.message", content, None)
+        self._remember(event_id, ctx.thread_root, rendered.user_ids)
 
     # --- incoming events
 
@@ -491,6 +519,12 @@ class MatrixPlatform(MatrixSync):
         content = event.get("content") or {}
         if not isinstance(event_id, str) or not isinstance(sender, str):
             return
+        relates = content.get("m.relates_to") or {}
+        if kind == "m.room.message" and relates.get("rel_type") == "m.thread":
+            # The newest message in a thread: what our next post there falls back to.
+            if len(self._thread_latest) > 10_000:
+                self._thread_latest.clear()
+            self._thread_latest[str(relates.get("event_id"))] = event_id
         if sender == self.user_id or kind not in ("m.room.message", "m.reaction"):
             return
         if kind == "m.room.message" and not is_human_text(content):

@@ -101,10 +101,35 @@ def txn_id(key: str) -> str:
     return "seva-" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def thread_relation(root: str) -> dict[str, Any]:
+def thread_relation(root: str, latest: str | None = None) -> dict[str, Any]:
+    """A message in a thread, with the reply fallback for clients without threads: it
+    replies to "the most recent message known to the client in the thread" (spec,
+    modules/threading.md, Fallback for unthreaded clients), the root until one is known."""
     return {
         "rel_type": "m.thread",
         "event_id": root,
         "is_falling_back": True,
-        "m.in_reply_to": {"event_id": root},
+        "m.in_reply_to": {"event_id": latest or root},
+    }
+
+
+def edit_content(rendered: Rendered, message_id: str, before: list[str]) -> dict[str, Any]:
+    """An `m.replace` edit of our message. Its top-level `m.mentions` holds only the
+    users this edit newly mentions, `m.new_content` all of them (spec,
+    modules/event_replacements.md, "Edits of events with mentions"): nobody is pinged
+    twice, and a mention the edit removes is in neither."""
+    new = {
+        "msgtype": "m.text",
+        "body": rendered.body,
+        "format": HTML_FORMAT,
+        "formatted_body": rendered.formatted_body,
+        "m.mentions": {"user_ids": rendered.user_ids},
+    }
+    added = [u for u in rendered.user_ids if u not in before]
+    return {
+        **new,
+        "body": "* " + rendered.body,
+        "m.mentions": {"user_ids": added},
+        "m.new_content": new,
+        "m.relates_to": {"rel_type": "m.replace", "event_id": message_id},
     }

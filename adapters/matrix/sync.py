@@ -29,6 +29,7 @@ from nio import (
     WhoamiResponse,
 )
 
+from adapters.matrix.parse import retry_delay
 from bot.domain import ChannelId
 from bot.ports import (
     Clock,
@@ -70,6 +71,8 @@ class MatrixSync:
     _max_backoff: float
     _history_pages: int
     _timeline_limit: int
+    _gap_pages: int
+    _gap_page_size: int
     _client: AsyncClient | None
     _stopping: asyncio.Event
     _since: str | None
@@ -278,13 +281,21 @@ class MatrixSync:
                 await self._handle(room_id, event)
 
     async def _gap(self, room_id: str, prev_batch: str, since: str) -> list[dict[str, Any]]:
-        """Events a limited sync left out between `since` and the timeline, oldest first."""
+        """Events a limited sync left out between `since` and the timeline, oldest first.
+
+        Paged back at most `_gap_pages` pages of `_gap_page_size`; the spec gives no size
+        of a gap, so one that is longer is logged with the events it is at least
+        (`matrix.gap.too_long`), and the oldest of it are not handled."""
         assert self._client is not None
         found: list[dict[str, Any]] = []
         start = prev_batch
-        for _ in range(self._history_pages * 4):
+        for _ in range(self._gap_pages):
             resp = await self._client.room_messages(
-                room_id, start=start, end=since, direction=MessageDirection.back, limit=100
+                room_id,
+                start=start,
+                end=since,
+                direction=MessageDirection.back,
+                limit=self._gap_page_size,
             )
             if not isinstance(resp, RoomMessagesResponse):
                 _log(logging.WARNING, "matrix.gap.failed", room=room_id, error=str(resp))
@@ -293,6 +304,15 @@ class MatrixSync:
             if not resp.chunk or not resp.end or resp.end == start:
                 break
             start = resp.end
+        else:
+            _log(
+                logging.ERROR,
+                "matrix.gap.too_long",
+                room=room_id,
+                at_least=len(found),
+                pages=self._gap_pages,
+                unhandled="the events older than these",
+            )
         _log(logging.INFO, "matrix.gap.filled", room=room_id, events=len(found))
         return list(reversed(found))
 
@@ -307,9 +327,12 @@ class MatrixSync:
     def _error_for(self, resp: object, what: str, where: str) -> Exception:
         code = getattr(resp, "status_code", None)
         message = f"Matrix could not {what} {where}: {resp}"
-        if code == "M_LIMIT_EXCEEDED":
-            wait_ms = getattr(resp, "retry_after_ms", None) or 5000
-            return RateLimited(self._clock.now() + timedelta(milliseconds=wait_ms), message)
+        transport = getattr(resp, "transport_response", None)
+        if code == "M_LIMIT_EXCEEDED" or getattr(transport, "status", None) == 429:
+            now = self._clock.now()
+            headers = getattr(transport, "headers", None)
+            wait = retry_delay(headers, getattr(resp, "retry_after_ms", None), now)
+            return RateLimited(now + (wait if wait is not None else timedelta(seconds=5)), message)
         if code in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN", "M_USER_DEACTIVATED"):
             return CredentialsRefused(message)  # the account: pause until it works again
         if code == "M_FORBIDDEN":

@@ -602,3 +602,87 @@ async def test_update_edits_our_message_in_place(world: World, platforms: Factor
     assert edit["content"]["m.relates_to"]["event_id"] == original
     assert edit["content"]["m.new_content"]["body"] == "Sent by <b>x</b>"
     assert "&lt;b&gt;" in edit["content"]["m.new_content"]["formatted_body"]
+
+
+# --- What the Matrix spec asks (facts-issue7 sections 17-20)
+
+
+async def test_the_thread_fallback_replies_to_the_latest_message_not_the_root(
+    world: World, platforms: Factory
+) -> None:
+    room = world.new_room()
+    platform, rec = await started(platforms, room)
+    root = await platform.post(outgoing(room, Rich.of("ticket #30"), ticket=30))
+    first = await platform.post(outgoing(room, Rich.of("first in thread"), thread_root=root))
+    assert world.hs.event(world.admin, room, first)["content"]["m.relates_to"] == {
+        "rel_type": "m.thread",
+        "event_id": root,
+        "is_falling_back": True,
+        "m.in_reply_to": {"event_id": root},  # nothing else in the thread yet
+    }
+    reply = world.hs.send_thread_reply(world.agent, room, root, "an agent's answer")
+    await rec.until(lambda: len(rec.messages) == 1)
+    later = await platform.post(outgoing(room, Rich.of("after it"), thread_root=root))
+    relates = world.hs.event(world.admin, room, later)["content"]["m.relates_to"]
+    assert relates["event_id"] == root and relates["m.in_reply_to"] == {"event_id": reply}
+
+
+async def test_an_edit_mentions_at_the_top_only_whom_it_adds(
+    world: World, platforms: Factory
+) -> None:
+    room = world.new_room()
+    platform, _ = await started(platforms, room)
+    agent, member = ChatUserId(world.agent.user_id), ChatUserId(world.member.user_id)
+    original = await platform.post(outgoing(room, Rich.of("for ", Mention(agent))))
+    await platform.update(
+        room, MessageId(original), Rich.of("for ", Mention(agent), " and ", Mention(member))
+    )
+    (edit,) = [
+        e
+        for e in world.hs.messages(world.admin, room)
+        if (e["content"].get("m.relates_to") or {}).get("rel_type") == "m.replace"
+    ]
+    assert edit["content"]["m.mentions"] == {"user_ids": [member]}
+    assert edit["content"]["m.new_content"]["m.mentions"] == {"user_ids": [agent, member]}
+    # A new process knows nothing in memory: it reads the mentions off the event.
+    again, _ = await started(platforms, room)
+    await again.update(room, MessageId(original), Rich.of("for ", Mention(member)))
+    edits = [
+        e["content"]
+        for e in world.hs.messages(world.admin, room)
+        if (e["content"].get("m.relates_to") or {}).get("rel_type") == "m.replace"
+    ]
+    assert {"user_ids": []} in [c["m.mentions"] for c in edits]  # removing pings nobody
+
+
+async def test_a_gap_too_long_to_back_fill_is_logged_with_its_size(
+    world: World, platforms: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    room = world.new_room()
+    state = MemoryKV()
+    first, _ = await started(platforms, room, state)
+    await first.stop()
+    for i in range(12):
+        world.hs.send_text(world.agent, room, f"while down {i}")
+    caplog.set_level("INFO", logger="seva.adapters.matrix.sync")
+    _, rec = await started(platforms, room, state, timeline_limit=3, gap_pages=2, gap_page_size=2)
+    await rec.until(lambda: "while down 11" in rec.texts())
+    (line,) = [r.getMessage() for r in caplog.records if "matrix.gap.too_long" in r.getMessage()]
+    assert f"room={room!r}" in line and "at_least=4" in line  # two pages of two, then stopped
+    assert rec.texts() == [f"while down {i}" for i in range(5, 12)]  # 4 back-filled + 3 in sync
+
+
+def test_retry_after_is_honoured_before_retry_after_ms() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from adapters.matrix.parse import retry_delay
+
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    # Only the header, as the spec prefers since v1.10: waited out, not nio's 5 s.
+    assert retry_delay({"Retry-After": "42"}, None, now) == timedelta(seconds=42)
+    assert retry_delay({"Retry-After": "Mon, 30 Nov 2026 12:01:30 GMT"}, None, now) == (
+        timedelta(seconds=90)
+    )
+    assert retry_delay({"Retry-After": "3"}, 9000, now) == timedelta(seconds=3)
+    assert retry_delay({}, 1500, now) == timedelta(milliseconds=1500)
+    assert retry_delay(None, None, now) is None
