@@ -190,14 +190,25 @@ class Stand:
         thread_ts: str | None = None,
         *,
         files: list[tuple[str, str, bytes]] | None = None,
+        stub_files: bool = False,
+        broadcast: bool = False,
     ) -> dict[str, Any]:
-        """A person posts; `files` as (name, mimetype, bytes) make it a file_share."""
+        """A person posts; `files` as (name, mimetype, bytes) make it a file_share (shown
+        as Slack Connect stubs with `stub_files`); `broadcast` also sends a thread
+        reply to the channel (thread_broadcast)."""
         body: dict[str, Any] = {"user": user, "channel": channel, "text": text}
         if thread_ts:
             body["thread_ts"] = thread_ts
+        if broadcast:
+            body["broadcast"] = True
         if files:
             body["files"] = [
-                {"name": n, "mimetype": m, "content_base64": base64.b64encode(c).decode()}
+                {
+                    "name": n,
+                    "mimetype": m,
+                    "content_base64": base64.b64encode(c).decode(),
+                    "stub": stub_files,
+                }
                 for n, m, c in files
             ]
         return self._post("/slack/sandbox/messages", body)

@@ -598,7 +598,8 @@ class SlackPlatform:
                 await self.respond(ctx, await self._answer(command, ctx))
                 return
             # What could be tweeted is what a reader of the message sees.
-            msg = replace(msg, text=await self.reader_text(event))
+            files = tuple([await self._complete(f) for f in msg.files])
+            msg = replace(msg, text=await self.reader_text(event), files=files)
         await self._on_message(msg)
 
     def _mentions(self) -> list[str]:
@@ -649,6 +650,25 @@ class SlackPlatform:
         for name in (profile.get("display_name"), profile.get("real_name"), user.get("name")):
             if name and str(name) not in self._bot_names:
                 self._bot_names.append(str(name))
+
+    async def _complete(self, file: ChatFile) -> ChatFile:
+        """A file the event gave as a stub (`file_access: check_file_info`: Slack Connect,
+        some DMs; docs.slack.dev/apis/slack-connect) completed from files.info, so that
+        what it is decides whether it can be tweeted."""
+        if file.mimetype:
+            return file
+        try:
+            resp = await self._call("files.info", self._client.files_info(file=file.id))
+        except (PlatformRefused, Unavailable, RateLimited) as e:
+            log.warning("slack.file_unknown file=%s error=%s", file.id, e)
+            return file
+        info = resp.get("file") or {}
+        return ChatFile(
+            file.id,
+            str(info.get("name") or info.get("title") or file.name),
+            str(info.get("mimetype") or ""),
+            int(info.get("size") or 0),
+        )
 
     async def fetch_file(self, file: ChatFile) -> bytes:
         """A file an agent attached, for its reply tweet: `files.info` (which also fills

@@ -42,6 +42,7 @@ class People(EventDelivery):
         *,
         raw: bool = False,
         files: list[dict[str, Any]] | None = None,
+        broadcast: bool = False,
     ) -> PostResult:
         """A person posts (with files: `[{"name", "mimetype", "content_base64"}]`, a
         `file_share` message); waits for the bot's answer to the first delivery."""
@@ -49,15 +50,17 @@ class People(EventDelivery):
         chan = self.channel(channel)
         root = self._thread_root(chan, thread_ts)
         typed = text if raw else encode_typed_text(text)
-        shared = [
-            self.add_file(
+        shared = []
+        for f in files or []:
+            file_id = self.add_file(
                 person.id,
                 str(f.get("name") or "file"),
                 str(f.get("mimetype") or "application/octet-stream"),
                 base64.b64decode(str(f.get("content_base64") or "")),
             )
-            for f in files or []
-        ]
+            if _as_bool(f.get("stub", False)):  # as Slack Connect sends it
+                self.stub_files.add(file_id)
+            shared.append(file_id)
         msg = self._add_message(
             chan,
             person.id,
@@ -67,6 +70,10 @@ class People(EventDelivery):
             blocks=rich_text_of(typed) if typed else None,
             files=shared or None,
         )
+        if broadcast and root is not None:
+            # "Also send to #channel": the reply itself, subtype thread_broadcast
+            # (docs.slack.dev/reference/events/message/thread_broadcast).
+            msg.subtype = "thread_broadcast"
         if not chan.is_member:
             return PostResult(msg.ts, None, None)  # Slack sends the bot no events from here
         event_id, status = await self._deliver_event(self._message_event(msg))

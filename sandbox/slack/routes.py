@@ -139,6 +139,7 @@ def build_slack_app(state: SlackState) -> web.Application:
                 body.get("thread_ts") or None,
                 raw=_as_bool(body.get("raw", False)),
                 files=files if isinstance(files, list) else None,
+                broadcast=_as_bool(body.get("broadcast", False)),
             )
         except ApiError as e:
             return _control_error(e)

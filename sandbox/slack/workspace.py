@@ -112,6 +112,7 @@ class Workspace:
         self._response_uses: dict[str, int] = {}
         self.delays: dict[str, float] = {}  # Web API method -> seconds it takes to answer
         self.files: dict[str, tuple[dict[str, Any], bytes]] = {}  # id -> (file object, bytes)
+        self.stub_files: set[str] = set()  # shown in events as check_file_info stubs
         self.scopes: tuple[str, ...] = DEFAULT_SCOPES  # granted to the bot token
         self._tasks: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -346,6 +347,21 @@ class Workspace:
         self.files[file_id] = (obj, content)
         return file_id
 
+    def _file_in_event(self, file_id: str) -> dict[str, Any]:
+        """The whole file object, or for a stub file the stub Slack sends in its place
+        (golden capture message_file_share_slack_connect.json): files.info has the rest."""
+        obj = self.files[file_id][0]
+        if file_id not in self.stub_files:
+            return obj
+        return {
+            "id": file_id,
+            "mode": "file_access",
+            "file_access": "check_file_info",
+            "created": 0,
+            "timestamp": 0,
+            "user": "",
+        }
+
     def file_bytes(self, file_id: str, authorization: str | None) -> tuple[str, bytes] | None:
         """A file's type and bytes for the bot token with files:read; None otherwise
         (Slack then redirects to its login page: 302, then an HTML 200)."""
@@ -391,8 +407,12 @@ class Workspace:
             out["client_msg_id"] = msg.client_msg_id
         if msg.subtype is not None:
             out["subtype"] = msg.subtype
+        if msg.subtype == "thread_broadcast" and msg.thread_us is not None:
+            root_msg = self.channels[msg.channel].by_us.get(msg.thread_us)
+            if root_msg is not None:
+                out["root"] = {k: v for k, v in self._render(root_msg, metadata=False).items()}
         if msg.files:
-            out["files"] = [self.files[f][0] for f in msg.files if f in self.files]
+            out["files"] = [self._file_in_event(f) for f in msg.files if f in self.files]
             out["upload"] = True
             out["display_as_bot"] = False
         if msg.blocks is not None:

@@ -196,3 +196,32 @@ def test_without_files_read_the_image_reply_is_refused_in_plain_words(
     finally:
         s_stand._post("/slack/sandbox/config", {"scopes": [*granted, "files:read"]})
     assert replies_to(s_stand, asked["id"]) == []
+
+
+def test_a_stub_file_is_completed_from_files_info(s_stand: Stand, s_bot: Bot) -> None:
+    """Slack Connect (and some DMs) send `file_access: check_file_info` stubs."""
+    asked, root = ticket(s_stand, "the form for the ration card?")
+    s_stand.say(
+        "U0AGENT1",
+        "C0HEALTH",
+        "This one.",
+        root["ts"],
+        files=[("form.png", "image/png", PNG)],
+        stub_files=True,
+    )
+    (tweet,) = wait_for("the reply with its image", lambda: replies_to(s_stand, asked["id"]))
+    assert tweet["text"] == "This one." and len(tweet["media_keys"]) == 1
+
+
+def test_a_broadcast_reply_is_a_reply_and_its_edit_is_answered(s_stand: Stand, s_bot: Bot) -> None:
+    asked, root = ticket(s_stand, "is the eye camp on Friday?")
+    sent = s_stand.say("U0AGENT2", "C0HEALTH", "Yes, from 9 am.", root["ts"], broadcast=True)
+    (tweet,) = wait_for("the reply tweet", lambda: replies_to(s_stand, asked["id"]))
+    assert tweet["text"] == "Yes, from 9 am."
+    s_stand.edit("U0AGENT2", "C0HEALTH", sent["ts"], "Yes, from 10 am.")
+
+    def noted() -> list[dict[str, Any]]:
+        notes = shown_to(s_stand, "U0AGENT2", "cannot be edited")
+        return [n for n in notes if n["thread_ts"] == root["ts"]]
+
+    wait_for("the private note in this thread", noted)
