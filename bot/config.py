@@ -68,6 +68,10 @@ class Env(BaseSettings):
     MATRIX_ACCESS_TOKEN: SecretStr | None = None
     MATRIX_PASSWORD: SecretStr | None = None
 
+    # The sandbox and the end-to-end tests only: a file holding seconds added to the
+    # bot's clock (adapters/clock.py). Never set in production.
+    SEVA_CLOCK_FILE: str | None = None
+
     @property
     def x_user_context(self) -> bool:
         return all(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
+from adapters.clock import ClockFileError, OffsetClock
 from adapters.db.store import Store
 from adapters.http import HttpServer
 from adapters.metrics import PrometheusMetrics
@@ -41,12 +42,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("seva." + __name__)
 
+# How often the jobs that follow the clock (escalations) look for what is due: nothing
+# is more than this late. With a faster poll (the sandbox, the tests) they look as often
+# as the poll, so a test that moves the controlled clock sees the effect at once.
+TICK_SECONDS = 15.0
+
 
 class SchemaOutOfDate(Exception):
     pass
 
 
-def x_client(env: Env, kv: KeyValue | None = None) -> XClient:
+def x_client(env: Env, kv: KeyValue | None = None, clock: Clock | None = None) -> XClient:
     """The X account from the environment (also used by `seva check --online`); `kv`
     remembers which spelling of X's field parameters the API accepts."""
     from adapters.x import XClient
@@ -60,14 +66,23 @@ def x_client(env: Env, kv: KeyValue | None = None) -> XClient:
         access_token=reveal(env.X_ACCESS_TOKEN),
         access_token_secret=reveal(env.X_ACCESS_TOKEN_SECRET),
         timeout=10,  # well inside the delivery lease
+        clock=clock,
     )
+
+
+def clock_from_env(env: Env) -> Clock:
+    """The system clock, or the controlled one when SEVA_CLOCK_FILE is set (the sandbox
+    and the end-to-end tests only: adapters/clock.py). Raises ClockFileError."""
+    if env.SEVA_CLOCK_FILE:
+        return OffsetClock(env.SEVA_CLOCK_FILE)
+    return SystemClock()
 
 
 class App:
     def __init__(self, env: Env, config: Config, *, clock: Clock | None = None) -> None:
         self.env = env
         self.config = config
-        self.clock = clock or SystemClock()
+        self.clock = clock or clock_from_env(env)
         self.prometheus = PrometheusMetrics()
         self.store: Store | None = None
         self.bridge: Bridge | None = None
@@ -138,7 +153,13 @@ class App:
     async def start(self) -> None:
         # Migrations and the first connection block: off the event loop like the rest.
         self.store = store = await asyncio.to_thread(self._open_store)
-        self._xclient = x = x_client(self.env, kv=store)
+        if isinstance(self.clock, OffsetClock):
+            log.warning(
+                "clock.controlled file=%s offset_seconds=%.3f",
+                self.clock.path,
+                self.clock.offset(),
+            )
+        self._xclient = x = x_client(self.env, kv=store, clock=self.clock)
         b = self.bridge = Bridge(
             config=self.config,
             store=store,
@@ -178,8 +199,16 @@ class App:
             coalesce=True,
             id="poll",
         )
+        tick = min(self.config.x.poll_seconds, TICK_SECONDS)
         s.add_job(
-            escalation.escalate, "interval", seconds=30, args=[b], next_run_time=now, id="escalate"
+            escalation.escalate,
+            "interval",
+            seconds=tick,
+            args=[b],
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+            id="escalate",
         )
         s.add_job(delivery.recover, "interval", seconds=10, args=[b], id="recover", max_instances=1)
         s.add_job(self._housekeeping, "interval", hours=1, id="housekeeping", next_run_time=now)
@@ -309,13 +338,16 @@ class App:
         if not database["ok"]:
             problems.append({"part": "database", **database})
         status = "down" if not database["ok"] else ("degraded" if problems else "ok")
-        return {
+        out: dict[str, Any] = {
             "status": status,
             "problems": problems,
             "poll_lag_seconds": round(lag, 3),
             "platforms": platforms,
             "database": database,
         }
+        if isinstance(self.clock, OffsetClock):  # never in production: say so loudly
+            out["clock"] = {"controlled": True, "now": now.isoformat()}
+        return out
 
     async def metrics(self) -> bytes:
         b = self.bridge
@@ -339,7 +371,11 @@ async def serve(
     started: Callable[[App], Coroutine[Any, Any, None]] | None = None,
 ) -> int:
     """Runs the bridge until SIGINT/SIGTERM; `started` runs beside it once it is up."""
-    app = App(env, config)
+    try:
+        app = App(env, config)
+    except ClockFileError as e:
+        print(f"seva: SEVA_CLOCK_FILE: {e}", file=sys.stderr)
+        return EXIT_CONFIG
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

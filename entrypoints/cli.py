@@ -39,6 +39,13 @@ def load_all(path_arg: str | None) -> tuple[Env, Config]:
         config = load_config(path)
     except ConfigError as e:
         problems += e.problems
+    if env is not None and env.SEVA_CLOCK_FILE:
+        from adapters.clock import ClockFileError, read_offset
+
+        try:
+            read_offset(env.SEVA_CLOCK_FILE)
+        except (ClockFileError, OSError) as e:
+            problems.append(f"environment: SEVA_CLOCK_FILE: {e}")
     if env is not None and config is not None:
         problems += cross_check(config, env, path)
     if problems:

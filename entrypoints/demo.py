@@ -12,9 +12,11 @@ import asyncio
 import os
 import secrets
 import sys
+import time
 from pathlib import Path
 
 import sandbox
+from adapters.clock import ClockFileError, OffsetClock
 from bot.config import Config, ConfigError, Env, load_config
 from entrypoints import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from entrypoints.bootstrap import App, serve
@@ -45,8 +47,22 @@ def run_demo(args: argparse.Namespace) -> int:
         for p in e.problems:
             print(p, file=sys.stderr)
         return EXIT_CONFIG
+    clock_file = os.environ.get("SEVA_CLOCK_FILE") or None
     try:
-        return asyncio.run(_main(config, scenario=not args.no_scenario, log_level=args.log_level))
+        if clock_file:
+            OffsetClock(clock_file)  # a bad file is a config error, before anything starts
+    except ClockFileError as e:
+        print(f"seva: SEVA_CLOCK_FILE: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        return asyncio.run(
+            _main(
+                config,
+                scenario=not args.no_scenario,
+                log_level=args.log_level,
+                clock_file=clock_file,
+            )
+        )
     except KeyboardInterrupt:
         return EXIT_OK
     except OSError as e:
@@ -58,7 +74,11 @@ def run_demo(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
 
-async def _main(config: Config, *, scenario: bool, log_level: str) -> int:
+async def _main(
+    config: Config, *, scenario: bool, log_level: str, clock_file: str | None = None
+) -> int:
+    # With SEVA_CLOCK_FILE the stand-ins and the bridge share the controlled clock.
+    world = OffsetClock(clock_file).timestamp if clock_file else time.time
     tokens = {
         k: "sandbox-" + secrets.token_hex(12) for k in ("bearer", "key", "secret", "at", "ats")
     }
@@ -71,8 +91,11 @@ async def _main(config: Config, *, scenario: bool, log_level: str) -> int:
         api_secret=tokens["secret"],
         access_token=tokens["at"],
         access_token_secret=tokens["ats"],
+        clock=world,
     )
-    slack_state = SlackState(slack_token, signing_secret, None, channels=CHANNELS, users=USERS)
+    slack_state = SlackState(
+        slack_token, signing_secret, None, channels=CHANNELS, users=USERS, clock=world
+    )
     port = int(os.environ.get("SEVA_SANDBOX_PORT", CONSOLE_PORT))
     stand = await start_sandbox(CONSOLE_HOST, port, x_state=x_state, slack_state=slack_state)
     db = _fresh_database()
@@ -91,6 +114,7 @@ async def _main(config: Config, *, scenario: bool, log_level: str) -> int:
         SLACK_BOT_TOKEN=slack_token,
         SLACK_SIGNING_SECRET=signing_secret,
         SLACK_API_BASE_URL=stand.slack_api_url,
+        SEVA_CLOCK_FILE=clock_file,
     )
     setup_logging(env, log_level)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -70,9 +72,15 @@ CONFIG: dict[str, Any] = {
 
 
 class Stand:
-    """The X and Slack stand-ins on a free port, served from their own thread."""
+    """The X and Slack stand-ins on a free port, served from their own thread.
 
-    def __init__(self, app_token: str | None = None) -> None:
+    `clock` (Unix seconds) is the world's time: when the bot runs on a controlled clock,
+    the stand-ins share it, so a tweet is as old to the bot as it is to X.
+    """
+
+    def __init__(
+        self, app_token: str | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.loop = asyncio.new_event_loop()
         self.x = XState(
             username=HANDLE,
@@ -81,6 +89,7 @@ class Stand:
             api_secret=TOKENS["X_API_SECRET"],
             access_token=TOKENS["X_ACCESS_TOKEN"],
             access_token_secret=TOKENS["X_ACCESS_TOKEN_SECRET"],
+            clock=clock,
         )
         self.slack = SlackState(
             TOKENS["SLACK_BOT_TOKEN"],
@@ -90,6 +99,7 @@ class Stand:
             users=USERS,
             rate_limit_per_channel=0,
             app_token=app_token,
+            clock=clock,
         )
         # A channel the bot was never added to: commands typed there need response_url.
         self.slack.add_channel("C0RANDOM", "random", bot_member=False)

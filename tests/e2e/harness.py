@@ -13,14 +13,27 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import yaml
 
+from adapters.clock import OffsetClock, write_offset
 from sandbox.harness import CHANNELS, CONFIG, HANDLE, TOKENS, USERS, Stand
 
-__all__ = ["CHANNELS", "CONFIG", "HANDLE", "SEVA", "TOKENS", "USERS", "Bot", "Stand", "wait_for"]
+__all__ = [
+    "CHANNELS",
+    "CONFIG",
+    "HANDLE",
+    "SEVA",
+    "TOKENS",
+    "USERS",
+    "Bot",
+    "Stand",
+    "WorldClock",
+    "wait_for",
+]
 
 SEVA = Path(sys.executable).with_name("seva")
 
@@ -37,6 +50,33 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 15.0) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+class WorldClock:
+    """The controlled clock (adapters/clock.py) that the stand-ins and the bot share:
+    moving it moves the real process through time without waiting."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        write_offset(path, 0)
+        self._clock = OffsetClock(path)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What the bot needs to run on this clock."""
+        return {"SEVA_CLOCK_FILE": str(self.path)}
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    def timestamp(self) -> float:
+        return self._clock.timestamp()
+
+    def set(self, when: datetime) -> None:
+        write_offset(self.path, (when - datetime.now(UTC)).total_seconds())
+
+    def advance(self, **delta: float) -> None:
+        self.set(self.now() + timedelta(**delta))
 
 
 class Bot:

@@ -164,3 +164,11 @@ def test_the_go_live_check_names_each_fix_and_exits_2(stand, tmp_path):
     ) in out.stderr
     assert "Slack: OK, the bot is a member of #health (C0HEALTH)" in out.stdout
     assert "2 problem(s) found." in out.stderr
+
+
+def test_a_clock_file_that_holds_no_number_is_a_config_error(tmp_path):
+    (tmp_path / "seva.yaml").write_text(yaml.safe_dump(CONFIG))
+    (tmp_path / "clock").write_text("tomorrow\n")
+    out = seva("run", cwd=tmp_path, env={**TOKENS, "SEVA_CLOCK_FILE": str(tmp_path / "clock")})
+    assert out.returncode == 2
+    assert "SEVA_CLOCK_FILE" in out.stderr and "expected a number of seconds" in out.stderr
