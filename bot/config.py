@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -17,6 +18,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -178,17 +180,80 @@ class MatrixConfig(_Strict):
     min_power_level: int = 50
 
 
+def _zone(value: str) -> str:
+    """An IANA time zone name that this machine's time zone database knows."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{value!r}: unknown time zone (expected an IANA name such as Asia/Kolkata)"
+        ) from None
+    return value
+
+
+TimeZoneName = Annotated[str, AfterValidator(_zone)]
+
+
 class Oncall(_Strict):
+    """The rotation. Without `timezone`, shifts are exact hours from `starts` (which then
+    needs its UTC offset). With it, shifts are kept in that zone's wall-clock time, so a
+    09:00 hand-over stays at 09:00 across a daylight-saving change; `starts` is then read
+    as a wall time there (an offset, if given, must be the zone's own at that time).
+    The rules at the edges are in bot/rotation.py."""
+
     members: list[ChatUserId] = Field(min_length=1)
     shift_hours: float = Field(24, gt=0)
+    timezone: TimeZoneName | None = None  # declared before `starts`, which reads it
     starts: datetime
+    slack_usergroup: str | None = None  # kept equal to whoever is on call (Slack only)
 
     @field_validator("starts")
     @classmethod
-    def _aware(cls, v: datetime) -> datetime:
+    def _starts(cls, v: datetime, info: ValidationInfo) -> datetime:
+        if "timezone" not in info.data:
+            return v  # the zone itself is wrong, and said so: nothing to check against
+        zone = info.data["timezone"]
+        if zone is None:
+            if v.tzinfo is None:
+                raise ValueError(
+                    "expected a time with a UTC offset, e.g. 2026-11-30T09:00:00+05:30 "
+                    "(or name the rotation's oncall.timezone)"
+                )
+            return v
         if v.tzinfo is None:
-            raise ValueError("expected a time with a UTC offset, e.g. 2026-11-30T09:00:00+05:30")
+            return v
+        wall = v.replace(tzinfo=None)
+        offsets = {wall.replace(tzinfo=ZoneInfo(zone), fold=f).utcoffset() for f in (0, 1)}
+        if v.utcoffset() not in offsets:
+            expected = " or ".join(sorted(_offset_text(o) for o in offsets if o is not None))
+            raise ValueError(
+                f"{v.isoformat()}: {_offset_text(v.utcoffset())} is not {zone}'s UTC offset "
+                f"at that time ({expected}); leave the offset out to use the zone's"
+            )
         return v
+
+    @field_validator("slack_usergroup")
+    @classmethod
+    def _usergroup(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"S[A-Z0-9]{2,}", v):
+            raise ValueError(f"{v!r}: expected a Slack user group id such as S0HEALTHONCALL")
+        return v
+
+    @property
+    def zone(self) -> tzinfo:
+        """Where the rotation's times are shown (and, with `timezone`, kept)."""
+        if self.timezone is not None:
+            return ZoneInfo(self.timezone)
+        assert self.starts.tzinfo is not None
+        return self.starts.tzinfo
+
+
+def _offset_text(offset: timedelta | None) -> str:
+    if offset is None:
+        return "no offset"
+    minutes = int(offset.total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 class Department(_Strict):

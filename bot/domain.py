@@ -96,6 +96,8 @@ class Audit(enum.StrEnum):
     REFUSED = "refused"  # X refused a reply
     URGENT = "urgent"  # a follow-up or edit with a `triage.urgent` word made the ticket urgent
     MOVED = "moved"  # `move N DEPT`: another department's channel or room
+    ONCALL_SET = "oncall_set"  # an on-call override (no ticket)
+    ONCALL_CLEARED = "oncall_cleared"
 
 
 # Who made a change, besides the chat users: the citizen's side on X, and the bot.
@@ -169,9 +171,27 @@ class ChatAction:
 
 @dataclass(frozen=True, slots=True)
 class Shift:
+    """Who is on call from `starts` until `ends`: a rotation shift, or the part of it an
+    override covers (`override` is then its id and `by` who set it)."""
+
+    member: ChatUserId
+    starts: datetime
+    ends: datetime | None  # None: an override on a department without a rotation, then nobody
+    override: int | None = None
+    by: ChatUserId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """`oncall set`: `member` is on call instead of the rotation from `starts` until
+    `ends`; the newest override wins where several overlap."""
+
+    id: int
+    department: DepartmentId
     member: ChatUserId
     starts: datetime
     ends: datetime
+    by: ChatUserId
 
 
 # --- Rich text: the core says what a message means; adapters render and escape it.

@@ -41,9 +41,9 @@ from bot.ports import (
     Unavailable,
     UnitOfWork,
 )
-from bot.rotation import shift_at
 from bot.routing import is_ignored, route, urgent_words
 from handlers.context import Bridge, PollState, queue_mark
+from handlers.oncall import member_now
 from handlers.similar import Suggestion, index_and_suggest, reindex
 
 log = logging.getLogger("seva." + __name__)
@@ -162,7 +162,7 @@ def ingest(
         elif (first := batch.followup_of(tweet)) is not None:
             batch.followups.append((first, tweet))  # its ticket is opened just below
         else:
-            batch.add(b, tweet)
+            batch.add(b, tx, tweet)
     opened = tx.create_tickets(batch.new) if batch.new else []
     similar = index_and_suggest(tx, opened)
     for ticket, new in zip(opened, batch.new, strict=True):
@@ -195,12 +195,15 @@ class _Batch:
         self.new: list[NewTicket] = []
         self.followups: list[tuple[int, Tweet]] = []
         self._index: dict[str, int] = {}
+        self._oncall: dict[str, ChatUserId | None] = {}  # per department, for this poll
 
-    def add(self, b: Bridge, tweet: Tweet) -> None:
+    def add(self, b: Bridge, tx: UnitOfWork, tweet: Tweet) -> None:
         cfg = b.config
         routing = route(tweet.text, cfg.departments, cfg.default_department, tweet.hashtags)
         dept = b.department(routing.department)
-        oncall = shift_at(dept.oncall, b.clock.now()).member if dept.oncall else None
+        if dept.id not in self._oncall:  # the rotation, or whoever an override put on call
+            self._oncall[dept.id] = member_now(tx, dept, tx.now)
+        oncall = self._oncall[dept.id]
         self._index[tweet.id] = len(self.new)
         self._index.setdefault(tweet.conversation_id or tweet.id, len(self.new))
         self.new.append(
@@ -374,7 +377,7 @@ def _became_urgent(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> R
         Text("Now URGENT", bold=True),
         Text(f" ({', '.join(words)}): "),
     )
-    oncall = shift_at(dept.oncall, tx.now).member if dept.oncall else None
+    oncall = member_now(tx, dept, tx.now)  # the rotation, or an override
     people = [*([oncall] if oncall else []), *(u for u in dept.escalate_to if u != oncall)]
     for i, user in enumerate(people):
         body += Rich.of(Text(", " if i else ""), Mention(user))

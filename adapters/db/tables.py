@@ -228,6 +228,28 @@ class TicketMoveRow(Base):
     )
 
 
+class OverrideRow(Base):
+    """`oncall set`: someone on call instead of the rotation for a while (bot.rotation).
+
+    Never deleted: `oncall clear` moves `ends` to the moment it was cleared, so the
+    stretches it bounded stay the same for every instance (the hand-off is keyed on them).
+    """
+
+    __tablename__ = "oncall_overrides"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    department: Mapped[str] = mapped_column(String(64))
+    member: Mapped[str] = mapped_column(String(255))
+    starts: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    cleared_by: Mapped[str | None] = mapped_column(String(255))
+    cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_oncall_overrides_department_ends", "department", "ends"),)
+
+
 class AuditRow(Base):
     __tablename__ = "audit_log"
 

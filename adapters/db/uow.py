@@ -24,6 +24,7 @@ from adapters.db.tables import (
     AuditRow,
     KeyValueRow,
     OutboxRow,
+    OverrideRow,
     ReplyPartRow,
     ReplyRow,
     TicketMoveRow,
@@ -38,6 +39,7 @@ from bot.domain import (
     DepartmentId,
     MessageId,
     Outgoing,
+    Override,
     Platform,
     ThreadRef,
     Ticket,
@@ -78,6 +80,17 @@ def _ticket(r: TicketRow) -> Ticket:
         reply_to=TweetId(r.reply_to),
         urgent=r.urgent,
         moves=r.moves,
+    )
+
+
+def _override(r: OverrideRow) -> Override:
+    return Override(
+        id=r.id,
+        department=DepartmentId(r.department),
+        member=ChatUserId(r.member),
+        starts=r.starts,
+        ends=r.ends,
+        by=ChatUserId(r.created_by),
     )
 
 
@@ -341,6 +354,44 @@ class Tx(Claims):
             .order_by(ReplyRow.id)
         )
         return [info for i in list(ids) if (info := self.reply(i)) is not None]
+
+    # --- on-call overrides
+
+    def add_override(
+        self, department: str, member: ChatUserId, starts: datetime, ends: datetime, by: ChatUserId
+    ) -> Override:
+        row = OverrideRow(
+            department=department,
+            member=member,
+            starts=starts,
+            ends=ends,
+            created_by=by,
+            created_at=self.now,
+        )
+        self.s.add(row)
+        self.s.flush()
+        return _override(row)
+
+    def overrides(self, department: str, ending_after: datetime) -> list[Override]:
+        """The department's overrides that end after `ending_after` (a handful: indexed)."""
+        rows = self.s.scalars(
+            select(OverrideRow)
+            .where(OverrideRow.department == department, OverrideRow.ends > ending_after)
+            .order_by(OverrideRow.id)
+        )
+        return [_override(r) for r in rows]
+
+    def clear_overrides(self, department: str, by: ChatUserId) -> list[Override]:
+        """Ends now every override of the department that has not ended; returns them."""
+        rows = self.s.scalars(
+            select(OverrideRow).where(
+                OverrideRow.department == department, OverrideRow.ends > self.now
+            )
+        ).all()
+        for r in rows:
+            r.ends = max(r.starts, self.now)
+            r.cleared_by, r.cleared_at = by, self.now
+        return [_override(r) for r in rows]
 
     # --- the audit log
 

@@ -43,6 +43,9 @@ COMMANDS: dict[str, Command] = {}
 
 
 def command(name: str, usage: str, help: str, *, changes: bool = False) -> Callable[[Run], Run]:
+    """Registers a command; a two-word name (`oncall set`) is a sub-command, tried before
+    its first word alone."""
+
     def register(fn: Run) -> Run:
         COMMANDS[name] = Command(name, usage, help, fn, changes)
         return fn
@@ -70,12 +73,15 @@ async def run_command(b: Bridge, text: str, ctx: CommandContext) -> Rich:
     if not words:
         return help_text()
     name = words[0].casefold()
+    taken = 1
+    if len(words) > 1 and f"{name} {words[1].casefold()}" in COMMANDS:  # `oncall set …`
+        name, taken = f"{name} {words[1].casefold()}", 2
     cmd = COMMANDS.get(name)
     if cmd is None:
         return Rich.of(Text(f"Unknown command {name!r}.\n")) + help_text()
     b.metrics.count(Count.COMMANDS, label=cmd.name)
     try:
-        return await cmd.run(b, Args(words[1:], ctx))
+        return await cmd.run(b, Args(words[taken:], ctx))
     except NotAllowed as e:
         return Rich.of(Text(str(e)))
     except CommandError as e:

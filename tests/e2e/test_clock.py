@@ -7,17 +7,9 @@ import time
 import pytest
 import requests
 
-from tests.e2e.harness import Bot, Stand, WorldClock, wait_for
+from tests.e2e.harness import Bot, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def world(tmp_path):
-    clock = WorldClock(tmp_path / "clock")
-    stand = Stand(clock=clock.timestamp).start()
-    yield clock, stand
-    stand.stop()
 
 
 def test_moving_the_clock_ages_and_escalates_a_ticket_once(world, tmp_path):

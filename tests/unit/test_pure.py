@@ -47,7 +47,8 @@ def test_oncall_rotation():
     assert shift_at(rotation, start).member == "U0AGENT1"
     assert shift_at(rotation, start.replace(hour=8)).member == "U0AGENT1"  # before the first shift
     day2 = datetime(2026, 12, 1, 4, 0, tzinfo=UTC)  # 09:30 IST on the 1st: second shift
-    cur, nxt = current_and_next(rotation, day2)
+    cur, nxt = current_and_next(rotation, [], day2)
+    assert cur is not None and nxt is not None
     assert (cur.member, nxt.member) == ("U0AGENT2", "U0AGENT1")
     assert cur.ends == nxt.starts
     assert shift_at(rotation, datetime(2026, 12, 2, 4, 0, tzinfo=UTC)).member == "U0AGENT1"
