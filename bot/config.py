@@ -456,6 +456,12 @@ def _cross_field_problems(data: dict[str, Any], source: str) -> list[str]:
             out.append(
                 f"{source}: departments[{i}]: expected exactly one of slack_channel / matrix_room"
             )
+        oncall = d.get("oncall")
+        if isinstance(oncall, dict) and oncall.get("slack_usergroup") and d.get("matrix_room"):
+            out.append(
+                f"{source}: departments[{i}].oncall.slack_usergroup: department "
+                f"{d.get('id')!r} is on Matrix, and user groups are Slack's"
+            )
     default = data.get("default_department")
     if default is not None and default not in ids:
         out.append(

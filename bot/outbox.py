@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from datetime import UTC, date, datetime
 
 # --- the keys: one per chat post, for good
 
@@ -76,6 +77,21 @@ def thread_root_key(ticket: int, moves: int) -> str:
     """The key of the post that opens a ticket's current thread, after `moves` moves:
     only that post's landing makes the thread the ticket's (`Tx.set_root`)."""
     return root_key(ticket) if moves == 0 else moved_root_key(ticket, moves)
+
+
+def escalate_again_key(ticket: int) -> str:
+    """A ticket's second escalation step (`escalate_again_after_minutes`)."""
+    return f"escalate2:{ticket}"
+
+
+def handoff_key(department: str, starts: datetime) -> str:
+    """The message naming who is on call, once per stretch of duty (its start, in UTC)."""
+    return f"handoff:{department}:{starts.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
+def digest_key(department: str, day: date) -> str:
+    """A department's daily digest, once per local day."""
+    return f"digest:{department}:{day.isoformat()}"
 
 
 # --- the states

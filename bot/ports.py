@@ -246,6 +246,16 @@ class ChatPlatform(Protocol):
         ...
 
 
+class UserGroups(Protocol):
+    """A platform's named groups that page their members (Slack's `@health-oncall`)."""
+
+    async def group_members(self, group: str) -> list[ChatUserId]: ...
+
+    async def set_group_members(self, group: str, members: Sequence[ChatUserId]) -> None:
+        """Makes `members` the whole group (raises RateLimited, Unavailable, PlatformRefused)."""
+        ...
+
+
 class KeyValue(Protocol):
     """Small durable state for adapters: sync tokens, event ids already handled.
 
@@ -380,6 +390,7 @@ class UnitOfWork(Protocol):
         limit: int = 20,
     ) -> list[Ticket]: ...
 
+    def open_summary(self, department: str) -> tuple[int, Ticket | None]: ...
     def unanswered_before(
         self, department: str, created_before: datetime, *, urgent_only: bool = False
     ) -> list[Ticket]: ...

@@ -32,9 +32,10 @@ from bot.ports import (
     KeyValue,
     PlatformRefused,
     Unavailable,
+    UserGroups,
 )
 from entrypoints import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, migrate
-from handlers import commands, delivery, escalation, ingest, replies
+from handlers import commands, delivery, escalation, ingest, oncall, replies
 from handlers.context import Bridge, SystemClock
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ class App:
         self._tasks: list[asyncio.Task[None]] = []
         self._started_platforms: list[ChatPlatform] = []
         self._xclient: XClient | None = None
+        self._usergroups: UserGroups | None = None  # Slack's, when Slack is used
 
     # --- building
 
@@ -123,7 +125,7 @@ class App:
         if env.slack_enabled and "slack" in used:
             from adapters.slack.platform import SlackPlatform
 
-            out["slack"] = SlackPlatform(
+            out["slack"] = self._usergroups = SlackPlatform(
                 bot_token=reveal(env.SLACK_BOT_TOKEN),
                 signing_secret=reveal(env.SLACK_SIGNING_SECRET),
                 app_token=reveal(env.SLACK_APP_TOKEN) or None,
@@ -170,6 +172,7 @@ class App:
             clock=self.clock,
             shared=store.engine.dialect.name != "sqlite",
         )
+        b.usergroups = self._usergroups
         for platform in b.platforms.values():
             # Added first, so that stop() also closes a platform whose start failed.
             self._started_platforms.append(platform)
@@ -210,6 +213,22 @@ class App:
             coalesce=True,
             id="escalate",
         )
+        # Who is on call follows the clock too: the hand-off and the user groups look
+        # every tick. What is due is derived from the database (the rotation, the
+        # overrides, the outbox keys already queued), which is the job store: a restart
+        # or a second instance finds the same work, and the unique outbox key lets only
+        # one post through.
+        for job in (oncall.hand_off, oncall.sync_usergroups):
+            s.add_job(
+                job,
+                "interval",
+                seconds=tick,
+                args=[b],
+                next_run_time=now,
+                max_instances=1,
+                coalesce=True,
+                id=job.__name__,
+            )
         s.add_job(delivery.recover, "interval", seconds=10, args=[b], id="recover", max_instances=1)
         s.add_job(self._housekeeping, "interval", hours=1, id="housekeeping", next_run_time=now)
         s.start()

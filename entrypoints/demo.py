@@ -94,7 +94,13 @@ async def _main(
         clock=world,
     )
     slack_state = SlackState(
-        slack_token, signing_secret, None, channels=CHANNELS, users=USERS, clock=world
+        slack_token,
+        signing_secret,
+        None,
+        channels=CHANNELS,
+        users=USERS,
+        usergroups=[("S0HEALTHONCALL", "health-oncall")],
+        clock=world,
     )
     port = int(os.environ.get("SEVA_SANDBOX_PORT", CONSOLE_PORT))
     stand = await start_sandbox(CONSOLE_HOST, port, x_state=x_state, slack_state=slack_state)

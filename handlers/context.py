@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from bot.config import Config, Department
-from bot.domain import Outgoing, Platform, Rich, Ticket, XUser
+from bot.domain import ChatUserId, Outgoing, Platform, Rich, Ticket, XUser
 from bot.health import Health
 from bot.outbox import ThreadMark, mark_key
 from bot.ports import (
@@ -20,6 +20,7 @@ from bot.ports import (
     TweetSink,
     TweetSource,
     UnitOfWork,
+    UserGroups,
 )
 
 log = logging.getLogger("seva." + __name__)
@@ -87,6 +88,12 @@ class Bridge:
     gates: dict[str, Gate] = field(default_factory=dict)
     # The last post each platform refused for good: (key, channel, error, when).
     refusals: dict[str, tuple[str, str, str, datetime]] = field(default_factory=dict)
+    usergroups: UserGroups | None = None  # Slack's, for `oncall.slack_usergroup`
+    # Outbox keys of the scheduled posts (hand-offs, digests) this instance knows are
+    # queued: the database's unique key decides, this only saves a look-up per tick.
+    queued_keys: set[str] = field(default_factory=set)
+    # user group -> (member it was made equal to, or None after a failure; when to look again)
+    usergroups_synced: dict[str, tuple[ChatUserId | None, datetime]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.started_at = self.clock.now()

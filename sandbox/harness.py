@@ -29,6 +29,7 @@ USERS = [
     ("U0TRANSPORT", "tariq", "Tariq"),
     ("U0VISITOR", "guest", "Guest"),
 ]
+USERGROUPS = [("S0HEALTHONCALL", "health-oncall")]
 TOKENS = {
     "X_BEARER_TOKEN": "e2e-bearer-token-0001",
     "X_API_KEY": "e2e-api-key-0001",
@@ -99,6 +100,7 @@ class Stand:
             users=USERS,
             rate_limit_per_channel=0,
             app_token=app_token,
+            usergroups=USERGROUPS,
             clock=clock,
         )
         # A channel the bot was never added to: commands typed there need response_url.

@@ -251,3 +251,23 @@ class MemoryKV:
             return False
         self.seen.add((scope, event_id))
         return True
+
+
+@dataclass
+class FakeUserGroups:
+    """Slack's user groups (bot.ports.UserGroups): members by group, and every call."""
+
+    members: dict[str, list[ChatUserId]] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (method, group)
+    fail_next: Exception | None = None
+
+    async def group_members(self, group: str) -> list[ChatUserId]:
+        self.calls.append(("list", group))
+        if self.fail_next is not None:
+            e, self.fail_next = self.fail_next, None
+            raise e
+        return list(self.members.get(group, []))
+
+    async def set_group_members(self, group: str, members: Sequence[ChatUserId]) -> None:
+        self.calls.append(("update", group))
+        self.members[group] = list(members)

@@ -82,6 +82,12 @@ class TicketRow(Base):
     __table_args__ = (
         Index("ix_tickets_state_created", "state", "created_at"),
         Index("ix_tickets_thread", "platform", "channel", "root"),
+        # The figures (hand-offs, stats, digests, /metrics) read one department and a
+        # window of days, never the whole history.
+        Index("ix_tickets_department_state_created", "department", "state", "created_at"),
+        Index("ix_tickets_department_created", "department", "created_at"),
+        Index("ix_tickets_department_first_response", "department", "first_response_at"),
+        Index("ix_tickets_department_closed", "department", "closed_at"),
     )
 
 

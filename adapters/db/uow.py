@@ -238,6 +238,19 @@ class Tx(Claims):
             order.insert(0, TicketRow.state != TicketState.OPEN.value)
         return [_ticket(r) for r in self.s.scalars(q.order_by(*order).limit(limit))]
 
+    def open_summary(self, department: str) -> tuple[int, Ticket | None]:
+        """How many of the department's tickets are open, and the oldest of them
+        (ix_tickets_department_state_created: neither reads the closed history)."""
+        is_open = (TicketRow.department == department, TicketRow.state == TicketState.OPEN.value)
+        count = self.s.scalar(select(func.count()).select_from(TicketRow).where(*is_open)) or 0
+        oldest = self.s.scalars(
+            select(TicketRow)
+            .where(*is_open)
+            .order_by(TicketRow.created_at, TicketRow.number)
+            .limit(1)
+        ).first()
+        return count, _ticket(oldest) if oldest is not None else None
+
     def unanswered_before(
         self, department: str, created_before: datetime, *, urgent_only: bool = False
     ) -> list[Ticket]:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Collection, Mapping
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -107,6 +107,15 @@ _REFUSED_ERRORS = frozenset(
         "invalid_metadata_format",
         "invalid_metadata_schema",
         "metadata_too_large",
+        # usergroups.users.list / .update (oncall.slack_usergroup), from Slack's method
+        # reference: a group that is not there, or people Slack will not put in it.
+        "no_such_subteam",
+        "invalid_users",
+        "no_users_provided",
+        "failed_for_some_users",
+        "permission_denied",
+        "plan_upgrade_required",
+        "subteam_max_users_exceeded",
     }
 )
 
@@ -480,6 +489,23 @@ class SlackPlatform:
         if ctx.thread_root:
             kwargs["thread_ts"] = ctx.thread_root
         await self._call("chat.postEphemeral", self._client.chat_postEphemeral(**kwargs))
+
+    # --- user groups (bot.ports.UserGroups): `oncall.slack_usergroup`
+
+    async def group_members(self, group: str) -> list[ChatUserId]:
+        """usergroups.users.list (scope usergroups:read)."""
+        resp = await self._call(
+            "usergroups.users.list", self._client.usergroups_users_list(usergroup=group)
+        )
+        return [ChatUserId(str(u)) for u in resp.get("users") or []]
+
+    async def set_group_members(self, group: str, members: Sequence[ChatUserId]) -> None:
+        """usergroups.users.update (scope usergroups:write): `users` is the whole list."""
+        await self._call(
+            "usergroups.users.update",
+            self._client.usergroups_users_update(usergroup=group, users=list(members)),
+        )
+        log.info("slack.usergroup_set group=%s members=%s", group, ",".join(members))
 
     def _now(self) -> datetime:
         return self._clock.now() if self._clock is not None else datetime.now(UTC)

@@ -36,6 +36,12 @@ FEATURES: tuple[Feature, ...] = (
         ("channels:read", "groups:read"),
     ),
     Feature("tweet the images agents attach to replies (files.info, url_private)", ("files:read",)),
+    Feature(
+        "keep the on-call user group equal to whoever is on call "
+        "(usergroups.users.list, usergroups.users.update)",
+        ("usergroups:read", "usergroups:write"),
+        when="oncall_usergroup",  # entrypoints/online.py switches it on
+    ),
 )
 
 

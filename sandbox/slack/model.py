@@ -75,6 +75,18 @@ class User:
     is_bot: bool = False
 
 
+@dataclass(slots=True)
+class UserGroup:
+    """A user group (Slack's "subteam", `S…`): `@handle` pages every member."""
+
+    id: str
+    handle: str
+    name: str
+    users: list[str] = field(default_factory=list)
+    date_update: int = 0
+    updated_by: str | None = None
+
+
 @dataclass(slots=True, eq=False)
 class Message:
     channel: str

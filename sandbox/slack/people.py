@@ -298,6 +298,10 @@ class People(EventDelivery):
                 {"id": u.id, "name": u.name, "real_name": u.real_name, "is_bot": u.is_bot}
                 for u in self.users.values()
             ],
+            "usergroups": [
+                {"id": g.id, "handle": g.handle, "users": list(g.users)}
+                for g in self.usergroups.values()
+            ],
         }
 
     def _snapshot_message(self, msg: Message) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from sandbox.slack.model import (
     ApiError,
     Message,
     MissingScopeError,
+    UserGroup,
     _as_bool,
     _as_int,
     _as_json,
@@ -159,6 +160,8 @@ class WebApi(EventDelivery):
             "users.info": self._users_info,
             "users.list": self._users_list,
             "files.info": self._files_info,
+            "usergroups.users.list": self._usergroups_users_list,
+            "usergroups.users.update": self._usergroups_users_update,
         }
 
     def call(self, method: str, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -461,4 +464,62 @@ class WebApi(EventDelivery):
                 "tz_offset": 19800,
                 "profile": profile,
             }
+        }
+
+    # User groups, from Slack's method reference (docs.slack.dev/reference/methods/
+    # usergroups.users.list and usergroups.users.update, as scraped in
+    # slack-ruby/slack-api-ref 14d2f364: arguments, output and error codes).
+
+    def _usergroup(self, args: dict[str, Any]) -> UserGroup:
+        ref = args.get("usergroup")
+        if not ref:
+            raise ApiError("missing_argument")
+        group = self.usergroups.get(str(ref))
+        if group is None:
+            raise ApiError("no_such_subteam")
+        return group
+
+    def _usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        """`users`: the member ids (scope usergroups:read)."""
+        return {"users": list(self._usergroup(args).users)}
+
+    def _usergroups_users_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        """`users` is "a comma separated string of encoded user IDs that represent the
+        entire list of users for the user group" (scope usergroups:write); an empty list
+        is `no_users_provided`, an unknown id `invalid_users`."""
+        group = self._usergroup(args)
+        raw = args.get("users")
+        if isinstance(raw, list):
+            ids = [str(u).strip() for u in raw]
+        else:
+            ids = [u.strip() for u in str(raw or "").split(",")]
+        ids = [u for u in ids if u]
+        if not ids:
+            raise ApiError("no_users_provided")
+        if any(u not in self.users for u in ids):
+            raise ApiError("invalid_users")
+        group.users = list(dict.fromkeys(ids))
+        group.date_update = int(self.clock())
+        group.updated_by = self.bot_user_id
+        return {"usergroup": self._render_usergroup(group)}
+
+    def _render_usergroup(self, group: UserGroup) -> dict[str, Any]:
+        return {
+            "id": group.id,
+            "team_id": self.team_id,
+            "is_usergroup": True,
+            "name": group.name,
+            "description": "",
+            "handle": group.handle,
+            "is_external": False,
+            "date_create": 1700000000,
+            "date_update": group.date_update,
+            "date_delete": 0,
+            "auto_type": None,
+            "created_by": next(iter(self.users), self.bot_user_id),
+            "updated_by": group.updated_by,
+            "deleted_by": None,
+            "prefs": {"channels": [], "groups": []},
+            "users": list(group.users),
+            "user_count": len(group.users),
         }

@@ -29,6 +29,7 @@ from sandbox.slack.model import (
     Message,
     RateLimitedError,
     User,
+    UserGroup,
     _as_json,
     _ResponseTarget,
     _Socket,
@@ -54,6 +55,7 @@ class Workspace:
         channels: Iterable[tuple[str, str]] = (),
         users: Iterable[tuple[str, str, str]] = (),
         *,
+        usergroups: Iterable[tuple[str, str]] = (),
         team_id: str = "T0SEVA",
         team_name: str = "Seva Sandbox",
         bot_user_id: str = "UBOTSEVA",
@@ -98,6 +100,9 @@ class Workspace:
         for user_id, name, real_name in users:
             self.users[user_id] = User(user_id, name, real_name)
         self._bot_user = User(bot_user_id, bot_name, bot_name.capitalize(), is_bot=True)
+        self.usergroups: dict[str, UserGroup] = {}
+        for group_id, handle in usergroups:
+            self.add_usergroup(group_id, handle)
         self.ephemeral: list[Ephemeral] = []
         self.deliveries: deque[Delivery] = deque(maxlen=_KEPT_DELIVERIES)
         # Fault injection (web_api.py): errors for the next calls, a revoked bot token.
@@ -143,6 +148,9 @@ class Workspace:
 
     def add_user(self, user_id: str, name: str, real_name: str) -> None:
         self.users[user_id] = User(user_id, name, real_name)
+
+    def add_usergroup(self, group_id: str, handle: str, users: Iterable[str] = ()) -> None:
+        self.usergroups[group_id] = UserGroup(group_id, handle, handle, list(users))
 
     def channel(self, ref: Any) -> Channel:
         """A channel by id, or by name as chat.postMessage also accepts ("#health", "health")."""

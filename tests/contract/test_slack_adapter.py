@@ -56,6 +56,7 @@ HEALTH = ChannelId("C0HEALTH")
 WATER = ChannelId("C0WATER")
 ASHA = "U0AGENT1"
 RAVI = "U0AGENT2"
+ONCALL_GROUP = "S0HEALTHONCALL"
 DEADLINE = 5.0
 T = TypeVar("T")
 
@@ -163,6 +164,7 @@ async def world() -> AsyncIterator[World]:
         channels=[(HEALTH, "health"), (WATER, "water")],
         users=[(ASHA, "asha", "Asha Rao"), (RAVI, "ravi", "Ravi Kumar")],
         rate_limit_per_channel=0,
+        usergroups=[(ONCALL_GROUP, "health-oncall")],
     )
     stand_in = web.Application()
     stand_in.add_subapp("/slack", slack_routes.build_slack_app(state))
@@ -622,3 +624,26 @@ async def test_a_wrong_token_is_refused_at_start_with_a_clear_message(world: Wor
     assert "xoxb-wrong" not in str(refused.value)
     assert bad.health()["connected"] is False
     await bad.stop()
+
+
+# --- user groups (oncall.slack_usergroup) ---------------------------------------------
+
+
+async def test_a_user_group_is_made_exactly_the_members_given(world: World) -> None:
+    assert await world.slack.group_members(ONCALL_GROUP) == []
+    await world.slack.set_group_members(ONCALL_GROUP, [ChatUserId(ASHA)])
+    assert await world.slack.group_members(ONCALL_GROUP) == [ASHA]
+    await world.slack.set_group_members(ONCALL_GROUP, [ChatUserId(RAVI)])  # the whole list
+    assert await world.slack.group_members(ONCALL_GROUP) == [RAVI]
+    assert world.state.usergroups[ONCALL_GROUP].users == [RAVI]
+
+
+async def test_a_user_group_slack_refuses_is_platform_refused_naming_the_error(
+    world: World,
+) -> None:
+    with pytest.raises(PlatformRefused, match="no_such_subteam"):
+        await world.slack.group_members("S0NOSUCHGROUP")
+    with pytest.raises(PlatformRefused, match="invalid_users"):
+        await world.slack.set_group_members(ONCALL_GROUP, [ChatUserId("U0NOBODY")])
+    assert world.state.usergroups[ONCALL_GROUP].users == []  # nothing changed
+    assert world.slack.health()["connected"] is True  # Slack answered: not an outage

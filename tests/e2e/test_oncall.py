@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import re
+import time
+from datetime import timedelta
 
 import pytest
 
-from tests.e2e.harness import Bot, Stand, wait_for
+from bot.config import Oncall
+from bot.rotation import shift_at
+from tests.e2e.harness import CONFIG, Bot, Stand, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -46,3 +51,60 @@ def test_an_override_changes_who_new_tickets_mention_until_it_runs_out(world, tm
     clock.advance(hours=4, minutes=1)  # the override ran out
     third = stand.tweet("citizen_c", "@SevaHelp oxygen refill centre?")
     assert on_call_in(root_of(stand, third["id"])) == "U0AGENT1"
+
+
+ROTATION = {
+    "members": ["U0AGENT1", "U0AGENT2"],
+    "shift_hours": 8,
+    "timezone": "Asia/Kolkata",
+    "starts": "2026-01-01T09:00",  # 09:00, 17:00 and 01:00 in India
+    "slack_usergroup": "S0HEALTHONCALL",
+}
+
+
+def with_rotation(**health: object) -> dict:
+    config = copy.deepcopy(CONFIG)
+    config["departments"][0]["oncall"] = dict(ROTATION)
+    config["departments"][0].update(health)
+    return config
+
+
+def handoffs(stand: Stand) -> list[dict]:
+    return [m for m in stand.messages("C0HEALTH") if m["text"].startswith("*On call now*")]
+
+
+def group(stand: Stand) -> list[str]:
+    (g,) = [g for g in stand.slack_state()["usergroups"] if g["id"] == "S0HEALTHONCALL"]
+    return g["users"]
+
+
+def test_one_hand_off_per_shift_change_across_a_restart_and_the_group_follows(world, tmp_path):
+    clock, stand = world
+    config = with_rotation()
+    rotation = Oncall.model_validate(ROTATION)
+    change = shift_at(rotation, clock.now()).ends
+    assert change is not None
+    clock.set(change - timedelta(minutes=1))  # a minute before a shift change
+    before = shift_at(rotation, clock.now()).member
+    bot = Bot(stand, tmp_path, config, clock.env).start()
+    wait_for("the user group set to who is on call", lambda: group(stand) == [before])
+    time.sleep(0.5)  # several ticks: the shift began eight hours ago, no hand-off now
+    assert handoffs(stand) == []
+
+    clock.advance(minutes=2)
+    after = shift_at(rotation, clock.now()).member
+    assert after != before
+    (first,) = wait_for("the hand-off", lambda: handoffs(stand))
+    assert f"<@{after}>" in first["text"] and "No open tickets." in first["text"]
+    wait_for("the user group handed over", lambda: group(stand) == [after])
+
+    bot.kill()  # kill -9, then the next change passes while the bot is down
+    clock.advance(hours=8)
+    bot.start()
+    wait_for("the hand-off missed while down", lambda: len(handoffs(stand)) == 2)
+    wait_for("the user group handed back", lambda: group(stand) == [before])
+    bot.stop()
+    bot.start()  # a restart without a change posts nothing
+    time.sleep(1.0)
+    texts = [m["text"] for m in handoffs(stand)]
+    assert len(texts) == 2 and f"<@{before}>" in texts[1]

@@ -107,6 +107,7 @@ async def stack() -> AsyncIterator[Stack]:
         clock=clock,
         retry_delays=(0.0, 0.0, 0.0),
         app_token=APP_TOKEN,
+        usergroups=[("S0ONCALL", "health-oncall")],
     )
     state.rate_limit_per_channel = 0  # tests that need pacing switch it on
     root = web.Application()
@@ -352,6 +353,35 @@ async def test_ephemeral_info_members_and_users(stack: Stack) -> None:
     with pytest.raises(SlackApiError) as nobody:
         await stack.client.users_info(user="U0NOBODY")
     assert nobody.value.response["error"] == "user_not_found"
+
+
+async def test_usergroup_members_as_slack_documents_them(stack: Stack) -> None:
+    """usergroups.users.update / .list (docs.slack.dev; slack-ruby/slack-api-ref 14d2f364)."""
+    assert (await stack.client.usergroups_users_list(usergroup="S0ONCALL"))["users"] == []
+    done = await stack.client.usergroups_users_update(
+        usergroup="S0ONCALL", users=[AGENT, CITIZEN_DESK]
+    )
+    group = done["usergroup"]
+    assert (group["id"], group["handle"], group["users"]) == (
+        "S0ONCALL",
+        "health-oncall",
+        [AGENT, CITIZEN_DESK],
+    )
+    assert group["user_count"] == 2 and group["date_update"] == int(stack.clock.now)
+    await stack.client.usergroups_users_update(usergroup="S0ONCALL", users=CITIZEN_DESK)
+    listed = await stack.client.usergroups_users_list(usergroup="S0ONCALL")
+    assert listed["users"] == [CITIZEN_DESK]  # the entire list, replaced
+    for args, error in [
+        ({"usergroup": "S0ONCALL", "users": ""}, "no_users_provided"),
+        ({"usergroup": "S0ONCALL", "users": "U0NOBODY"}, "invalid_users"),
+        ({"usergroup": "S0NOSUCH", "users": AGENT}, "no_such_subteam"),
+    ]:
+        with pytest.raises(SlackApiError) as refused:
+            await stack.client.api_call("usergroups.users.update", params=args)
+        assert refused.value.response["error"] == error
+    assert (await stack.snapshot())["usergroups"] == [
+        {"id": "S0ONCALL", "handle": "health-oncall", "users": [CITIZEN_DESK]}
+    ]
 
 
 async def test_auth_and_unknown_channel(stack: Stack) -> None:

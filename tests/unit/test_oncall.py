@@ -3,14 +3,17 @@ ticket's root mentions (fakes of X and chat, a real database)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
+
 from sqlalchemy import select
 
 from adapters.db.tables import AuditRow
 from bot.domain import ChannelId, ChatUserId, Mention
-from bot.ports import CommandContext
-from handlers import delivery, ingest
+from bot.ports import CommandContext, PlatformRefused
+from handlers import delivery, ingest, oncall
 from handlers.commands import run_command
-from tests.fakes import tweet
+from tests.fakes import FakeUserGroups, tweet
 
 AGENT, OTHER, LEAD = ChatUserId("U0AGENT1"), ChatUserId("U0AGENT2"), ChatUserId("U0LEAD")
 
@@ -112,3 +115,92 @@ async def _audit_actions(b) -> list[tuple[str, str, str]]:
         return [(r.actor, r.action, r.detail) for r in rows]
 
     return await b.store.run(read)
+
+
+# --- the hand-off at each change, and the user group
+
+
+async def handoffs(world) -> list[str]:
+    b, x, chat, _ = world
+    await oncall.hand_off(b)
+    await delivery.deliver(b)
+    return [o.body.plain() for _, o in chat.posts if o.key.startswith("handoff:")]
+
+
+async def test_one_hand_off_per_shift_change_naming_who_and_the_open_tickets(world):
+    b, x, chat, clock = world
+    assert await handoffs(world) == []  # the shift began 6.5 hours ago: old news
+    x.mentions_queue = [tweet(10, "@SevaHelp oxygen?"), tweet(11, "@SevaHelp hospital?")]
+    await ingest.poll(b)
+    clock.t = datetime(2021, 5, 5, 3, 30, tzinfo=UTC)  # 09:00 +05:30: U0AGENT2's shift
+    (text,) = await handoffs(world)
+    assert text.startswith("On call now for Health: U0AGENT2 until 2021-05-06 09:00 +05:30.")
+    assert "Open tickets: 2; the oldest is #1, asked 17h 31m ago by @citizen." in text
+    clock.advance(minutes=5)
+    assert len(await handoffs(world)) == 1  # every later tick: nothing more
+    assert chat.by_key("handoff:health:2021-05-05T03:30:00Z")[1].channel == "C0HEALTH"
+
+
+async def test_another_instance_or_a_restart_never_repeats_a_hand_off(world, tmp_path):
+    b, x, chat, clock = world
+    clock.t = datetime(2021, 5, 5, 3, 30, tzinfo=UTC)
+    assert len(await handoffs(world)) == 1
+    second = replace(b, queued_keys=set())  # same database, knows nothing in memory
+    assert await oncall.hand_off(second) == 0
+    clock.advance(hours=24, minutes=1)  # the bot was down at the next change ...
+    fresh = replace(b, queued_keys=set())
+    assert await oncall.hand_off(fresh) == 1  # ... and posts it when it comes back
+    clock.advance(hours=24 + 6, minutes=1)  # down for more than six hours past a change
+    assert await oncall.hand_off(replace(b, queued_keys=set())) == 0
+
+
+async def test_an_override_and_its_clearing_are_handed_off_too(world):
+    b, x, chat, clock = world
+    await run_command(b, "oncall set @U0LEAD 2", ctx())
+    (text,) = await handoffs(world)
+    assert text.startswith("On call now for Health: U0LEAD until 2021-05-04 17:30 +05:30")
+    assert "(override by U0AGENT1)" in text and "No open tickets." in text
+    clock.advance(minutes=30)
+    await run_command(b, "oncall clear", ctx())
+    texts = await handoffs(world)
+    assert len(texts) == 2 and texts[1].startswith("On call now for Health: U0AGENT1 until")
+
+
+async def test_the_user_group_follows_whoever_is_on_call(world):
+    b, x, chat, clock = world
+    groups = FakeUserGroups(members={"S0ONCALL": [ChatUserId("U0SOMEONE")]})
+    b.usergroups = groups
+    b.config = set_usergroup(b.config, "S0ONCALL")
+    assert await oncall.sync_usergroups(b) == 1
+    assert groups.members["S0ONCALL"] == [AGENT]
+    assert await oncall.sync_usergroups(b) == 0
+    assert groups.calls == [("list", "S0ONCALL"), ("update", "S0ONCALL")]  # no call while in step
+    await run_command(b, "oncall set @U0LEAD 1", ctx())
+    assert await oncall.sync_usergroups(b) == 1 and groups.members["S0ONCALL"] == [LEAD]
+    clock.advance(hours=1)  # the override ends: back to the rotation
+    assert await oncall.sync_usergroups(b) == 1 and groups.members["S0ONCALL"] == [AGENT]
+    groups.members["S0ONCALL"] = [LEAD]  # someone edits the group by hand ...
+    clock.advance(minutes=9)
+    assert await oncall.sync_usergroups(b) == 0
+    clock.advance(minutes=1)  # ... and the next look puts it right
+    assert await oncall.sync_usergroups(b) == 1 and groups.members["S0ONCALL"] == [AGENT]
+
+
+async def test_a_user_group_slack_refuses_is_tried_again_later_not_every_tick(world):
+    b, x, chat, clock = world
+    groups = FakeUserGroups(fail_next=PlatformRefused("slack usergroups.users.list: missing_scope"))
+    b.usergroups = groups
+    b.config = set_usergroup(b.config, "S0ONCALL")
+    assert await oncall.sync_usergroups(b) == 0
+    assert await oncall.sync_usergroups(b) == 0
+    assert len(groups.calls) == 1  # waiting, not hammering
+    clock.advance(minutes=1)
+    assert await oncall.sync_usergroups(b) == 1 and groups.members["S0ONCALL"] == [AGENT]
+
+
+def set_usergroup(config, group: str):
+    health = config.departments[0]
+    assert health.oncall is not None
+    rotation = health.oncall.model_copy(update={"slack_usergroup": group})
+    departments = [health.model_copy(update={"oncall": rotation}), *config.departments[1:]]
+    return config.model_copy(update={"departments": departments})

@@ -8,6 +8,8 @@ fails, the change needs a migration of what is stored, not an updated expectatio
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta, timezone
+
 from adapters.matrix.render import ACTIONS_FIELD, KEY_FIELD, TICKET_FIELD, TWEET_FIELD, txn_id
 from adapters.slack.render import metadata
 from bot.domain import ChannelId, Outgoing, Rich, TweetId
@@ -17,8 +19,11 @@ from bot.outbox import (
     PostState,
     ReplyState,
     ThreadMark,
+    digest_key,
+    escalate_again_key,
     escalate_key,
     followup_key,
+    handoff_key,
     moved_away_key,
     moved_root_key,
     preview_key,
@@ -41,6 +46,12 @@ def test_every_key_format() -> None:
     assert moved_root_key(42, 2) == "moved:42:2"
     assert moved_away_key(42, 2) == "moved-away:42:2"
     assert thread_root_key(42, 0) == "root:42" and thread_root_key(42, 3) == "moved:42:3"
+    assert escalate_again_key(42) == "escalate2:42"
+    ist = timezone(timedelta(hours=5, minutes=30))
+    assert handoff_key("health", datetime(2026, 12, 1, 9, tzinfo=ist)) == (
+        "handoff:health:2026-12-01T03:30:00Z"
+    )
+    assert digest_key("health", date(2026, 12, 1)) == "digest:health:2026-12-01"
 
 
 def test_every_state_and_action_value() -> None:
