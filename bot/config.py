@@ -268,6 +268,10 @@ class Department(_Strict):
     escalate_after_minutes: float | None = Field(30, gt=0)
     escalate_to: list[ChatUserId] = []
     escalate_urgent_after_minutes: float | None = Field(5, gt=0)
+    # The second step: still no public reply this long after the citizen asked (and
+    # escalated once already): mention `escalate_again_to` too. Off unless both are set.
+    escalate_again_after_minutes: float | None = Field(None, gt=0)
+    escalate_again_to: list[ChatUserId] = []
     reply_mode: Literal["direct", "confirm"] = "direct"
 
     @field_validator("id")
@@ -310,6 +314,12 @@ class Department(_Strict):
         if self.escalate_after_minutes is None:
             return None
         return timedelta(minutes=self.escalate_after_minutes)
+
+    @property
+    def escalate_again_after(self) -> timedelta | None:
+        if self.escalate_again_after_minutes is None:
+            return None
+        return timedelta(minutes=self.escalate_again_after_minutes)
 
     @property
     def escalate_urgent_after(self) -> timedelta | None:
@@ -455,6 +465,17 @@ def _cross_field_problems(data: dict[str, Any], source: str) -> list[str]:
         if (d.get("slack_channel") is None) == (d.get("matrix_room") is None):
             out.append(
                 f"{source}: departments[{i}]: expected exactly one of slack_channel / matrix_room"
+            )
+        again, first = d.get("escalate_again_after_minutes"), d.get("escalate_after_minutes", 30)
+        if (
+            isinstance(again, int | float)
+            and isinstance(first, int | float)
+            and not isinstance(again, bool)
+            and again <= first
+        ):
+            out.append(
+                f"{source}: departments[{i}].escalate_again_after_minutes: {again} is not after "
+                f"escalate_after_minutes ({first}); the second step comes after the first"
             )
         oncall = d.get("oncall")
         if isinstance(oncall, dict) and oncall.get("slack_usergroup") and d.get("matrix_room"):

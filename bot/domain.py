@@ -342,6 +342,7 @@ class Ticket:
     reply_to: TweetId | None = None  # the citizen's latest tweet in this ticket
     urgent: bool = False  # a `triage.urgent` word: listed first, escalates sooner
     moves: int = 0  # how often `move` re-routed it; its thread is the latest move's
+    escalated_again_at: datetime | None = None  # the second escalation step
 
     @property
     def thread(self) -> ThreadRef | None:

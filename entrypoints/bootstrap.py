@@ -218,7 +218,7 @@ class App:
         # overrides, the outbox keys already queued), which is the job store: a restart
         # or a second instance finds the same work, and the unique outbox key lets only
         # one post through.
-        for job in (oncall.hand_off, oncall.sync_usergroups):
+        for job in (escalation.escalate_again, oncall.hand_off, oncall.sync_usergroups):
             s.add_job(
                 job,
                 "interval",

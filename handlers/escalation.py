@@ -7,9 +7,10 @@ from datetime import datetime, timedelta
 
 from bot.config import Department
 from bot.domain import ACTOR_BOT, Audit, Mention, Outgoing, Rich, Text, Ticket
-from bot.outbox import ThreadMark, escalate_key
-from bot.ports import Count, UnitOfWork
+from bot.outbox import ThreadMark, escalate_again_key, escalate_key
+from bot.ports import Conflict, Count, UnitOfWork
 from handlers.context import Bridge, queue_mark
+from handlers.oncall import member_now
 
 log = logging.getLogger("seva." + __name__)
 
@@ -40,6 +41,7 @@ def _escalate_due(tx: UnitOfWork, b: Bridge, now: datetime) -> list[Ticket]:
             )
             for i, user in enumerate(dept.escalate_to):
                 body += Rich.of(Text(", " if i else ""), Mention(user))
+            body += on_call_note(tx, dept)
             tx.enqueue(
                 Outgoing(escalate_key(t.number), t.channel, body, ticket=t.number),
                 t.platform,
@@ -63,3 +65,62 @@ def _unanswered(tx: UnitOfWork, dept: Department, now: datetime) -> list[tuple[T
         for t in tx.unanswered_before(dept.id, now - dept.escalate_urgent_after, urgent_only=True):
             due[t.number] = (t, dept.escalate_urgent_after)
     return [due[n] for n in sorted(due)]
+
+
+def on_call_note(tx: UnitOfWork, dept: Department) -> Rich:
+    """Who is on call now (overrides included), mentioned beside the escalation."""
+    member = member_now(tx, dept, tx.now)
+    if member is None:
+        return Rich()
+    return Rich.of(Text(" (on call: "), Mention(member), Text(")"))
+
+
+# --- the second step (escalate_again_after_minutes, escalate_again_to)
+
+
+async def escalate_again(b: Bridge) -> int:
+    """A second in-thread escalation, mentioning `escalate_again_to` (and whoever is on
+    call), for each ticket escalated once and still without a public reply
+    `escalate_again_after` after the citizen asked.
+
+    Derived from stored tickets like the first step, so it survives restarts; at most
+    once per ticket (`escalated_again_at` set by compare-and-set, and the outbox key
+    `escalate2:N` unique), whichever instance gets there first.
+    """
+    try:
+        stepped = await b.store.run(_second_steps, b.config.departments)
+    except Conflict:  # another instance queued the same step a moment earlier
+        log.info("ticket.escalated_again_raced")
+        return 0
+    if stepped:
+        b.metrics.count(Count.ESCALATIONS, stepped)
+        b.kick()
+    return stepped
+
+
+def _second_steps(tx: UnitOfWork, departments: list[Department]) -> int:
+    n = 0
+    for dept in departments:
+        after = dept.escalate_again_after
+        if after is None or not dept.escalate_again_to:
+            continue
+        for t in tx.escalated_again_due(dept.id, tx.now - after):
+            if not tx.mark_escalated_again(t.number):
+                continue
+            tx.audit(t.number, ACTOR_BOT, Audit.ESCALATED, "second step")
+            body = Rich.of(
+                Text("Escalation, second step: ", bold=True),
+                Text(f"ticket #{t.number} still has no public reply after "),
+                Text(f"{int(after.total_seconds() // 60)} minutes. "),
+            )
+            for i, user in enumerate(dept.escalate_again_to):
+                body += Rich.of(Text(", " if i else ""), Mention(user))
+            body += on_call_note(tx, dept)
+            tx.enqueue(
+                Outgoing(escalate_again_key(t.number), t.channel, body, ticket=t.number),
+                t.platform,
+                True,
+            )
+            n += 1
+            log.info("ticket.escalated_again ticket=%d department=%s", t.number, dept.id)
+    return n

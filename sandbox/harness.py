@@ -26,6 +26,7 @@ USERS = [
     ("U0AGENT1", "asha", "Asha"),
     ("U0AGENT2", "vikram", "Vikram"),
     ("U0LEAD", "meera", "Meera"),
+    ("U0HEAD", "devika", "Devika"),  # above the lead: the second escalation step
     ("U0TRANSPORT", "tariq", "Tariq"),
     ("U0VISITOR", "guest", "Guest"),
 ]

@@ -78,6 +78,7 @@ class TicketRow(Base):
     # from the move on; `root` is NULL until the new thread's root lands (ticket_moves
     # keeps the threads it left).
     moves: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    escalated_again_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index("ix_tickets_state_created", "state", "created_at"),

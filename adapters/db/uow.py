@@ -80,6 +80,7 @@ def _ticket(r: TicketRow) -> Ticket:
         reply_to=TweetId(r.reply_to),
         urgent=r.urgent,
         moves=r.moves,
+        escalated_again_at=r.escalated_again_at,
     )
 
 
@@ -216,6 +217,31 @@ class Tx(Claims):
             .values(urgent=True)
         )
         return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    def mark_escalated_again(self, ticket: int) -> bool:
+        """The second step, at most once (compare-and-set, like `mark_escalated`)."""
+        done = self.s.execute(
+            update(TicketRow)
+            .where(TicketRow.number == ticket, TicketRow.escalated_again_at.is_(None))
+            .values(escalated_again_at=self.now)
+        )
+        return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    def escalated_again_due(self, department: str, created_before: datetime) -> list[Ticket]:
+        """Open tickets escalated once, still without a public reply, asked before
+        `created_before` and not yet escalated again (ix_tickets_department_state_created)."""
+        rows = self.s.scalars(
+            select(TicketRow).where(
+                TicketRow.department == department,
+                TicketRow.state == TicketState.OPEN.value,
+                TicketRow.created_at <= created_before,
+                TicketRow.first_response_at.is_(None),
+                TicketRow.escalated_at.is_not(None),
+                TicketRow.escalated_again_at.is_(None),
+                TicketRow.root.is_not(None),
+            )
+        )
+        return [_ticket(r) for r in rows]
 
     def tickets(
         self,

@@ -108,3 +108,34 @@ def test_one_hand_off_per_shift_change_across_a_restart_and_the_group_follows(wo
     time.sleep(1.0)
     texts = [m["text"] for m in handoffs(stand)]
     assert len(texts) == 2 and f"<@{before}>" in texts[1]
+
+
+def test_escalation_climbs_one_step_at_a_time_each_once_across_a_restart(world, tmp_path):
+    clock, stand = world
+    config = with_rotation(escalate_again_after_minutes=60, escalate_again_to=["U0HEAD"])
+    bot = Bot(stand, tmp_path, config, clock.env).start()
+    asked = stand.tweet("citizen_a", "@SevaHelp no oxygen at the district hospital")
+    root = root_of(stand, asked["id"])
+    on_call = on_call_in(root)
+
+    def steps() -> list[str]:
+        return [
+            m["text"] for m in stand.thread("C0HEALTH", root["ts"]) if "Escalation" in m["text"]
+        ]
+
+    clock.advance(minutes=31)
+    (first,) = wait_for("the first step", steps)
+    assert "<@U0LEAD>" in first and f"(on call: <@{on_call}>)" in first
+    assert "<@U0HEAD>" not in first
+    clock.advance(minutes=20)  # 51 minutes: not yet
+    time.sleep(0.5)
+    assert len(steps()) == 1
+    clock.advance(minutes=10)
+    wait_for("the second step", lambda: len(steps()) == 2)
+    second = steps()[1]
+    assert second.startswith("*Escalation, second step:*") and "<@U0HEAD>" in second
+    bot.kill()
+    clock.advance(hours=2)
+    bot.start()  # nothing is repeated, however late it is now
+    time.sleep(1.0)
+    assert len(steps()) == 2
