@@ -56,7 +56,14 @@ class PrometheusMetrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
             registry=r,
         )
-        self.open_tickets = Gauge("seva_open_tickets", "Open tickets", registry=r)
+        self._first_response = Histogram(
+            "seva_first_response_seconds",
+            "From a citizen's question to the ticket's first public reply",
+            ["department"],
+            buckets=(60, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400),
+            registry=r,
+        )
+        self.open_tickets = Gauge("seva_open_tickets", "Open tickets", ["department"], registry=r)
         self.outbox_pending = Gauge(
             "seva_outbox_pending", "Chat posts not yet delivered", registry=r
         )
@@ -77,6 +84,9 @@ class PrometheusMetrics:
 
     def reply_latency(self, seconds: float) -> None:
         self._reply_latency.observe(seconds)
+
+    def first_response(self, department: str, seconds: float) -> None:
+        self._first_response.labels(department).observe(seconds)
 
     # --- for the composition root's /metrics
 

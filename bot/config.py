@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -397,6 +397,30 @@ class SafetyConfig(_Strict):
     retention_days: int | None = Field(None, ge=1)
 
 
+def _clock_time(value: object) -> object:
+    # YAML 1.1 reads an unquoted 18:00 as the number 1080 (base 60): only quotes are exact.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"{value!r}: write the time in quotes, e.g. '18:00'")
+    return value
+
+
+def _local_time(value: time) -> time:
+    if value.tzinfo is not None:
+        raise ValueError("expected a local time such as '18:00': `timezone` says where")
+    return value
+
+
+class DigestConfig(_Strict):
+    """The daily digest per department (SPEC section 5): at `at`, local time in `timezone`."""
+
+    at: Annotated[time, BeforeValidator(_clock_time), AfterValidator(_local_time)] = time(18, 0)
+    timezone: TimeZoneName = "Asia/Kolkata"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
 class Config(_Strict):
     x: XConfig = XConfig()
     slack: SlackConfig = SlackConfig()
@@ -404,6 +428,7 @@ class Config(_Strict):
     triage: Triage = Triage()
     safety: SafetyConfig = SafetyConfig()
     supervisors: list[ChatUserId] = []
+    digest: DigestConfig | None = None  # no digest unless the key is there
     departments: list[Department] = Field(min_length=1)
     default_department: DepartmentId
 

@@ -35,7 +35,7 @@ from bot.ports import (
     UserGroups,
 )
 from entrypoints import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, migrate
-from handlers import commands, delivery, escalation, ingest, oncall, replies
+from handlers import commands, delivery, escalation, figures, ingest, oncall, replies
 from handlers.context import Bridge, SystemClock
 
 if TYPE_CHECKING:
@@ -213,12 +213,20 @@ class App:
             coalesce=True,
             id="escalate",
         )
-        # Who is on call follows the clock too: the hand-off and the user groups look
-        # every tick. What is due is derived from the database (the rotation, the
-        # overrides, the outbox keys already queued), which is the job store: a restart
-        # or a second instance finds the same work, and the unique outbox key lets only
-        # one post through.
-        for job in (escalation.escalate_again, oncall.hand_off, oncall.sync_usergroups):
+        # The second escalation step, the hand-offs, the user groups and the digests
+        # follow the clock too. What is due is derived from the database (the tickets,
+        # the rotation and its overrides, the outbox keys already queued), which is the
+        # job store: a restart or a second instance finds the same work, and a unique
+        # outbox key or a compare-and-set lets it through once. (APScheduler's own
+        # SQLAlchemyJobStore must not be shared between schedulers, and its timers run
+        # on the system clock, not the bot's.)
+        jobs = (
+            escalation.escalate_again,
+            oncall.hand_off,
+            oncall.sync_usergroups,
+            figures.post_digests,
+        )
+        for job in jobs:
             s.add_job(
                 job,
                 "interval",
@@ -372,9 +380,10 @@ class App:
         b = self.bridge
         if b is None:
             return b""
-        counts = await b.store.run(lambda tx: tx.counts())
+        counts, open_now = await b.store.run(lambda tx: (tx.counts(), tx.open_by_department()))
         m = self.prometheus
-        m.open_tickets.set(counts["tickets_open"])
+        for dept in {d.id for d in self.config.departments} | open_now.keys():
+            m.open_tickets.labels(dept).set(open_now.get(dept, 0))
         m.outbox_pending.set(counts["outbox_pending"])
         m.outbox_failed.set(counts["outbox_failed"])
         m.replies_pending.set(counts["replies_pending"])

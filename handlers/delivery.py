@@ -463,7 +463,7 @@ def _part_sent(tx: UnitOfWork, b: Bridge, part: PendingPart, tweet_id: TweetId) 
     if not tx.part_sent(part, tweet_id) or not part.is_last:
         return None
     tx.finish_reply(part.reply, ReplyState.SENT)
-    tx.first_response(part.ticket)
+    first = tx.first_response(part.ticket)
     tx.audit(part.ticket, ACTOR_X, Audit.REPLIED, tweet_id)
     info = tx.reply(part.reply)
     ticket = tx.ticket(part.ticket)
@@ -480,6 +480,10 @@ def _part_sent(tx: UnitOfWork, b: Bridge, part: PendingPart, tweet_id: TweetId) 
     )
     queue_mark(tx, ticket, ThreadMark.ANSWERED)
     b.metrics.reply_latency(max(0.0, (tx.now - part.queued_at).total_seconds()))
+    if first:  # the ticket's first public response: how long the citizen waited
+        b.metrics.first_response(
+            ticket.department, max(0.0, (tx.now - ticket.created_at).total_seconds())
+        )
     return ticket
 
 

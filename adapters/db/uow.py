@@ -277,6 +277,76 @@ class Tx(Claims):
         ).first()
         return count, _ticket(oldest) if oldest is not None else None
 
+    # --- figures: one department, a window of days, through an index each
+
+    def open_by_department(self) -> dict[str, int]:
+        """Open tickets per department, for /metrics: reads the open tickets only
+        (ix_tickets_state_created), however long the closed history is."""
+        rows = self.s.execute(
+            select(TicketRow.department, func.count())
+            .where(TicketRow.state == TicketState.OPEN.value)
+            .group_by(TicketRow.department)
+        )
+        return {str(d): int(n) for d, n in rows}
+
+    def ticket_counts(
+        self, department: str, since: datetime, until: datetime
+    ) -> tuple[int, int, int]:
+        """Tickets asked, first answered and closed in (since, until]."""
+
+        def count(column: Any) -> int:
+            q = (
+                select(func.count())
+                .select_from(TicketRow)
+                .where(TicketRow.department == department, column > since, column <= until)
+            )
+            return self.s.scalar(q) or 0
+
+        return (
+            count(TicketRow.created_at),
+            count(TicketRow.first_response_at),
+            count(TicketRow.closed_at),
+        )
+
+    def first_responses(self, department: str, since: datetime, until: datetime) -> list[float]:
+        """Seconds from question to first public reply, for the tickets first answered
+        in (since, until]."""
+        rows = self.s.execute(
+            select(TicketRow.created_at, TicketRow.first_response_at).where(
+                TicketRow.department == department,
+                TicketRow.first_response_at > since,
+                TicketRow.first_response_at <= until,
+            )
+        )
+        return [
+            max(0.0, (answered - asked).total_seconds())
+            for asked, answered in rows
+            if answered is not None
+        ]
+
+    def oldest_open(self, department: str, limit: int) -> list[Ticket]:
+        rows = self.s.scalars(
+            select(TicketRow)
+            .where(TicketRow.department == department, TicketRow.state == TicketState.OPEN.value)
+            .order_by(TicketRow.created_at, TicketRow.number)
+            .limit(limit)
+        )
+        return [_ticket(r) for r in rows]
+
+    def waiting_since(self, department: str, created_before: datetime) -> int:
+        """Open tickets asked before `created_before` that still have no public reply."""
+        q = (
+            select(func.count())
+            .select_from(TicketRow)
+            .where(
+                TicketRow.department == department,
+                TicketRow.state == TicketState.OPEN.value,
+                TicketRow.created_at < created_before,
+                TicketRow.first_response_at.is_(None),
+            )
+        )
+        return self.s.scalar(q) or 0
+
     def unanswered_before(
         self, department: str, created_before: datetime, *, urgent_only: bool = False
     ) -> list[Ticket]:
@@ -588,9 +658,10 @@ class Tx(Claims):
             update(ReplyRow).where(ReplyRow.id == reply_id).values(state=state, error=error)
         )
 
-    def first_response(self, ticket: int) -> None:
+    def first_response(self, ticket: int) -> bool:
         """Stamps the ticket's first public response now, unless it has one; from then on
-        it is among the answered tickets that new ones are compared with."""
+        it is among the answered tickets that new ones are compared with. True when this
+        was the first."""
         done = self.s.execute(
             update(TicketRow)
             .where(TicketRow.number == ticket, TicketRow.first_response_at.is_(None))
@@ -598,6 +669,7 @@ class Tx(Claims):
         )
         if done.rowcount:  # type: ignore[attr-defined]
             self._search_answered(ticket)
+        return bool(done.rowcount)  # type: ignore[attr-defined]
 
     def part_sent(self, part: PendingPart, tweet_id: TweetId) -> bool:
         """Records a part X accepted; False if our claim had expired (then it changes

@@ -142,6 +142,7 @@ from handlers.commands import tickets  # noqa: E402, F401, I001
 from handlers.commands import oncall  # noqa: E402, F401
 from handlers.commands import answers  # noqa: E402, F401
 from handlers.commands import move  # noqa: E402, F401
+from handlers.commands import stats  # noqa: E402, F401
 
 
 @command("help", "help", "this list")

@@ -48,6 +48,8 @@ async def status(b: Bridge, args: Args) -> Rich:
     dept = b.department(t.department)
     now = b.clock.now()
     first = _age(t.first_response_at - t.created_at) if t.first_response_at else "none yet"
+    if t.state is TicketState.CLOSED and t.closed_at is not None:
+        first += f" · resolved in {_age(t.closed_at - t.created_at)}"
     return Rich.of(
         Text(f"Ticket #{t.number}", bold=True),
         Text(f" · {t.state.value}"),

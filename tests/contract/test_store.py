@@ -10,7 +10,16 @@ from adapters.db.store import Store
 from adapters.db.tables import TicketTweetRow
 from adapters.metrics import PrometheusMetrics
 from bot.config import parse_config
-from bot.domain import ChannelId, ChatUserId, DepartmentId, MessageId, Outgoing, Rich, TweetId
+from bot.domain import (
+    ChannelId,
+    ChatUserId,
+    DepartmentId,
+    MessageId,
+    Outgoing,
+    Rich,
+    TicketState,
+    TweetId,
+)
 from bot.outbox import ReplyState, root_key
 from bot.ports import Conflict, NewTicket
 from entrypoints import migrate
@@ -316,3 +325,58 @@ def test_a_move_pins_the_old_thread_and_only_the_new_root_opens_the_next(store):
             assert left is not None and left.ticket.number == 1
         assert tx.moved_from("slack", "C1", "999.9") is None
         assert tx.ticket_of_thread("matrix", "!r:hs", "$ev") is not None
+
+
+# --- on call and oversight (issue 11): the same answers on both databases
+
+
+def test_overrides_are_kept_cleared_and_read_by_department(store):
+    clock = store._clock
+    with store.tx() as tx:
+        a = tx.add_override("health", ChatUserId("UA"), tx.now, tx.now + timedelta(hours=2), "UL")
+        tx.add_override("transport", ChatUserId("UB"), tx.now, tx.now + timedelta(hours=2), "UL")
+    clock.advance(hours=1)
+    with store.tx() as tx:
+        (found,) = tx.overrides("health", tx.now - timedelta(days=7))
+        assert found == a
+        (cleared,) = tx.clear_overrides("health", ChatUserId("UL"))
+        assert cleared.ends == tx.now  # the past stays as it was: only the end moves
+        assert tx.clear_overrides("health", ChatUserId("UL")) == []
+    clock.advance(minutes=1)
+    with store.tx() as tx:
+        assert tx.overrides("health", tx.now) == []  # ended
+        assert [o.member for o in tx.overrides("transport", tx.now)] == ["UB"]
+
+
+def test_figures_count_one_departments_window(store):
+    clock = store._clock
+    for tid in (10, 11, 12):
+        new_ticket(store, tid)
+    clock.advance(minutes=10)
+    with store.tx() as tx:
+        assert tx.first_response(1) and not tx.first_response(1)  # once
+        tx.set_state(1, TicketState.CLOSED)
+    clock.advance(minutes=50)
+    with store.tx() as tx:
+        tx.first_response(2)
+        since = tx.now - timedelta(days=1)
+        assert tx.ticket_counts("health", since, tx.now) == (3, 2, 1)
+        assert sorted(tx.first_responses("health", since, tx.now)) == [660.0, 3660.0]
+        assert tx.ticket_counts("transport", since, tx.now) == (0, 0, 0)
+        count, oldest = tx.open_summary("health")
+        assert count == 2 and oldest is not None and oldest.number == 2
+        assert [t.number for t in tx.oldest_open("health", 5)] == [2, 3]
+        assert tx.waiting_since("health", tx.now - timedelta(minutes=30)) == 1  # #3
+        assert tx.open_by_department() == {"health": 2}
+
+
+def test_the_second_escalation_step_is_marked_once(store):
+    new_ticket(store)
+    with store.tx() as tx:
+        tx.set_root(1, MessageId("1.0"), root_key(1))
+        assert tx.escalated_again_due("health", tx.now) == []  # the first step comes first
+        assert tx.mark_escalated(1)
+        (due,) = tx.escalated_again_due("health", tx.now)
+        assert due.number == 1
+        assert tx.mark_escalated_again(1) and not tx.mark_escalated_again(1)
+        assert tx.escalated_again_due("health", tx.now) == []

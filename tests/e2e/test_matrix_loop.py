@@ -265,3 +265,35 @@ def test_m_limit_exceeded_is_waited_out_and_each_root_lands_once(
         assert "429 - Too Many Requests (rc_message)" in log, "Synapse did limit the bot"
     finally:
         bot.kill()
+
+
+def test_oncall_answers_in_the_room_and_an_override_is_handed_off_there(
+    stand: Stand, room: Room, mixed_bot: Bot
+):
+    def notices(text: str) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in room.by_bot()
+            if e["content"].get("msgtype") == "m.notice" and text in e["content"]["body"]
+        ]
+
+    room.say(room.visitor, "!ticket oncall health")  # anyone may ask who it is
+    (who,) = wait_for("who is on call", lambda: notices("Health and hospitals:"))
+    assert room.agent.user_id in who["content"]["body"]
+
+    room.say(room.visitor, f"!ticket oncall set {room.admin.user_id} 2")  # below the level
+    wait_for("the refusal", lambda: notices("Only Health and hospitals's agents"))
+    room.say(room.agent, f"!ticket oncall set {room.admin.user_id} 2")
+    wait_for("the override's answer", lambda: notices("is on call for Health and hospitals"))
+
+    def handoffs() -> list[dict[str, Any]]:
+        return [
+            e
+            for e in room.by_bot()
+            if str(e["content"].get("org.sevabridge.key", "")).startswith("handoff:health:")
+        ]
+
+    (handoff,) = wait_for("the hand-off in the room", handoffs)
+    assert handoff["content"]["body"].startswith("On call now for Health and hospitals:")
+    assert room.admin.user_id in handoff["content"]["m.mentions"]["user_ids"]
+    assert "override by" in handoff["content"]["body"]

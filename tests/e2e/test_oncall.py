@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import re
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import time as datetime_time
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -139,3 +141,51 @@ def test_escalation_climbs_one_step_at_a_time_each_once_across_a_restart(world, 
     bot.start()  # nothing is repeated, however late it is now
     time.sleep(1.0)
     assert len(steps()) == 2
+
+
+def digests(stand: Stand, channel: str = "C0HEALTH") -> list[str]:
+    return [m["text"] for m in stand.messages(channel) if m["text"].startswith("*Daily digest*")]
+
+
+def test_the_daily_digest_goes_out_once_with_the_days_figures(world, tmp_path):
+    clock, stand = world
+    config = copy.deepcopy(CONFIG)
+    config["digest"] = {"at": "18:00", "timezone": "Asia/Kolkata"}
+    ist = ZoneInfo("Asia/Kolkata")
+    today = clock.now().astimezone(ist).date()
+    clock.set(datetime.combine(today, datetime_time(16, 30), ist))
+    bot = Bot(stand, tmp_path, config, clock.env).start()
+    asked_at = clock.now()
+    asked = [stand.tweet(f"citizen{i}", f"@SevaHelp oxygen question {i}")["id"] for i in range(3)]
+    roots = [root_of(stand, t) for t in asked]
+
+    def answer(after: timedelta, i: int, text: str, tweets: int) -> None:
+        clock.set(asked_at + after)  # however long the real process took to get here
+        stand.say("U0AGENT1", "C0HEALTH", text, roots[i]["ts"])
+        wait_for(f"reply {tweets}", lambda: len(stand.bot_tweets()) == tweets)
+
+    answer(timedelta(minutes=10), 0, "Ward 3 has cylinders.", 1)  # a first response in 10m
+    answer(timedelta(minutes=60), 1, "Please call 1075.", 2)  # an hour: past the target
+    clock.set(asked_at + timedelta(minutes=65))
+    assert "closed" in str(stand.command("U0AGENT1", "C0HEALTH", "close 1 resolved")["response"])
+    clock.set(asked_at + timedelta(minutes=89))  # 17:59: not yet
+    time.sleep(0.5)
+    assert digests(stand) == []
+
+    clock.set(asked_at + timedelta(minutes=90, seconds=30))
+    (text,) = wait_for("the digest", lambda: digests(stand))
+    assert "Health and hospitals, the 24 hours to " + f"{today.isoformat()} 18:00 IST" in text
+    assert "new 3 · answered 2 · closed 1 · still open 2" in text
+    assert "first response: median 10m · 90th percentile 1h 0m · 2 past target" in text
+    assert "Oldest open (2 of 2):" in text and f"/status/{asked[1]}|#2>" in text
+    wait_for("transport's digest", lambda: digests(stand, "C0TRANSPORT"))
+    assert digests(stand, "C0TRANSPORT")[0].endswith("No open tickets.")
+
+    bot.kill()
+    clock.advance(hours=1)
+    bot.start()  # the same day's digest is not posted again
+    time.sleep(1.0)
+    assert len(digests(stand)) == 1
+    clock.advance(hours=23)  # the next day's
+    wait_for("the next day's digest", lambda: len(digests(stand)) == 2)
+    assert "new 0 · answered 0 · closed 0 · still open 2" in digests(stand)[1]
