@@ -469,9 +469,10 @@ class UnitOfWork(Protocol):
     def ticket_count(self) -> int: ...
 
     def search(
-        self, weights: Mapping[str, float], *, answered: bool, limit: int
+        self, weights: Mapping[str, float], *, answered: bool, limit: int, every: bool = False
     ) -> list[tuple[int, tuple[str, ...]]]:
-        """Tickets holding any of the terms (the keys), best first, with all their terms."""
+        """Tickets holding any of the terms (the keys; all of them when `every`), best
+        first, with all their terms."""
         ...
 
     def latest_answers(self, tickets: Iterable[int]) -> dict[int, str]: ...

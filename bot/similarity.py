@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import regex
@@ -37,7 +38,8 @@ MIN_SIMILARITY = 0.35
 # A lookup searches by the rarest terms of a query only, as many as fit both limits:
 # common words find thousands of tickets and rank none of them well.
 MAX_SEARCH_TERMS = 8
-MAX_POSTINGS = 10_000
+MAX_POSTINGS = 5_000
+ALL_OF = 3
 MAX_TERM = 64
 # Rarity is judged as if there were at least this many tickets: on a young help desk a
 # word three tickets share is still a rare word, not a common one.
@@ -143,11 +145,28 @@ def similarity(a: Iterable[str], b: Iterable[str], df: Mapping[str, int], n: int
     return shared / norm
 
 
-def search_terms(query: Sequence[str], df: Mapping[str, int]) -> list[str]:
-    """What a lookup searches by: the query's rarest terms that some ticket holds, at most
-    MAX_SEARCH_TERMS of them and MAX_POSTINGS tickets between them (but always the
-    rarest one), so that a lookup's cost has a bound however many tickets there are."""
+@dataclass(frozen=True, slots=True)
+class Search:
+    """What a lookup asks the index for: tickets holding any of `terms`, or, when
+    `every`, all of them."""
+
+    terms: tuple[str, ...]
+    every: bool = False
+
+
+def plan_search(query: Sequence[str], df: Mapping[str, int]) -> Search | None:
+    """What a lookup searches by, so that its cost has a bound however many tickets
+    there are: the query's rarest terms that some ticket holds, at most MAX_SEARCH_TERMS
+    of them and MAX_POSTINGS tickets between them. When even the rarest is held by more
+    than MAX_POSTINGS tickets, only tickets holding all of the rarest few are looked at;
+    a query whose one known word is that common asks nothing a lookup can answer."""
     held = sorted((df[t], t) for t in set(query) if df.get(t))
+    if not held:
+        return None
+    if held[0][0] > MAX_POSTINGS:
+        if len(held) == 1:
+            return None
+        return Search(tuple(t for _, t in held[:ALL_OF]), every=True)
     chosen: list[str] = []
     postings = 0
     for count, term in held[:MAX_SEARCH_TERMS]:
@@ -155,4 +174,4 @@ def search_terms(query: Sequence[str], df: Mapping[str, int]) -> list[str]:
             break
         chosen.append(term)
         postings += count
-    return chosen
+    return Search(tuple(chosen))

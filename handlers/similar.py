@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from bot.domain import Ticket
 from bot.ports import UnitOfWork
-from bot.similarity import MIN_SIMILARITY, MIN_TICKETS, idf, search_terms, similarity, terms
+from bot.similarity import MIN_SIMILARITY, MIN_TICKETS, idf, plan_search, similarity, terms
 
 log = logging.getLogger("seva." + __name__)
 
@@ -41,17 +41,12 @@ def find_similar(
         return []
     df = tx.term_counts(query)
     n = max(tx.ticket_count(), MIN_TICKETS)
-    wanted = search_terms(query, df)
-    if not wanted:
+    plan = plan_search(query, df)
+    if plan is None:
         return []
-    weights = {t: idf(df[t], n) for t in wanted}
-    found = [
-        (number, found_terms)
-        for number, found_terms in tx.search(
-            weights, answered=answered, limit=CANDIDATES + len(exclude)
-        )
-        if number not in exclude
-    ]
+    weights = {t: idf(df[t], n) for t in plan.terms}
+    hits = tx.search(weights, answered=answered, every=plan.every, limit=CANDIDATES + len(exclude))
+    found = [(number, found_terms) for number, found_terms in hits if number not in exclude]
     unknown = {t for _, found_terms in found for t in found_terms} - df.keys()
     df = {**df, **tx.term_counts(unknown)}
     scored = sorted(

@@ -847,9 +847,10 @@ class Tx(Claims):
         return self.s.scalar(select(func.max(TicketRow.number))) or 0
 
     def search(
-        self, weights: Mapping[str, float], *, answered: bool, limit: int
+        self, weights: Mapping[str, float], *, answered: bool, limit: int, every: bool = False
     ) -> list[tuple[int, tuple[str, ...]]]:
-        """Tickets holding any of these terms, best first, with their terms.
+        """Tickets holding any of these terms (all of them when `every`), best first, with
+        their terms.
 
         Best is by BM25 on SQLite; on PostgreSQL by the summed `weights` of the terms
         a ticket holds (its `ts_rank` knows nothing of how rare a term is).
@@ -858,7 +859,10 @@ class Tx(Claims):
             return []
         terms = sorted(weights)
         if self._postgres:
-            params: dict[str, Any] = {"q": " | ".join(_lexeme(t) for t in terms), "limit": limit}
+            params: dict[str, Any] = {
+                "q": (" & " if every else " | ").join(_lexeme(t) for t in terms),
+                "limit": limit,
+            }
             score = []
             for i, t in enumerate(terms):
                 params[f"q{i}"], params[f"w{i}"] = _lexeme(t), float(weights[t])
@@ -879,7 +883,7 @@ class Tx(Claims):
                     f"SELECT rowid, terms FROM {table} WHERE {table} MATCH :q "
                     "ORDER BY rank, rowid DESC LIMIT :limit"
                 ),
-                {"q": " OR ".join(f'"{t}"' for t in terms), "limit": limit},
+                {"q": (" AND " if every else " OR ").join(f'"{t}"' for t in terms), "limit": limit},
             )
         return [(number, tuple(found.split())) for number, found in rows]
 
