@@ -98,6 +98,8 @@ class Audit(enum.StrEnum):
     MOVED = "moved"  # `move N DEPT`: another department's channel or room
     ONCALL_SET = "oncall_set"  # an on-call override (no ticket)
     ONCALL_CLEARED = "oncall_cleared"
+    SAVED = "saved"  # a saved answer kept or replaced (`save`)
+    FORGOTTEN = "forgotten"  # a saved answer deleted (`forget`)
 
 
 # Who made a change, besides the chat users: the citizen's side on X, and the bot.
@@ -353,3 +355,15 @@ class Ticket:
     @property
     def url(self) -> str:
         return tweet_url(self.author_username, self.tweet_id)
+
+
+@dataclass(frozen=True, slots=True)
+class SavedAnswer:
+    """A department's answer to a common question, kept under a name (`save NAME`)."""
+
+    department: DepartmentId
+    name: str
+    text: str
+    saved_by: ChatUserId
+    saved_at: datetime
+    ticket: int | None = None  # the ticket whose public reply it was kept from

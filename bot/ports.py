@@ -21,6 +21,7 @@ from bot.domain import (
     Override,
     Platform,
     Rich,
+    SavedAnswer,
     ThreadRef,
     Ticket,
     TicketState,
@@ -335,6 +336,7 @@ class ReplyInfo:
     author: ChatUserId
     tweet_ids: tuple[TweetId, ...]
     error: str | None
+    parts: tuple[str, ...] = ()  # the tweets' texts, as they go out
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,6 +448,8 @@ class UnitOfWork(Protocol):
         parts: Sequence[str],
         confirm: bool,
         media: Sequence[ChatFile] = (),
+        *,
+        origin: str | None = None,
     ) -> int | None: ...
 
     def posted(self, key: str) -> MessageId | None: ...
@@ -476,6 +480,15 @@ class UnitOfWork(Protocol):
         ...
 
     def latest_answers(self, tickets: Iterable[int]) -> dict[int, str]: ...
+    # Saved answers, per department, by normalised name.
+    def save_answer(self, answer: SavedAnswer) -> SavedAnswer | None:
+        """Keeps `answer`; the one it replaced under that name, if any."""
+        ...
+
+    def saved_answer(self, department: str, name: str) -> SavedAnswer | None: ...
+    def saved_answers(self, department: str | None = None) -> list[SavedAnswer]: ...
+    def forget_answer(self, department: str, name: str) -> SavedAnswer | None: ...
+    def reply_of_origin(self, ticket: int, origin: str) -> ReplyInfo | None: ...
 
     # Leases (work one instance does at a time) and replay guards.
     def hold_lease(self, name: str, owner: str, ttl: timedelta) -> bool: ...

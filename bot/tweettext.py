@@ -90,33 +90,40 @@ def fits(text: str, limit: int = MAX_WEIGHT) -> bool:
     return 0 < weighted_length(text) <= limit
 
 
-def split_reply(text: str, limit: int = MAX_WEIGHT) -> list[str]:
+def split_reply(text: str, limit: int = MAX_WEIGHT, *, ref: str | None = None) -> list[str]:
     """Splits a reply at word boundaries into parts numbered " (1/3)", each within `limit`.
 
     A text that fits comes back unchanged as the only part. URLs are never cut; a
     single word too long for a part is cut between characters (never inside an
     emoji sequence or a combining mark). Remembered: a handler can split a long reply
     on a worker thread first, so the transaction that queues it only looks it up.
+
+    With `ref` (a ticket's `#42`), every part carries it: " (ref #42)" on a single
+    tweet, " (ref #42, 1/3)" in a chain. X refuses a text the account has tweeted
+    before, so one answer sent to many citizens must differ in every tweet, and a
+    reference number is what a help desk's reply naturally carries.
     """
-    return list(_split(text, limit))
+    return list(_split(text, limit, ref))
 
 
 @functools.lru_cache(maxsize=256)
-def _split(text: str, limit: int) -> tuple[str, ...]:
-    if weighted_length(text) <= limit:
-        return (text,)
+def _split(text: str, limit: int, ref: str | None = None) -> tuple[str, ...]:
+    label = f"ref {ref}" if ref else ""
+    if weighted_length(text + (f" ({label})" if label else "")) <= limit:
+        return (f"{text} ({label})" if label else text,)
+    prefix = f"{label}, " if label else ""
     digits = 1
     while True:
         widest = 10**digits - 1
-        reserve = f" ({widest}/{widest})"
-        if limit - len(reserve) < URL_WEIGHT + 1:
+        reserve = f" ({prefix}{widest}/{widest})"
+        if limit - weighted_length(reserve) < URL_WEIGHT + 1:
             raise ValueError(f"limit {limit} leaves no room for a numbered part")
         chunks = _pack(_words(text), limit, reserve)
         if len(chunks) <= widest:
             break
         digits += 1
     total = len(chunks)
-    return tuple(f"{chunk} ({i}/{total})" for i, chunk in enumerate(chunks, 1))
+    return tuple(f"{chunk} ({prefix}{i}/{total})" for i, chunk in enumerate(chunks, 1))
 
 
 @dataclass(slots=True)
@@ -140,7 +147,7 @@ def _words(text: str) -> list[_Word]:
 
 def _pack(words: list[_Word], limit: int, reserve: str) -> list[str]:
     """Greedy packing on additive estimates, each chunk then checked by the exact count."""
-    budget = limit - len(reserve)
+    budget = limit - weighted_length(reserve)
     chunks: list[str] = []
     queue = list(reversed(words))  # a stack: pop() takes the next word
     while queue:
@@ -173,7 +180,7 @@ def _join(words: list[_Word]) -> str:
 
 def _hard_split(word: str, limit: int, reserve: str) -> list[str]:
     """Cuts one over-long word into pieces that fit, keeping URLs and clusters whole."""
-    budget = limit - len(reserve)
+    budget = limit - weighted_length(reserve)
     # A heavy word's pieces are weighed by the same bound as the word, so that the
     # estimates add up to what the check below finds.
     weigh = _upper_bound if _heavy(word) else weighted_length

@@ -97,12 +97,15 @@ def _take_reply(
 @dataclass(frozen=True, slots=True)
 class ReplySource:
     """Who asked for a public reply, and how: an agent's message in the ticket's thread
-    (`message_id` is that message)."""
+    (`message_id` is that message), or a command that tweets a text written elsewhere
+    (`answer NAME`, `reuse FROM`: `origin` names it, and `message_id` is a key of the
+    command's own). A ticket gets at most one reply of each origin."""
 
     platform: Platform
     channel: ChannelId
     message_id: str
     author: ChatUserId
+    origin: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,14 +128,17 @@ def queue_reply(
     """Queues `text` as the ticket's public reply: the one way every path (an agent's
     message, `answer`, `reuse`, a confirmed preview) reaches X, so the reply mode and
     the chain rules apply to all of them alike. None when this source was queued
-    already (a replayed event): nothing is queued twice.
+    already (a replayed event, a repeated command): nothing is queued twice.
 
     `media` are images to attach to the first tweet; `held` are reasons the reply must
-    wait for an agent's Send (shown in the preview), as in confirm mode.
+    wait for an agent's Send (shown in the preview), as in confirm mode. A text from
+    elsewhere (`source.origin`) goes to many citizens, and X refuses a text the account
+    tweeted before, so each of its tweets carries this ticket's number.
     """
     dept = b.department(ticket.department)
     confirm = dept.reply_mode == "confirm" or bool(held)
-    parts = split_reply(text) or ([""] if media else [])
+    ref = f"#{ticket.number}" if source.origin else None
+    parts = split_reply(text, ref=ref) or ([""] if media else [])
     reply_id = tx.add_reply(
         ticket,
         source.platform,
@@ -143,15 +149,24 @@ def queue_reply(
         parts,
         confirm,
         media,
+        origin=source.origin,
     )
     if reply_id is None:
         return None
     how = "awaiting confirmation" if confirm else "queued"
+    if source.origin:
+        how += f" ({source.origin})"
     tx.audit(ticket.number, source.author, Audit.REPLY, how)
     if confirm:
         preview = _preview(ticket, reply_id, parts, media=media, held=held)
         tx.enqueue(preview, ticket.platform, True)
-    log.info("reply.queued ticket=%d reply=%d parts=%d", ticket.number, reply_id, len(parts))
+    log.info(
+        "reply.queued ticket=%d reply=%d parts=%d origin=%s",
+        ticket.number,
+        reply_id,
+        len(parts),
+        source.origin or "message",
+    )
     return QueuedReply(reply_id, tuple(parts), confirm)
 
 
@@ -184,12 +199,11 @@ async def on_action(b: Bridge, action: ChatAction) -> None:
     decided = await b.store.run(_decide, b, action, reply_id)
     if decided is None:
         return
-    ticket, text, verdict, preview = decided
+    ticket, parts, verdict, preview = decided
     b.kick()
     platform = b.platform(ticket.platform)
     if preview is None or platform is None:
         return
-    parts = await asyncio.to_thread(split_reply, text)
     body = verdict + Rich(tuple(Quote(p) for p in parts))
     try:
         await platform.update(ticket.channel, preview, body)
@@ -199,9 +213,9 @@ async def on_action(b: Bridge, action: ChatAction) -> None:
 
 def _decide(
     tx: UnitOfWork, b: Bridge, action: ChatAction, reply_id: int
-) -> tuple[Ticket, str, Rich, MessageId | None] | None:
+) -> tuple[Ticket, tuple[str, ...], Rich, MessageId | None] | None:
     """Sends or cancels a reply awaiting confirmation (compare-and-set): the ticket, the
-    reply's text, what the preview should now say and where it is; None if nothing
+    reply's tweets, what the preview should now say and where it is; None if nothing
     changed."""
     user = action.user
     info = tx.reply(reply_id)
@@ -223,7 +237,7 @@ def _decide(
             return None
         tx.audit(ticket.number, user, Audit.REPLY, "confirmed")
         verdict = Rich.of(Text("Sent by "), Mention(user), Text("; tweeting:\n"))
-    return ticket, info.text, verdict, tx.posted(preview_key(reply_id))
+    return ticket, info.parts, verdict, tx.posted(preview_key(reply_id))
 
 
 def _preview(

@@ -3,8 +3,8 @@ PostgreSQL.
 
 The delivery guarantees rest on constraints here, not on Python checks: one ticket
 per tweet (`ticket_tweets.tweet_id` is the primary key), one public reply per chat
-message (`replies` unique on platform/channel/message), one chat post per key
-(`outbox.key` unique).
+message (`replies` unique on platform/channel/message, and on ticket/origin for the replies
+`answer` and `reuse` make), one chat post per key (`outbox.key` unique).
 """
 
 from __future__ import annotations
@@ -161,8 +161,15 @@ class ReplyRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     confirmed_by: Mapped[str | None] = mapped_column(String(255))
+    # A reply a command made from text written elsewhere (`answer:NAME`, `reuse:12`):
+    # at most one per ticket, so a repeated command or a replay tweets nothing twice.
+    # A cancelled reply gives its origin up, so the command can be given again.
+    origin: Mapped[str | None] = mapped_column(String(96))
 
-    __table_args__ = (UniqueConstraint("platform", "channel", "message_id"),)
+    __table_args__ = (
+        UniqueConstraint("platform", "channel", "message_id"),
+        UniqueConstraint("ticket", "origin", name="uq_replies_ticket_origin"),
+    )
 
 
 class ReplyPartRow(Base):
@@ -210,6 +217,22 @@ class SeenEventRow(Base):
     scope: Mapped[str] = mapped_column(String(16), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class SavedAnswerRow(Base):
+    """A department's answer to a common question, kept under a name (`save NAME`)."""
+
+    __tablename__ = "saved_answers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    department: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))  # as `bot.routing.normalise` leaves it
+    text: Mapped[str] = mapped_column(Text)
+    saved_by: Mapped[str] = mapped_column(String(255))
+    saved_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ticket: Mapped[int | None] = mapped_column(ForeignKey("tickets.number"))  # kept from
+
+    __table_args__ = (UniqueConstraint("department", "name", name="uq_saved_answers_name"),)
 
 
 class TicketMoveRow(Base):

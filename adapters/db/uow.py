@@ -27,6 +27,7 @@ from adapters.db.tables import (
     OverrideRow,
     ReplyPartRow,
     ReplyRow,
+    SavedAnswerRow,
     TicketMoveRow,
     TicketRow,
     TicketTweetRow,
@@ -41,6 +42,7 @@ from bot.domain import (
     Outgoing,
     Override,
     Platform,
+    SavedAnswer,
     ThreadRef,
     Ticket,
     TicketState,
@@ -565,8 +567,11 @@ class Tx(Claims):
         parts: Sequence[str],
         confirm: bool,
         media: Sequence[ChatFile] = (),
+        *,
+        origin: str | None = None,
     ) -> int | None:
-        """Records an agent's public reply; None if this chat message was seen before."""
+        """Records a public reply; None if this chat message was seen before, or this
+        ticket has a reply of this origin already (both unique constraints, too)."""
         exists = self.s.scalar(
             select(ReplyRow.id).where(
                 ReplyRow.platform == platform,
@@ -575,6 +580,8 @@ class Tx(Claims):
             )
         )
         if exists is not None:
+            return None
+        if origin is not None and self.reply_of_origin(ticket.number, origin) is not None:
             return None
         row = ReplyRow(
             ticket=ticket.number,
@@ -586,6 +593,7 @@ class Tx(Claims):
             in_reply_to=ticket.reply_to or ticket.tweet_id,
             state=ReplyState.CONFIRM if confirm else ReplyState.PENDING,
             created_at=self.now,
+            origin=origin,
         )
         self.s.add(row)
         self.s.flush()
@@ -619,21 +627,30 @@ class Tx(Claims):
 
     def reply(self, reply_id: int) -> ReplyInfo | None:
         row = self.s.get(ReplyRow, reply_id)
-        if row is None:
-            return None
-        ids = self.s.scalars(
-            select(ReplyPartRow.tweet_id)
-            .where(ReplyPartRow.reply == reply_id, ReplyPartRow.tweet_id.is_not(None))
+        return None if row is None else self._reply_info(row)
+
+    def reply_of_origin(self, ticket: int, origin: str) -> ReplyInfo | None:
+        """The ticket's reply a command made from this origin (`reuse:12`), if any."""
+        row = self.s.scalars(
+            select(ReplyRow).where(ReplyRow.ticket == ticket, ReplyRow.origin == origin)
+        ).first()
+        return None if row is None else self._reply_info(row)
+
+    def _reply_info(self, row: ReplyRow) -> ReplyInfo:
+        parts = self.s.execute(
+            select(ReplyPartRow.text, ReplyPartRow.tweet_id)
+            .where(ReplyPartRow.reply == row.id)
             .order_by(ReplyPartRow.idx)
-        )
+        ).all()
         return ReplyInfo(
             row.id,
             row.ticket,
             ReplyState(row.state),
             row.text,
             ChatUserId(row.author),
-            tuple(TweetId(i) for i in ids if i),
+            tuple(TweetId(i) for _, i in parts if i),
             row.error,
+            tuple(text for text, _ in parts),
         )
 
     def confirm_reply(self, reply_id: int, user: ChatUserId) -> bool:
@@ -645,11 +662,12 @@ class Tx(Claims):
         return bool(done.rowcount)  # type: ignore[attr-defined]
 
     def cancel_reply(self, reply_id: int) -> bool:
-        """Cancels a reply still awaiting confirmation (never one already sent on)."""
+        """Cancels a reply still awaiting confirmation (never one already sent on); its
+        origin is given up, so `answer`/`reuse` may queue it again."""
         done = self.s.execute(
             update(ReplyRow)
             .where(ReplyRow.id == reply_id, ReplyRow.state == ReplyState.CONFIRM)
-            .values(state=ReplyState.CANCELLED)
+            .values(state=ReplyState.CANCELLED, origin=None)
         )
         return bool(done.rowcount)  # type: ignore[attr-defined]
 
@@ -898,6 +916,63 @@ class Tx(Claims):
             .order_by(ReplyRow.id)
         )
         return {number: body for number, body in rows}
+
+    # --- saved answers
+
+    def save_answer(self, answer: SavedAnswer) -> SavedAnswer | None:
+        """Keeps `answer` under its name in its department; the one it replaced, if any."""
+        row = self.s.scalars(
+            select(SavedAnswerRow).where(
+                SavedAnswerRow.department == answer.department,
+                SavedAnswerRow.name == answer.name,
+            )
+        ).first()
+        before = None if row is None else _saved(row)
+        if row is None:
+            row = SavedAnswerRow(department=answer.department, name=answer.name)
+            self.s.add(row)
+        row.text, row.saved_by, row.saved_at = answer.text, answer.saved_by, answer.saved_at
+        row.ticket = answer.ticket
+        self.s.flush()
+        return before
+
+    def saved_answer(self, department: str, name: str) -> SavedAnswer | None:
+        row = self.s.scalars(
+            select(SavedAnswerRow).where(
+                SavedAnswerRow.department == department, SavedAnswerRow.name == name
+            )
+        ).first()
+        return None if row is None else _saved(row)
+
+    def saved_answers(self, department: str | None = None) -> list[SavedAnswer]:
+        q = select(SavedAnswerRow).order_by(SavedAnswerRow.department, SavedAnswerRow.name)
+        if department is not None:
+            q = q.where(SavedAnswerRow.department == department)
+        return [_saved(r) for r in self.s.scalars(q)]
+
+    def forget_answer(self, department: str, name: str) -> SavedAnswer | None:
+        """Deletes a saved answer; what it was, or None if there was none."""
+        row = self.s.scalars(
+            select(SavedAnswerRow).where(
+                SavedAnswerRow.department == department, SavedAnswerRow.name == name
+            )
+        ).first()
+        if row is None:
+            return None
+        gone = _saved(row)
+        self.s.delete(row)
+        return gone
+
+
+def _saved(r: SavedAnswerRow) -> SavedAnswer:
+    return SavedAnswer(
+        department=DepartmentId(r.department),
+        name=r.name,
+        text=r.text,
+        saved_by=ChatUserId(r.saved_by),
+        saved_at=r.saved_at,
+        ticket=r.ticket,
+    )
 
 
 def _lexeme(term: str) -> str:

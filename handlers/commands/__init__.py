@@ -25,6 +25,7 @@ class CommandError(Exception):
 class Args:
     words: list[str]
     ctx: CommandContext
+    text: str = ""  # the arguments as typed, line breaks and all (`save NAME text`)
 
 
 Run = Callable[[Bridge, Args], Awaitable[Rich]]
@@ -81,11 +82,19 @@ async def run_command(b: Bridge, text: str, ctx: CommandContext) -> Rich:
         return Rich.of(Text(f"Unknown command {name!r}.\n")) + help_text()
     b.metrics.count(Count.COMMANDS, label=cmd.name)
     try:
-        return await cmd.run(b, Args(words[taken:], ctx))
+        return await cmd.run(b, Args(words[taken:], ctx, _typed(text, taken)))
     except NotAllowed as e:
         return Rich.of(Text(str(e)))
     except CommandError as e:
         return Rich.of(Text(f"{e}\nUsage: {cmd.usage}"))
+
+
+def _typed(text: str, skip: int) -> str:
+    """The text after the first `skip` words, as typed (line breaks kept)."""
+    rest = text.strip()
+    for _ in range(skip):
+        rest = rest[len(rest.split(maxsplit=1)[0]) :].lstrip()
+    return rest
 
 
 def help_text() -> Rich:

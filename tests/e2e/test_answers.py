@@ -78,3 +78,92 @@ def test_a_new_root_suggests_an_earlier_answer_and_similar_lists_it(stand: Stand
 
     listed = response_text(stand.command("U0AGENT2", "C0HEALTH", f"similar {number + 1}"))
     assert f"#{number} · open, answered · health" in listed
+
+
+def test_saved_answers_from_slack_and_answer_in_a_thread(stand: Stand, shared_bot: Bot):
+    saved = stand.command(
+        "U0AGENT2",
+        "C0HEALTH",
+        "save cowin Book a vaccine slot on cowin.gov.in; centres take walk-ins 9 to 5.",
+    )
+    assert "Saved “cowin” for Health and hospitals" in response_text(saved)
+    listed = response_text(stand.command("U0AGENT1", "C0HEALTH", "answers"))
+    assert "cowin" in listed and "Book a vaccine slot" in listed
+    refused = stand.command("U0VISITOR", "C0HEALTH", "forget cowin")
+    assert "nothing changed" in response_text(refused)
+
+    asked = [
+        stand.tweet(f"citizen_v{i}", f"@SevaHelp how do I book a vaccine slot {i}?")
+        for i in range(2)
+    ]
+    for tweet in asked:
+        root = root_of(stand, "C0HEALTH", tweet["id"])
+        stand.say("U0AGENT1", "C0HEALTH", "!answer cowin", root["ts"])
+    sent = [
+        wait_for("the saved answer on X", lambda t=t: replies_to(stand, t["id"])) for t in asked
+    ]
+    texts = [s[0]["text"] for s in sent]
+    numbers = [
+        root_of(stand, "C0HEALTH", t["id"])["metadata"]["event_payload"]["ticket"] for t in asked
+    ]
+    assert texts == [
+        f"Book a vaccine slot on cowin.gov.in; centres take walk-ins 9 to 5. (ref #{n})"
+        for n in numbers
+    ]
+    forgot = response_text(stand.command("U0AGENT2", "C0HEALTH", "forget cowin"))
+    assert "Forgot “cowin”" in forgot
+    assert "No saved answers" in response_text(stand.command("U0AGENT1", "C0HEALTH", "answers"))
+
+
+def test_reuse_to_many_tickets_survives_a_kill_9_in_the_middle(tmp_path):
+    """One answer to five tickets; X takes two tweets but the bot never hears so, refuses
+    two more with a 503, and the bot is killed right then. After the restart each ticket
+    has its reply exactly once, each text distinct, and repeating the command adds none."""
+    stand = Stand().start()
+    try:
+        bot = Bot(stand, tmp_path).start()
+        asked = [
+            stand.tweet(f"citizen_r{i}", f"@SevaHelp is the district hospital OPD open Sunday {i}?")
+            for i in range(6)
+        ]
+        roots = [root_of(stand, "C0HEALTH", t["id"]) for t in asked]
+        numbers = [r["metadata"]["event_payload"]["ticket"] for r in roots]
+        stand.say(
+            "U0AGENT1", "C0HEALTH", "Yes: the OPD runs 9 am to 1 pm on Sundays.", roots[0]["ts"]
+        )
+        wait_for("the first answer on X", lambda: replies_to(stand, asked[0]["id"]))
+
+        stand.fault(method="POST", path_prefix="/2/tweets", status=503, times=2, after_commit=True)
+        stand.fault(method="POST", path_prefix="/2/tweets", status=503, times=2)
+        targets = " ".join(str(n) for n in numbers[1:])
+        said = response_text(stand.command("U0AGENT1", "C0HEALTH", f"reuse {numbers[0]} {targets}"))
+        assert said.count("tweeting") == 5
+
+        def reused() -> list[dict]:
+            return [
+                t for t in stand.bot_tweets() if t["text"].endswith(")") and "(ref #" in t["text"]
+            ]
+
+        wait_for("X to take the first reused tweets", lambda: len(reused()) >= 2)
+        bot.kill()
+        assert len(reused()) < 5, "the kill landed before every reply went out"
+
+        bot.start()
+        wait_for("every reused reply", lambda: len(reused()) >= 5, timeout=40)
+        for root in roots[1:]:
+
+            def confirmed(root: dict = root) -> list[dict]:
+                return [m for m in stand.thread("C0HEALTH", root["ts"]) if "Tweeted" in m["text"]]
+
+            wait_for("each thread's confirmation", confirmed)
+        again = response_text(
+            stand.command("U0AGENT1", "C0HEALTH", f"reuse {numbers[0]} {targets}")
+        )
+        assert again.count("had it already") == 5
+        for tweet, number in zip(asked[1:], numbers[1:], strict=True):
+            (reply,) = replies_to(stand, tweet["id"])
+            assert reply["text"] == f"Yes: the OPD runs 9 am to 1 pm on Sundays. (ref #{number})"
+        assert len(reused()) == 5
+        bot.kill()
+    finally:
+        stand.stop()

@@ -196,3 +196,21 @@ def test_text_around_a_heavy_run_keeps_its_exact_weight() -> None:
     assert weighted_length(around + heavy) == parse_tweet(around).weightedLength + (
         weighted_length(heavy)
     )
+
+
+def test_a_reference_goes_into_every_part_so_each_tweet_is_distinct() -> None:
+    assert split_reply("Trains resume at 6 am.", ref="#42") == ["Trains resume at 6 am. (ref #42)"]
+    long = " ".join(f"Station {i} reopens at {i} am." for i in range(40))
+    parts = split_reply(long, ref="#7")
+    assert len(parts) > 2
+    for i, part in enumerate(parts, 1):
+        assert part.endswith(f" (ref #7, {i}/{len(parts)})")
+        assert weighted_length(part) <= 280
+    assert " ".join(p.rsplit(" (", 1)[0] for p in parts).split() == long.split()
+    # Exactly at the limit without the reference: with it, a chain of two.
+    full = "x" * 280
+    assert split_reply(full) == [full]
+    assert [p.rsplit(" (", 1)[1] for p in split_reply(full, ref="#1")] == [
+        "ref #1, 1/2)",
+        "ref #1, 2/2)",
+    ]
