@@ -105,6 +105,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_answers(args: argparse.Namespace) -> int:
+    if not (args.html or args.json):
+        print("seva answers: give --html FILE, --json FILE or both", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        env = load_env()
+        config = load_config(config_path(args.config, env))
+    except ConfigError as e:
+        for p in e.problems:
+            print(p, file=sys.stderr)
+        return EXIT_CONFIG
+    from entrypoints.publish import export
+
+    return export(env, config, args)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if args.sandbox:
         from entrypoints.demo import run_demo  # the stand-ins load only for the demo
@@ -132,6 +148,13 @@ def run_app(env: Env, config: Config) -> int:
         return EXIT_FAILURE
 
 
+def _positive(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return n
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seva", description="Seva Bridge: a public help desk on X")
     sub = p.add_subparsers(dest="command", required=True)
@@ -151,6 +174,20 @@ def parser() -> argparse.ArgumentParser:
     chk.add_argument("--config")
     chk.add_argument("--online", action="store_true", help="also call X, Slack and Matrix")
     chk.set_defaults(func=cmd_check)
+    ans = sub.add_parser(
+        "answers", help="write the public page of saved answers and recent public Q&A"
+    )
+    ans.add_argument("--html", metavar="FILE", help="a static HTML page")
+    ans.add_argument("--json", metavar="FILE", help="the same as JSON")
+    ans.add_argument("--config", help="YAML config (for the departments' names)")
+    ans.add_argument(
+        "--days", type=_positive, default=30, help="questions answered in the last DAYS"
+    )
+    ans.add_argument("--limit", type=_positive, default=200, help="at most this many questions")
+    ans.add_argument("--department", help="one department only")
+    ans.add_argument("--title", help="the page's title")
+    ans.add_argument("--timezone", default="Asia/Kolkata", help="for the dates shown")
+    ans.set_defaults(func=cmd_answers)
     return p
 
 

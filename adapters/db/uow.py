@@ -917,6 +917,32 @@ class Tx(Claims):
         )
         return {number: body for number, body in rows}
 
+    def public_replies(
+        self, since: datetime, limit: int, department: str | None = None
+    ) -> list[tuple[Ticket, list[list[tuple[str, str]]]]]:
+        """Tickets first answered since `since`, newest first, each with its public
+        replies X accepted: every chain as (text, tweet id) of each tweet, oldest first."""
+        q = select(TicketRow).where(TicketRow.first_response_at >= since)
+        if department is not None:
+            q = q.where(TicketRow.department == department)
+        rows = self.s.scalars(
+            q.order_by(TicketRow.first_response_at.desc(), TicketRow.number.desc()).limit(limit)
+        ).all()
+        if not rows:
+            return []
+        numbers = [r.number for r in rows]
+        parts = self.s.execute(
+            select(ReplyRow.ticket, ReplyRow.id, ReplyPartRow.text, ReplyPartRow.tweet_id)
+            .join(ReplyPartRow, ReplyPartRow.reply == ReplyRow.id)
+            .where(ReplyRow.ticket.in_(numbers), ReplyRow.state == ReplyState.SENT)
+            .order_by(ReplyRow.id, ReplyPartRow.idx)
+        ).all()
+        chains: dict[int, dict[int, list[tuple[str, str]]]] = {}
+        for ticket, reply, part, tweet_id in parts:
+            if tweet_id:
+                chains.setdefault(ticket, {}).setdefault(reply, []).append((part, tweet_id))
+        return [(_ticket(r), list(chains[r.number].values())) for r in rows if r.number in chains]
+
     # --- saved answers
 
     def save_answer(self, answer: SavedAnswer) -> SavedAnswer | None:

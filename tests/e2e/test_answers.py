@@ -8,11 +8,13 @@ with the kill has its own.
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.harness import Bot, Stand, wait_for
+from tests.e2e.harness import SEVA, Bot, Stand, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -167,3 +169,65 @@ def test_reuse_to_many_tickets_survives_a_kill_9_in_the_middle(tmp_path):
         bot.kill()
     finally:
         stand.stop()
+
+
+def test_the_public_page_holds_public_questions_and_answers_only(
+    stand: Stand, shared_bot: Bot, tmp_path
+):
+    stand.command("U0AGENT1", "C0HEALTH", "save visiting Visiting hours are 4 pm to 7 pm.")
+    nasty = stand.tweet(
+        "citizen_page", '@SevaHelp is the <script>alert("x")</script> ward & ICU open?'
+    )
+    root = root_of(stand, "C0HEALTH", nasty["id"])
+    stand.say("U0AGENT1", "C0HEALTH", "note: internal — ask the ICU desk first", root["ts"])
+    stand.say("U0AGENT1", "C0HEALTH", "Yes, both are open <24x7> & free.", root["ts"])
+    wait_for("the answer on X", lambda: replies_to(stand, nasty["id"]))
+    private = stand.tweet("citizen_phone", "@SevaHelp call me on 98765 43210 about oxygen")
+    proot = root_of(stand, "C0HEALTH", private["id"])
+    stand.say("U0AGENT1", "C0HEALTH", "We will call you back today.", proot["ts"])
+    wait_for("the second answer on X", lambda: replies_to(stand, private["id"]))
+    wait_for(
+        "both answers recorded",
+        lambda: "Tweeted" in str(stand.thread("C0HEALTH", proot["ts"])),
+    )
+
+    html, data = tmp_path / "site" / "answers.html", tmp_path / "answers.json"
+    done = subprocess.run(
+        [
+            str(SEVA),
+            "answers",
+            "--html",
+            str(html),
+            "--json",
+            str(data),
+            "--config",
+            str(shared_bot.config_path),
+            "--title",
+            "Health desk answers",
+        ],
+        cwd=shared_bot.workdir,
+        env=shared_bot.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "left out for personal data" in done.stdout
+    page = html.read_text()
+    assert "<title>Health desk answers</title>" in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; ward &amp; ICU open?" in page
+    assert "<script" not in page.replace("&lt;script", "")
+    assert "Yes, both are open &lt;24x7&gt; &amp; free." in page
+    assert f"/status/{nasty['id']}" in page
+    reply_id = replies_to(stand, nasty["id"])[0]["id"]
+    assert f"https://x.com/i/status/{reply_id}" in page
+    assert "Visiting hours are 4 pm to 7 pm." in page
+    for internal in ("ask the ICU desk", "U0AGENT1", "note:", "98765", "citizen_phone"):
+        assert internal not in page
+    assert "http" not in page.replace("https://x.com/", "")  # no external asset of any kind
+    parsed = json.loads(data.read_text())
+    question = next(q for q in parsed["questions"] if "ICU" in q["question"])
+    assert question["answers"][0]["text"] == "Yes, both are open <24x7> & free."
+    assert question["answers"][0]["tweets"][0]["url"] == f"https://x.com/i/status/{reply_id}"
+    assert parsed["withheld"] >= 1
+    assert {"department", "name", "text", "updated_at"} == set(parsed["saved_answers"][0])
