@@ -144,6 +144,32 @@ def test_commands_in_the_room_and_in_a_thread(stand: Stand, room: Room, mixed_bo
     assert stand.bot_tweets() == []
 
 
+def test_saved_answers_and_answer_from_a_room(stand: Stand, room: Room, mixed_bot: Bot):
+    """The saved answers are the same commands in a Matrix room: saved by an agent (a
+    member below the power level may not), sent with `!answer` in a ticket's thread."""
+
+    def notice(text: str):
+        return lambda: [
+            e
+            for e in room.by_bot()
+            if e["content"].get("msgtype") == "m.notice" and text in e["content"]["body"]
+        ]
+
+    room.say(room.visitor, "!ticket save beds Not from a visitor.")
+    wait_for("the refusal", notice("nothing changed"))
+    room.say(room.agent, "!ticket save beds Beds are free at the district hospital, ward 4.")
+    wait_for("the saved answer", notice("Saved “beds”"))
+    asked = stand.tweet("citizen_asha", "@SevaHelp hospital beds free?")
+    root = wait_for("the root in the room", lambda: room.root(1))
+    room.say(room.agent, "!answer beds", root["event_id"])
+    (reply,) = wait_for("the saved answer on X", stand.bot_tweets)
+    assert reply["in_reply_to_tweet_id"] == asked["id"]
+    assert reply["text"] == "Beds are free at the district hospital, ward 4. (ref #1)"
+    room.say(room.agent, "!answers")
+    (listed,) = wait_for("the list", notice("Saved answers for Health and hospitals (1)"))
+    assert "Not from a visitor" not in listed["content"]["body"]
+
+
 def test_both_platforms_at_once(stand: Stand, room: Room, mixed_bot: Bot):
     stand.tweet("citizen_asha", "@SevaHelp oxygen?")
     stand.tweet("ravi_k", "@SevaHelp is the 5:40 train late?")
