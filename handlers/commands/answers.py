@@ -56,8 +56,9 @@ def _alike(tx: UnitOfWork, ticket: Ticket) -> list[_Alike]:
     out = []
     for m in matches:
         other = tx.ticket(m.ticket)
-        unanswered = other is None or other.first_response_at is None
-        if other is None or (unanswered and other.state is not TicketState.OPEN):
+        if other is None:
+            continue
+        if other.first_response_at is None and other.state is not TicketState.OPEN:
             continue
         out.append(_Alike(other, answers.get(other.number)))
     return out[:SIMILAR_SHOWN]
@@ -90,6 +91,7 @@ async def similar(b: Bridge, args: Args) -> Rich:
 
 _NAME = regex.compile(r"[\p{L}\p{M}\p{N}_-]{1,40}")
 SHOWN = 80  # characters of an answer a list shows
+_REST = regex.compile(r"\s*\S+\s+(.*)", regex.DOTALL)
 
 
 def _name(word: str) -> str:
@@ -102,8 +104,8 @@ def _name(word: str) -> str:
 
 def _after_first_word(typed: str) -> str:
     """The text after the first word, as typed (line breaks kept)."""
-    parts = typed.split(maxsplit=1)
-    return typed[typed.index(parts[1]) :].strip() if len(parts) > 1 else ""
+    m = _REST.match(typed)
+    return m.group(1).strip() if m else ""
 
 
 async def _department_here(b: Bridge, args: Args) -> tuple[Department, Ticket | None]:

@@ -83,6 +83,8 @@ async def test_only_the_departments_agents_and_supervisors_change_saved_answers(
     assert "No saved answers" in await say(b, in_channel(user="U0VISITOR"), "answers")
     assert "cannot name an answer" in await say(b, in_channel(), "save a/b text")
     assert "What should it say?" in await say(b, in_channel(), "save lonely")
+    # The text is what follows the name, even where it repeats the name's letters.
+    assert (await say(b, in_channel(), "save aa a")).startswith("Saved “aa” for Health:\n> a\n")
 
 
 async def test_save_in_a_thread_keeps_its_last_public_reply(world):
