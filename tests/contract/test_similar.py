@@ -4,16 +4,19 @@ of India's scripts kept whole in both indexes."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from itertools import count
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from adapters.db.store import Store
 from bot.domain import ChannelId, ChatUserId, DepartmentId
 from bot.ports import NewTicket
 from bot.similarity import terms
+from entrypoints import migrate
 from handlers.similar import find_similar
 from tests.conftest import migrated_store
 from tests.fakes import FakeClock, tweet
@@ -122,3 +125,35 @@ def test_forgetting_a_ticket_takes_it_out_of_the_index(store):
         assert find_similar(tx, query, answered=True) == []
         assert find_similar(tx, query, answered=False) == []
         assert tx.term_counts(query) == {}
+
+
+def test_tickets_stored_before_the_index_existed_are_indexed_by_the_migration(db_url):
+    store = Store(db_url, clock=FakeClock())
+    migrate.upgrade(store.engine, "0002")
+    with store.engine.begin() as conn:
+        for number, text, answered in (
+            (1, "@SevaHelp is train 12951 cancelled today?", True),
+            (2, "@SevaHelp train 12951 cancelled today??", False),
+        ):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO tickets (number, tweet_id, department, state, author_id, "
+                    "author_username, text, created_at, platform, channel, reply_to, "
+                    "first_response_at) VALUES (:n, :tid, 'health', 'open', '2000', 'c', :text, "
+                    ":at, 'slack', 'C1', :tid, :answered_at)"
+                ),
+                {
+                    "n": number,
+                    "tid": str(100 + number),
+                    "text": text,
+                    "at": datetime(2021, 5, 4),
+                    "answered_at": datetime(2021, 5, 4, 1) if answered else None,
+                },
+            )
+    migrate.upgrade(store.engine)
+    query = terms("@SevaHelp is 12951 cancelled?")
+    with store.tx() as tx:
+        assert [m.ticket for m in find_similar(tx, query, answered=True)] == [1]
+        assert {m.ticket for m in find_similar(tx, query, answered=False)} == {1, 2}
+        assert tx.term_counts(["12951"]) == {"12951": 2}
+    store.dispose()
