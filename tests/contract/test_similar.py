@@ -83,7 +83,7 @@ def test_the_labelled_set_precision_and_recall_of_the_top_three(store, db_url, c
     recall = right / expected
     languages = {"Latin", "Devanagari", "Tamil", "Bengali", "Telugu"}
     with capsys.disabled():
-        dialect = db_url.split(":", 1)[0]
+        dialect = db_url.split(":", 1)[0].split("+", 1)[0]
         print(
             f"\nsimilar ({dialect}): {len(docs)} mentions, {expected} same-question pairs, "
             f"{len(languages)} scripts: precision {precision:.2f}, recall {recall:.2f} "
