@@ -12,16 +12,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from bot.safety import is_internal_note
+
 COMMAND_PREFIX = "!"
-INTERNAL_PREFIXES = ("note:", "private:")
 
 _TICKET_WORD = re.compile(r"^ticket(?:\s+|$)", re.IGNORECASE)
 _AFTER_MENTION = re.compile(r"[\s:,]|$")
 
 
 def is_internal(text: str) -> bool:
-    """A note for the team (`note: …`, `private: …`, any case): never tweeted."""
-    return text.lstrip().casefold().startswith(INTERNAL_PREFIXES)
+    """A note for the team, never tweeted: SPEC section 5's rule, which fails closed
+    (`NOTE : checking`, `*note:*`, `> private – …`, `Note：`, `नोट:`); see
+    `bot.safety.is_internal_note`. The one place every platform asks."""
+    return is_internal_note(text)
 
 
 def command_text(text: str, bot_mentions: Iterable[str] = ()) -> str | None:

@@ -40,7 +40,10 @@ async def on_message(b: Bridge, msg: ChatMessage) -> None:
     if msg.edited:
         await on_edit(b, msg)
         return
-    if msg.thread_root is None or is_internal(msg.text):
+    if msg.thread_root is None:
+        return
+    if is_internal(msg.text):
+        log.info("reply.internal_note channel=%s message=%s", msg.channel, msg.id)
         return
     text = msg.text.strip()
     if not text and not msg.files:

@@ -56,8 +56,15 @@ def test_the_slash_command_takes_its_text_whole() -> None:
         ("note: call back later", True),
         ("  PRIVATE: their number is 98…", True),
         ("Note:x", True),
-        ("notes: from the call", False),
+        ("notes: from the call", True),  # fails closed: a reader sees a note
+        ("NOTE : checking", True),
+        ("*note:* their number", True),
+        ("Note： full-width colon", True),
+        ("note - waiting for the desk", True),
+        ("नोट: कल फोन करें", True),
+        ("&gt; internal – draft", True),  # a Slack quote, as Slack sends it
         ("Please note: the line is open", False),
+        ("noted, thanks", False),
     ],
 )
 def test_notes_stay_internal(text: str, internal: bool) -> None:

@@ -1,0 +1,100 @@
+"""Public-post safety through the real `seva run` process in a room on a real Synapse
+(SPEC section 5): notes fail closed, risky replies wait for a ✅, personal data is
+flagged, only the department's people change its tickets, and `retract` works.
+
+One bot process and one room serve the whole module; each test opens its own ticket.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import Bot, Stand, wait_for
+from tests.e2e.test_matrix_loop import Room, matrix_env, mixed_config
+from tests.synapse import Homeserver
+
+pytestmark = [pytest.mark.e2e, pytest.mark.synapse]
+
+TWEET_FIELD = "org.sevabridge.tweet_id"
+
+
+@pytest.fixture(scope="module")
+def stand() -> Iterator[Stand]:
+    s = Stand().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def room(synapse: Homeserver) -> Room:
+    return Room(synapse)
+
+
+def safety_config(room: Room) -> dict[str, Any]:
+    config = copy.deepcopy(mixed_config(room))
+    config["safety"] = {"official_numbers": ["1075"], "max_reply_parts": 2}
+    config["supervisors"] = ["U0LEAD", room.admin.user_id]
+    return config
+
+
+@pytest.fixture(scope="module")
+def bot(
+    stand: Stand, synapse: Homeserver, room: Room, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Bot]:
+    workdir = tmp_path_factory.mktemp("safety-matrix")
+    b = Bot(stand, workdir, safety_config(room), matrix_env(synapse, room)).start()
+    yield b
+    b.kill()
+
+
+@pytest.fixture(autouse=True)
+def no_bot_outlives_its_test() -> Iterator[None]:
+    """The module's bot lives for the whole module (the shared fixture kills it)."""
+    yield
+
+
+def open_ticket(stand: Stand, room: Room, citizen: str, text: str) -> dict[str, Any]:
+    """Tweets as `citizen`; the thread root the bot posts in the room, with the tweet."""
+    asked = stand.tweet(citizen, text)
+
+    def probe() -> dict[str, Any] | None:
+        return next(
+            (e for e in room.by_bot() if e["content"].get(TWEET_FIELD) == asked["id"]), None
+        )
+
+    root = wait_for(f"the root of {citizen}'s tweet", probe, timeout=30)
+    root["asked"] = asked
+    return root
+
+
+def replies_to(stand: Stand, tweet_id: str) -> list[dict[str, Any]]:
+    return [t for t in stand.bot_tweets() if t["in_reply_to_tweet_id"] == tweet_id]
+
+
+def test_notes_in_any_form_stay_internal(stand: Stand, room: Room, bot: Bot):
+    root = open_ticket(stand, room, "citizen_notes", "@SevaHelp oxygen at the hospital?")
+    thread = root["event_id"]
+    tricky = [
+        "NOTE : checking with the desk",
+        "*note:* their cousin called too",
+        "Note： full-width colon",
+        "note - waiting for the desk",
+        "नोट: कल फोन करें",
+        "> private: quoted from the call",
+        "\u200binternal – draft, do not send",
+    ]
+    before = bot.log().count("reply.internal_note")
+    for text in tricky:
+        room.say(room.agent, text, thread)
+    wait_for(
+        "every note to be read as one",
+        lambda: bot.log().count("reply.internal_note") >= before + len(tricky),
+        timeout=30,
+    )
+    room.say(room.agent, "Oxygen is at counter 2.", thread)
+    (reply,) = wait_for("the one real reply", lambda: replies_to(stand, root["asked"]["id"]))
+    assert reply["text"] == "Oxygen is at counter 2."
