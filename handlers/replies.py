@@ -29,6 +29,7 @@ from bot.media import sort_files
 from bot.outbox import ActionId, ReplyState, preview_key
 from bot.permissions import may_answer
 from bot.ports import CommandContext, MovedThread, ReplyInfo, UnitOfWork
+from bot.safety import hold_reasons
 from bot.tweettext import split_reply
 from handlers import moves
 from handlers.context import Bridge
@@ -116,6 +117,7 @@ class QueuedReply:
     id: int
     parts: tuple[str, ...]
     confirm: bool  # waits for Send (or a ✅) before anything is tweeted
+    held: tuple[str, ...] = ()  # why it waits although the department answers directly
 
 
 def queue_reply(
@@ -129,19 +131,23 @@ def queue_reply(
     held: Sequence[str] = (),
 ) -> QueuedReply | None:
     """Queues `text` as the ticket's public reply: the one way every path (an agent's
-    message, `answer`, `reuse`, a confirmed preview) reaches X, so the reply mode and
-    the chain rules apply to all of them alike. None when this source was queued
-    already (a replayed event, a repeated command): nothing is queued twice.
+    message, `answer`, `reuse`, a confirmed preview) reaches X, so the reply mode, the
+    safety holds and the chain rules apply to all of them alike. None when this source
+    was queued already (a replayed event, a repeated command): nothing is queued twice.
 
-    `media` are images to attach to the first tweet; `held` are reasons the reply must
-    wait for an agent's Send (shown in the preview), as in confirm mode. A text from
-    elsewhere (`source.origin`) goes to many citizens, and X refuses a text the account
-    tweeted before, so each of its tweets carries this ticket's number.
+    `media` are images to attach to the first tweet. The reply waits for an agent's
+    Send, as in `reply_mode: confirm`, with the reasons shown above the exact text,
+    when `held` gives reasons (files X cannot take) or `bot.safety.hold_reasons` finds
+    it risky (personal data, someone else mentioned, a link elsewhere, a long chain).
+    A text from elsewhere (`source.origin`) goes to many citizens, and X refuses a text
+    the account tweeted before, so each of its tweets carries this ticket's number.
     """
     dept = b.department(ticket.department)
-    confirm = dept.reply_mode == "confirm" or bool(held)
     ref = f"#{ticket.number}" if source.origin else None
     parts = split_reply(text, ref=ref) or ([""] if media else [])
+    risky = hold_reasons(text, len(parts), ticket.author_username, b.config.safety)
+    reasons = (*(f"this reply {r}" for r in risky), *held)
+    confirm = dept.reply_mode == "confirm" or bool(reasons)
     reply_id = tx.add_reply(
         ticket,
         source.platform,
@@ -157,20 +163,23 @@ def queue_reply(
     if reply_id is None:
         return None
     how = "awaiting confirmation" if confirm else "queued"
+    if risky or held:
+        how = "held: " + "; ".join((*risky, *held))
     if source.origin:
         how += f" ({source.origin})"
     tx.audit(ticket.number, source.author, Audit.REPLY, how)
     if confirm:
-        preview = _preview(ticket, reply_id, parts, media=media, held=held)
+        preview = _preview(ticket, reply_id, parts, media=media, held=reasons)
         tx.enqueue(preview, ticket.platform, True)
     log.info(
-        "reply.queued ticket=%d reply=%d parts=%d origin=%s",
+        "reply.queued ticket=%d reply=%d parts=%d held=%d origin=%s",
         ticket.number,
         reply_id,
         len(parts),
+        len(reasons),
         source.origin or "message",
     )
-    return QueuedReply(reply_id, tuple(parts), confirm)
+    return QueuedReply(reply_id, tuple(parts), confirm, reasons)
 
 
 async def _tell_not_agent(b: Bridge, msg: ChatMessage, department: str) -> None:
@@ -252,9 +261,12 @@ def _preview(
     held: Sequence[str] = (),
 ) -> Outgoing:
     count = len(parts)
-    body = Rich.of()
+    body = Rich()
     if held:
-        body += Rich.of(Text("Held: ", bold=True), Text("; ".join(held) + ".\n"))
+        body += Rich.of(
+            Text("Held for confirmation", bold=True),
+            Text(": " + "; ".join(held) + ".\n"),
+        )
     body += Rich.of(
         Text("This will be tweeted" + (f" as {count} replies" if count > 1 else "") + ":\n"),
         *(Quote(p) for p in parts if p),

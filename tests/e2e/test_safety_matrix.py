@@ -98,3 +98,40 @@ def test_notes_in_any_form_stay_internal(stand: Stand, room: Room, bot: Bot):
     room.say(room.agent, "Oxygen is at counter 2.", thread)
     (reply,) = wait_for("the one real reply", lambda: replies_to(stand, root["asked"]["id"]))
     assert reply["text"] == "Oxygen is at counter 2."
+
+
+def test_a_reply_mentioning_another_account_waits_for_a_check_mark(
+    stand: Stand, room: Room, bot: Bot
+):
+    root = open_ticket(stand, room, "citizen_held", "@SevaHelp is the blood bank open?")
+    room.say(room.agent, "Please ask @BloodBankDelhi directly.", root["event_id"])
+
+    def preview() -> dict[str, Any] | None:
+        return next(
+            (
+                e
+                for e in room.in_thread(root["event_id"])
+                if "Held for confirmation" in e["content"]["body"]
+            ),
+            None,
+        )
+
+    held = wait_for("the held preview", preview, timeout=30)
+    assert "mentions @BloodBankDelhi" in held["content"]["body"]
+    assert "React with ✅ to send" in held["content"]["body"]
+    assert replies_to(stand, root["asked"]["id"]) == []
+    room.hs.react(room.visitor, room.id, held["event_id"], "✅")  # below the power level
+    room.hs.react(room.agent, room.id, held["event_id"], "✅")
+    (tweet,) = wait_for("the tweet after ✅", lambda: replies_to(stand, root["asked"]["id"]))
+    assert tweet["text"] == "Please ask @BloodBankDelhi directly."
+
+    def sent_by() -> list[dict[str, Any]]:
+        return [
+            e
+            for e in room.by_bot()
+            if (e["content"].get("m.relates_to") or {}).get("event_id") == held["event_id"]
+            and e["content"].get("m.new_content", {}).get("body", "").startswith("Sent by")
+        ]
+
+    (edit,) = wait_for("the preview to say who sent it", sent_by, timeout=30)
+    assert room.agent.user_id in edit["content"]["m.new_content"]["body"]

@@ -92,3 +92,40 @@ def test_notes_in_any_form_stay_internal(stand: Stand, bot: Bot):
     stand.say("U0AGENT1", HEALTH, "Cylinders are at counter 2.", root["ts"])
     (reply,) = wait_for("the one real reply", lambda: replies_to(stand, root["asked"]["id"]))
     assert reply["text"] == "Cylinders are at counter 2."
+
+
+def audit(bot: Bot, ticket: int) -> list[tuple[str, str, str]]:
+    """The audit log as an operator would read it from the database."""
+    import sqlite3
+
+    path = bot.db_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:
+        rows = db.execute(
+            "SELECT actor, action, detail FROM audit_log WHERE ticket = ? ORDER BY id", (ticket,)
+        ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+def test_a_reply_with_a_phone_number_waits_for_send(stand: Stand, bot: Bot):
+    root = open_ticket(stand, "citizen_held", "@SevaHelp did the hospital call me back?")
+    ticket = root["metadata"]["event_payload"]["ticket"]
+    stand.say("U0AGENT2", HEALTH, "We called you on 98765 43210, please pick up.", root["ts"])
+
+    def preview() -> list[dict[str, Any]]:
+        return [m for m in stand.thread(HEALTH, root["ts"]) if m.get("blocks")]
+
+    (held,) = wait_for("the held preview with its Send button", preview)
+    assert "Held for confirmation" in held["text"] and "98xxxxxx10" in held["text"]
+    assert replies_to(stand, root["asked"]["id"]) == []
+    buttons = [e for b in held["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    send = next(b for b in buttons if b["action_id"] == "seva_send")
+    stand.click("U0AGENT1", HEALTH, held["ts"], send["action_id"], send["value"])
+    (tweet,) = wait_for("the tweet after Send", lambda: replies_to(stand, root["asked"]["id"]))
+    assert tweet["text"] == "We called you on 98765 43210, please pick up."
+    entries = audit(bot, ticket)
+    assert (
+        "U0AGENT2",
+        "reply",
+        "held: contains a phone number (98xxxxxx10) that is not an official number",
+    ) in entries
+    assert ("U0AGENT1", "reply", "confirmed") in entries
