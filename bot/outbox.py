@@ -143,7 +143,10 @@ class ThreadMark(enum.StrEnum):
 
 
 class ActionId(enum.StrEnum):
-    """The buttons (Slack) and confirming reactions (Matrix) a preview offers."""
+    """The buttons (Slack) and confirming reactions (Matrix) the bot's posts offer: a
+    preview's Send and Cancel, and the safety reply offered where a citizen's post
+    shows personal data."""
 
     SEND = "seva_send"
     CANCEL = "seva_cancel"
+    PRIVACY_REPLY = "seva_privacy_reply"

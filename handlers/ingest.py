@@ -44,6 +44,7 @@ from bot.ports import (
 from bot.routing import is_ignored, route, urgent_words
 from handlers.context import Bridge, PollState, queue_mark
 from handlers.oncall import member_now
+from handlers.privacy import personal_data_notice
 from handlers.similar import Suggestion, index_and_suggest, reindex
 
 log = logging.getLogger("seva." + __name__)
@@ -275,6 +276,8 @@ def _add_edit(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> bool:
         Link(tweet.url, "Open on X"),
         Text(" · public replies now go to this version."),
     )
+    notice, actions = personal_data_notice(tweet.text, ticket.number, tweet.id)
+    body += notice
     if reopen:
         body += Rich.of(Text("\n"), Text(f"Ticket #{ticket.number} reopened.", bold=True))
     body += _became_urgent(b, tx, ticket, tweet)
@@ -285,6 +288,7 @@ def _add_edit(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> bool:
             body=body,
             ticket=ticket.number,
             tweet_id=tweet.id,
+            actions=actions,
         ),
         ticket.platform,
         in_thread=True,
@@ -311,6 +315,7 @@ def _announce(
             ticket=ticket.number,
             tweet_id=ticket.tweet_id,
             is_root=True,
+            actions=personal_data_notice(new.tweet.text, ticket.number, ticket.tweet_id)[1],
         ),
         ticket.platform,
         in_thread=False,
@@ -341,6 +346,8 @@ def _add_followup(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> bo
         Text(":\n"),
     )
     body += question(tweet) + Rich.of(Text("\n"), Link(tweet.url, "Open on X"))
+    notice, actions = personal_data_notice(tweet.text, ticket.number, tweet.id)
+    body += notice
     if reopen:
         body += Rich.of(Text("\n"), Text(f"Ticket #{ticket.number} reopened.", bold=True))
     body += _became_urgent(b, tx, ticket, tweet)
@@ -351,6 +358,7 @@ def _add_followup(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> bo
             body=body,
             ticket=ticket.number,
             tweet_id=tweet.id,
+            actions=actions,
         ),
         ticket.platform,
         in_thread=True,
@@ -413,6 +421,7 @@ def root_body(
         *asked.segments,
         Text("\n"),
         Link(ticket.url, "Open on X"),
+        *_personal_data_lines(ticket, tweet),
         *_matched_line(matched),
         *_similar_lines(similar),
         Text("\nOn call: "),
@@ -451,6 +460,12 @@ def _urgent_mentions(ticket: Ticket, dept: Department) -> tuple[Segment, ...]:
         out += [Text(", ")] if i else []
         out.append(Mention(user))
     return tuple(out)
+
+
+def _personal_data_lines(ticket: Ticket, tweet: Tweet | None) -> tuple[Segment, ...]:
+    """ "contains: phone number" and the suggested safety reply, when the post shows any."""
+    text = tweet.text if tweet is not None else ticket.text
+    return personal_data_notice(text, ticket.number, ticket.tweet_id)[0].segments
 
 
 def question(tweet: Tweet) -> Rich:

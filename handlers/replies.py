@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.addressing import is_internal
 from bot.domain import (
@@ -33,6 +33,7 @@ from bot.safety import hold_reasons
 from bot.tweettext import split_reply
 from handlers import moves
 from handlers.context import Bridge
+from handlers.privacy import SafetyReply, parse_privacy_value
 
 log = logging.getLogger("seva." + __name__)
 
@@ -129,6 +130,7 @@ def queue_reply(
     *,
     media: Sequence[ChatFile] = (),
     held: Sequence[str] = (),
+    approved: bool = False,
 ) -> QueuedReply | None:
     """Queues `text` as the ticket's public reply: the one way every path (an agent's
     message, `answer`, `reuse`, a confirmed preview) reaches X, so the reply mode, the
@@ -141,13 +143,15 @@ def queue_reply(
     it risky (personal data, someone else mentioned, a link elsewhere, a long chain).
     A text from elsewhere (`source.origin`) goes to many citizens, and X refuses a text
     the account tweeted before, so each of its tweets carries this ticket's number.
+    `approved`: the sender pressed a button next to this exact text (the safety
+    reply), which is the confirmation `reply_mode: confirm` asks for; holds still apply.
     """
     dept = b.department(ticket.department)
     ref = f"#{ticket.number}" if source.origin else None
     parts = split_reply(text, ref=ref) or ([""] if media else [])
     risky = hold_reasons(text, len(parts), ticket.author_username, b.config.safety)
     reasons = (*(f"this reply {r}" for r in risky), *held)
-    confirm = dept.reply_mode == "confirm" or bool(reasons)
+    confirm = (dept.reply_mode == "confirm" and not approved) or bool(reasons)
     reply_id = tx.add_reply(
         ticket,
         source.platform,
@@ -205,6 +209,9 @@ async def on_action(b: Bridge, action: ChatAction) -> None:
     Cancel after Send changes nothing. The preview then loses its buttons and says who
     decided (best effort: the database is the truth).
     """
+    if action.id == ActionId.PRIVACY_REPLY:
+        await _safety_reply(b, action)
+        return
     if action.id not in (ActionId.SEND, ActionId.CANCEL) or not action.value.isdigit():
         return
     reply_id = int(action.value)
@@ -325,6 +332,49 @@ async def on_edit(b: Bridge, msg: ChatMessage) -> None:
         return  # refused or cancelled: nothing went out to change
     log.info("reply.edit_not_tweeted reply=%d state=%s", info.id, info.state)
     ctx = CommandContext(msg.platform, msg.channel, msg.sender, msg.thread_root)
+    try:
+        await platform.respond(ctx, Rich.of(Text(words)))
+    except Exception as e:
+        log.warning("reply.notice_failed error=%s", type(e).__name__)
+
+
+async def _safety_reply(b: Bridge, action: ChatAction) -> None:
+    """The safety reply offered where a citizen's post shows personal data: tweeted as
+    the answer to that post once, whoever presses it how often (its source is the post)."""
+    wanted = parse_privacy_value(action.value)
+    if wanted is None:
+        return
+    outcome = await b.store.run(_take_safety_reply, b, action, wanted)
+    if isinstance(outcome, NotAgent):
+        await _tell(b, action, f"Only {outcome.department}'s agents can answer in public.")
+    elif outcome is None:
+        await _tell(b, action, "The safety reply to that post was sent already.")
+    else:
+        b.kick()
+
+
+def _take_safety_reply(
+    tx: UnitOfWork, b: Bridge, action: ChatAction, wanted: SafetyReply
+) -> NotAgent | QueuedReply | None:
+    ticket = tx.ticket(wanted.ticket)
+    owner = tx.ticket_of_tweet(wanted.tweet_id)
+    if ticket is None or owner is None or owner.number != ticket.number:
+        return None
+    dept = b.department(ticket.department)
+    if not may_answer(b.config, dept, action.user, action.power_level):
+        log.info("reply.safety_refused ticket=%d user=%s", ticket.number, action.user)
+        return NotAgent(dept.name)
+    to_post = replace(ticket, reply_to=wanted.tweet_id)  # the post that shows the data
+    source = ReplySource(ticket.platform, ticket.channel, f"privacy:{wanted.tweet_id}", action.user)
+    return queue_reply(tx, b, to_post, source, wanted.text, approved=True)
+
+
+async def _tell(b: Bridge, action: ChatAction, words: str) -> None:
+    """Answers a button press privately, where the platform can (Slack's ephemerals)."""
+    platform = b.platform(action.platform)
+    if platform is None or not platform.private_responses:
+        return
+    ctx = CommandContext(action.platform, action.channel, action.user)
     try:
         await platform.respond(ctx, Rich.of(Text(words)))
     except Exception as e:

@@ -38,11 +38,13 @@ from adapters.matrix.render import (
     ACTION_KEYS,
     ACTIONS_FIELD,
     CONFIRM_ALIASES,
+    DEDICATED_KEYS,
     HTML_FORMAT,
     KEY_FIELD,
     STATE_MARKS,
     TICKET_FIELD,
     TWEET_FIELD,
+    action_keys,
     edit_content,
     render,
     thread_relation,
@@ -362,7 +364,7 @@ class MatrixPlatform(MatrixSync):
         client = self._usable(message.channel)
         rendered = render(message.body)
         body, formatted = rendered.body, rendered.formatted_body
-        pairs = list(zip(ACTION_KEYS, message.actions, strict=False))
+        pairs = action_keys(message.actions)
         if len(message.actions) > len(pairs):
             _log(logging.WARNING, "matrix.actions_dropped", key=message.key, kept=len(pairs))
         if pairs:
@@ -593,7 +595,7 @@ class MatrixPlatform(MatrixSync):
         if relates.get("rel_type") != "m.annotation" or not isinstance(target, str):
             return
         key = normalise_key(str(key))
-        wanted = {normalise_key(k) for k in ACTION_KEYS}
+        wanted = {normalise_key(k) for k in (*ACTION_KEYS, *DEDICATED_KEYS.values())}
         if key not in wanted and key not in CONFIRM_ALIASES:
             return
         actions = await self._actions_of(room_id, target)

@@ -11,11 +11,12 @@ import hashlib
 import html
 import re
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.domain import Link, Mention, Quote, Rich, Text
-from bot.outbox import ThreadMark
+from bot.domain import Action, Link, Mention, Quote, Rich, Text
+from bot.outbox import ActionId, ThreadMark
 
 KEY_FIELD = "org.sevabridge.key"
 TICKET_FIELD = "org.sevabridge.ticket"
@@ -27,6 +28,23 @@ HTML_FORMAT = "org.matrix.custom.html"
 # The reaction that confirms each action, in order; the first also accepts aliases.
 ACTION_KEYS = ("✅", "❌", "3️⃣", "4️⃣", "5️⃣")
 CONFIRM_ALIASES = frozenset({"✅", "✔", "☑", "👍"})
+# Actions offered on a thread root, where people react ✅ or 👍 in passing, have a key
+# of their own that nobody types by accident: the safety reply tweets when confirmed.
+DEDICATED_KEYS: dict[str, str] = {ActionId.PRIVACY_REPLY: "🛡️"}
+
+
+def action_keys(actions: Sequence[Action]) -> list[tuple[str, Action]]:
+    """The reaction that confirms each action: its own key, else the next of ACTION_KEYS."""
+    positional = iter(ACTION_KEYS)
+    out: list[tuple[str, Action]] = []
+    for action in actions:
+        key = DEDICATED_KEYS.get(action.id) or next(positional, None)
+        if key is None:
+            break
+        out.append((key, action))
+    return out
+
+
 # How a ticket state shows on its thread root; states mapped to None show nothing.
 # One mark at a time: the root shows the ticket's latest state.
 STATE_MARKS: dict[str, str | None] = {

@@ -135,3 +135,18 @@ def test_a_reply_mentioning_another_account_waits_for_a_check_mark(
 
     (edit,) = wait_for("the preview to say who sent it", sent_by, timeout=30)
     assert room.agent.user_id in edit["content"]["m.new_content"]["body"]
+
+
+def test_a_tweet_with_an_aadhaar_number_gets_the_safety_reply_with_a_shield(
+    stand: Stand, room: Room, bot: Bot
+):
+    from bot.safety import personal_data_reply
+
+    root = open_ticket(stand, room, "citizen_pd", "@SevaHelp my Aadhaar 2341 2341 2346 is blocked")
+    body = root["content"]["body"]
+    assert "contains: Aadhaar number" in body and "React with 🛡️ to send the safety reply" in body
+    room.hs.react(room.agent, room.id, root["event_id"], "🛡️")
+    (tweet,) = wait_for(
+        "the safety reply", lambda: replies_to(stand, root["asked"]["id"]), timeout=30
+    )
+    assert tweet["text"] == personal_data_reply(["Aadhaar number"])

@@ -129,3 +129,31 @@ def test_a_reply_with_a_phone_number_waits_for_send(stand: Stand, bot: Bot):
         "held: contains a phone number (98xxxxxx10) that is not an official number",
     ) in entries
     assert ("U0AGENT1", "reply", "confirmed") in entries
+
+
+def test_a_tweet_with_a_phone_number_gets_the_safety_reply_with_one_press(stand: Stand, bot: Bot):
+    from bot.safety import personal_data_reply
+
+    root = open_ticket(stand, "citizen_pd", "@SevaHelp oxygen please, call me on 98765 43210")
+    assert "contains: phone number" in root["text"]
+    buttons = [e for b in root["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    (safety,) = [b for b in buttons if b["text"]["text"] == "Send the safety reply"]
+    stand.click("U0VISITOR", HEALTH, root["ts"], safety["action_id"], safety["value"])
+    stand.click("U0AGENT1", HEALTH, root["ts"], safety["action_id"], safety["value"])
+    stand.click("U0AGENT2", HEALTH, root["ts"], safety["action_id"], safety["value"])
+    (tweet,) = wait_for("the safety reply", lambda: replies_to(stand, root["asked"]["id"]))
+    assert tweet["text"] == personal_data_reply(["phone number"])
+    told = wait_for(
+        "the visitor told privately",
+        lambda: [e for e in stand.slack_state()["ephemeral"] if e["user"] == "U0VISITOR"],
+    )
+    assert "Only Health and hospitals's agents can answer in public." in told[-1]["text"]
+    wait_for(
+        "the second press answered privately",
+        lambda: [
+            e
+            for e in stand.slack_state()["ephemeral"]
+            if e["user"] == "U0AGENT2" and "sent already" in e["text"]
+        ],
+    )
+    assert len(replies_to(stand, root["asked"]["id"])) == 1

@@ -84,7 +84,11 @@ def test_every_state_and_action_value() -> None:
         "ANSWERED": "answered",
         "ESCALATED": "escalated",
     }
-    assert {a.name: a.value for a in ActionId} == {"SEND": "seva_send", "CANCEL": "seva_cancel"}
+    assert {a.name: a.value for a in ActionId} == {
+        "SEND": "seva_send",
+        "CANCEL": "seva_cancel",
+        "PRIVACY_REPLY": "seva_privacy_reply",
+    }
 
 
 def test_where_slack_keeps_the_key() -> None:
