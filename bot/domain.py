@@ -143,7 +143,8 @@ class ChatMessage:
     Adapters drop the bot's own posts, other bots and backlog before this exists;
     `power_level` is only known on Matrix. `edited` marks a person's edit of an earlier
     message (`id` is that message): never tweeted, but the sender may need telling
-    that what went out cannot change.
+    that what went out cannot change. `external`: the sender belongs to another
+    workspace (Slack Connect), or the adapter could not tell that they do not.
     """
 
     platform: Platform
@@ -156,12 +157,13 @@ class ChatMessage:
     power_level: int | None = None
     edited: bool = False
     files: tuple[ChatFile, ...] = ()
+    external: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class ChatAction:
     """A person confirming an `Outgoing.actions` entry: a button (Slack) or a reaction
-    (Matrix). `power_level` is only known on Matrix."""
+    (Matrix). `power_level` is only known on Matrix; `external` as on ChatMessage."""
 
     platform: Platform
     channel: ChannelId
@@ -169,6 +171,7 @@ class ChatAction:
     value: str
     user: ChatUserId
     power_level: int | None = None
+    external: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,6 +173,18 @@ class CommandContext:
     user: ChatUserId
     thread_root: MessageId | None = None
     power_level: int | None = None  # where the platform has them (Matrix), in `channel`
+    external: bool = False  # from another workspace (Slack Connect): see ChatMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A person in one department's channel or room, as far as the bot knows: the facts
+    `bot.permissions` decides on. `power_level` is theirs there (Matrix); `external`:
+    they belong to another workspace (Slack Connect)."""
+
+    member: bool
+    power_level: int | None = None
+    external: bool = False
 
 
 MessageHandler = Callable[[ChatMessage], Awaitable[None]]
@@ -243,6 +255,12 @@ class ChatPlatform(Protocol):
     async def fetch_file(self, file: ChatFile) -> bytes:
         """The bytes of a file attached to a message. Raises PlatformRefused when the
         platform will not hand it over (a missing scope, a deleted file)."""
+        ...
+
+    async def standing(self, channel: ChannelId, user: ChatUserId) -> Standing:
+        """Whether `user` is a member of `channel` now, and their power level there where
+        the platform has levels. Fails closed: when the platform cannot say, not a member.
+        (Slack: conversations.members; Matrix: the member state and power levels.)"""
         ...
 
     async def find_user(self, name: str) -> ChatUserId | None:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from bot.addressing import is_internal
+from bot.config import Department
 from bot.domain import (
     Action,
     Audit,
@@ -27,11 +28,12 @@ from bot.domain import (
 )
 from bot.media import sort_files
 from bot.outbox import ActionId, ReplyState, preview_key
-from bot.permissions import may_answer
-from bot.ports import CommandContext, MovedThread, ReplyInfo, UnitOfWork
+from bot.permissions import may_answer, may_change
+from bot.ports import CommandContext, MovedThread, ReplyInfo, Standing, UnitOfWork
 from bot.safety import hold_reasons
 from bot.tweettext import split_reply
 from handlers import moves
+from handlers.access import standing
 from handlers.context import Bridge
 from handlers.privacy import SafetyReply, parse_privacy_value
 
@@ -55,7 +57,7 @@ async def on_message(b: Bridge, msg: ChatMessage) -> None:
     await asyncio.to_thread(split_reply, text)
     outcome = await b.store.run(_take_reply, b, msg, text)
     if isinstance(outcome, NotAgent):
-        await _tell_not_agent(b, msg, outcome.department)  # after the transaction
+        await _tell_not_agent(b, msg, outcome)  # after the transaction
     elif isinstance(outcome, MovedThread):
         await moves.tell_moved(b, msg, outcome)
     elif isinstance(outcome, NothingToTweet):
@@ -73,9 +75,16 @@ class NothingToTweet:
 
 @dataclass(frozen=True, slots=True)
 class NotAgent:
-    """The sender may not answer this department's tickets in public."""
+    """The sender may not answer this department's tickets in public (nor, for a button,
+    change them)."""
 
     department: str
+    external: bool = False
+
+    def words(self, what: str) -> str:
+        if self.external:
+            return f"People from another workspace cannot {what} here."
+        return f"Only {self.department}'s agents can {what}."
 
 
 def _take_reply(
@@ -89,9 +98,16 @@ def _take_reply(
     if ticket is None:
         return tx.moved_from(msg.platform, msg.channel, msg.thread_root)
     dept = b.department(ticket.department)
-    if not may_answer(b.config, dept, msg.sender, msg.power_level):
-        log.info("reply.not_agent ticket=%d sender=%s", ticket.number, msg.sender)
-        return NotAgent(dept.name)
+    # Posted in the ticket's thread, so in the department's channel: a member there.
+    here = Standing(member=True, power_level=msg.power_level, external=msg.external)
+    if not may_answer(b.config, dept, msg.sender, here):
+        log.info(
+            "reply.not_agent ticket=%d sender=%s external=%s",
+            ticket.number,
+            msg.sender,
+            msg.external,
+        )
+        return NotAgent(dept.name, msg.external)
     source = ReplySource(msg.platform, msg.channel, msg.id, msg.sender)
     images, refused = sort_files(msg.files)
     if not text and not images:
@@ -186,16 +202,14 @@ def queue_reply(
     return QueuedReply(reply_id, tuple(parts), confirm, reasons)
 
 
-async def _tell_not_agent(b: Bridge, msg: ChatMessage, department: str) -> None:
+async def _tell_not_agent(b: Bridge, msg: ChatMessage, refused: NotAgent) -> None:
     """Says so, where only the sender sees it; a room-wide notice would answer every
     member's internal chat in the thread."""
     platform = b.platform(msg.platform)
     if platform is None or not platform.private_responses:
         return
     ctx = CommandContext(msg.platform, msg.channel, msg.sender, msg.thread_root)
-    note = Rich.of(
-        Text(f"Only {department}'s agents can answer in public, so this stayed internal.")
-    )
+    note = Rich.of(Text(refused.words("answer in public")[:-1] + ", so this stayed internal."))
     try:
         await platform.respond(ctx, note)
     except Exception as e:
@@ -215,7 +229,14 @@ async def on_action(b: Bridge, action: ChatAction) -> None:
     if action.id not in (ActionId.SEND, ActionId.CANCEL) or not action.value.isdigit():
         return
     reply_id = int(action.value)
-    decided = await b.store.run(_decide, b, action, reply_id)
+    dept = await b.store.run(_department_of_reply, b, reply_id)
+    if dept is None:
+        return
+    where = await _standing(b, dept, action)
+    decided = await b.store.run(_decide, b, action, reply_id, dept.id, where)
+    if isinstance(decided, NotAgent):
+        await _tell(b, action, decided.words("send or cancel its replies") + " Nothing changed.")
+        return
     if decided is None:
         return
     ticket, parts, verdict, preview = decided
@@ -230,12 +251,32 @@ async def on_action(b: Bridge, action: ChatAction) -> None:
         log.warning("reply.preview_update_failed reply=%d error=%s", reply_id, type(e).__name__)
 
 
+def _department_of_reply(tx: UnitOfWork, b: Bridge, reply_id: int) -> Department | None:
+    info = tx.reply(reply_id)
+    ticket = tx.ticket(info.ticket) if info is not None else None
+    return b.department(ticket.department) if ticket is not None else None
+
+
+async def _standing(b: Bridge, dept: Department, action: ChatAction) -> Standing:
+    """The presser's standing in the department's channel: asked of the platform, since
+    seeing a message (and its button) does not make someone a member."""
+    return await standing(
+        b,
+        dept,
+        action.user,
+        platform=action.platform,
+        posted_in=None,
+        external=action.external,
+    )
+
+
 def _decide(
-    tx: UnitOfWork, b: Bridge, action: ChatAction, reply_id: int
-) -> tuple[Ticket, tuple[str, ...], Rich, MessageId | None] | None:
+    tx: UnitOfWork, b: Bridge, action: ChatAction, reply_id: int, dept_id: str, where: Standing
+) -> tuple[Ticket, tuple[str, ...], Rich, MessageId | None] | NotAgent | None:
     """Sends or cancels a reply awaiting confirmation (compare-and-set): the ticket, the
-    reply's tweets, what the preview should now say and where it is; None if nothing
-    changed."""
+    reply's tweets, what the preview should now say and where it is; NotAgent when the
+    presser may not decide for the department (its agents and the supervisors may:
+    a held reply is often a lead's to approve); None if nothing changed."""
     user = action.user
     info = tx.reply(reply_id)
     if info is None or info.state != ReplyState.CONFIRM:
@@ -243,9 +284,9 @@ def _decide(
     ticket = tx.ticket(info.ticket)
     assert ticket is not None
     dept = b.department(ticket.department)
-    if not may_answer(b.config, dept, user, action.power_level):
+    if dept.id != dept_id or not may_change(b.config, dept, user, where):
         log.info("reply.action_refused reply=%d user=%s", reply_id, user)
-        return None
+        return NotAgent(dept.name, where.external)
     if action.id == ActionId.CANCEL:
         if not tx.cancel_reply(reply_id):
             return None
@@ -344,9 +385,14 @@ async def _safety_reply(b: Bridge, action: ChatAction) -> None:
     wanted = parse_privacy_value(action.value)
     if wanted is None:
         return
-    outcome = await b.store.run(_take_safety_reply, b, action, wanted)
+    ticket = await b.store.run(lambda tx: tx.ticket(wanted.ticket))
+    if ticket is None:
+        return
+    dept = b.department(ticket.department)
+    where = await _standing(b, dept, action)
+    outcome = await b.store.run(_take_safety_reply, b, action, wanted, dept.id, where)
     if isinstance(outcome, NotAgent):
-        await _tell(b, action, f"Only {outcome.department}'s agents can answer in public.")
+        await _tell(b, action, outcome.words("answer in public"))
     elif outcome is None:
         await _tell(b, action, "The safety reply to that post was sent already.")
     else:
@@ -354,16 +400,21 @@ async def _safety_reply(b: Bridge, action: ChatAction) -> None:
 
 
 def _take_safety_reply(
-    tx: UnitOfWork, b: Bridge, action: ChatAction, wanted: SafetyReply
+    tx: UnitOfWork,
+    b: Bridge,
+    action: ChatAction,
+    wanted: SafetyReply,
+    dept_id: str,
+    where: Standing,
 ) -> NotAgent | QueuedReply | None:
     ticket = tx.ticket(wanted.ticket)
     owner = tx.ticket_of_tweet(wanted.tweet_id)
     if ticket is None or owner is None or owner.number != ticket.number:
         return None
     dept = b.department(ticket.department)
-    if not may_answer(b.config, dept, action.user, action.power_level):
+    if dept.id != dept_id or not may_change(b.config, dept, action.user, where):
         log.info("reply.safety_refused ticket=%d user=%s", ticket.number, action.user)
-        return NotAgent(dept.name)
+        return NotAgent(dept.name, where.external)
     to_post = replace(ticket, reply_to=wanted.tweet_id)  # the post that shows the data
     source = ReplySource(ticket.platform, ticket.channel, f"privacy:{wanted.tweet_id}", action.user)
     return queue_reply(tx, b, to_post, source, wanted.text, approved=True)

@@ -244,6 +244,22 @@ class Stand:
         """What only `user` was shown (ephemeral messages, answers to commands)."""
         return [e for e in self.slack_state()["ephemeral"] if e["user"] == user]
 
+    def add_slack_user(self, user_id: str, name: str, team_id: str | None = None) -> dict[str, Any]:
+        """A person joins the workspace (with `team_id`: a Slack Connect guest)."""
+        return self._post(
+            "/slack/sandbox/users",
+            {"id": user_id, "name": name, "real_name": name.title(), "team_id": team_id},
+        )
+
+    def set_members(
+        self, channel: str, members: list[str] | None, shared: bool | None = None
+    ) -> dict[str, Any]:
+        """Who is in a Slack channel (None: everyone), and whether it is shared."""
+        body: dict[str, Any] = {"channel": channel, "members": members}
+        if shared is not None:
+            body["shared"] = shared
+        return self._post("/slack/sandbox/channels/members", body)
+
     def redeliver(self, event_id: str) -> dict[str, Any]:
         return self._post("/slack/sandbox/redeliver", {"event_id": event_id})
 

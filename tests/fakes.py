@@ -26,6 +26,7 @@ from bot.ports import (
     MessageHandler,
     PlatformRefused,
     RateLimited,
+    Standing,
     TweetRefused,
 )
 
@@ -161,6 +162,10 @@ class FakeChat:
     n: int = 0
     people: dict[str, ChatUserId] = field(default_factory=dict)  # name -> id
     files: dict[str, bytes] = field(default_factory=dict)  # file id -> bytes
+    # Who is in which channel (None: everyone everywhere) and power levels (Matrix).
+    members: dict[str, set[str]] | None = None
+    levels: dict[str, int] = field(default_factory=dict)
+    standing_asked: list[tuple[str, str]] = field(default_factory=list)
 
     def _fault(self) -> None:
         if self.refusing is not None:
@@ -211,6 +216,11 @@ class FakeChat:
 
     def health(self) -> dict[str, object]:
         return {"connected": True}
+
+    async def standing(self, channel: str, user: str) -> Standing:
+        self.standing_asked.append((channel, user))
+        member = self.members is None or user in self.members.get(channel, set())
+        return Standing(member=member, power_level=self.levels.get(user))
 
     async def find_user(self, name: str) -> ChatUserId | None:
         return self.people.get(name.lstrip("@").casefold())

@@ -75,6 +75,7 @@ from bot.ports import (
     KeyValue,
     MessageHandler,
     PlatformRefused,
+    Standing,
     Unavailable,
 )
 
@@ -660,6 +661,20 @@ class MatrixPlatform(MatrixSync):
                 if wanted in names:
                     found.add(user_id)
         return ChatUserId(found.pop()) if len(found) == 1 else None
+
+    async def standing(self, channel: ChannelId, user: ChatUserId) -> Standing:
+        """Whether `user` has joined the room now (their `m.room.member` state event: the
+        sync loads members lazily, so the synced list may be incomplete), and their power
+        level there. Anything but a readable `join` is not a member."""
+        client = self._usable(channel)
+        try:
+            resp = await client.room_get_state_event(channel, "m.room.member", user)
+        except SYNC_ERRORS as e:
+            raise Unavailable(f"Matrix membership in {channel}: {self._scrub(e)}") from None
+        joined = (
+            isinstance(resp, RoomGetStateEventResponse) and resp.content.get("membership") == "join"
+        )
+        return Standing(member=joined, power_level=self.power_level(channel, user))
 
     def power_level(self, room_id: str, user_id: str) -> int:
         """The user's level; room creators outrank everyone from room version 12 on."""

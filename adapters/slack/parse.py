@@ -10,7 +10,7 @@ view here (people as `@U…` ids); the platform swaps in what a reader sees
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from adapters.slack.render import TICKET_EVENT
@@ -150,26 +150,70 @@ def command_context(event: Mapping[str, Any]) -> CommandContext:
     )
 
 
-def slash_command(payload: Mapping[str, Any]) -> tuple[str, CommandContext]:
-    """The slash command's text as typed, and who asked where."""
+def slash_command(
+    payload: Mapping[str, Any], home: Iterable[str] = ()
+) -> tuple[str, CommandContext]:
+    """The slash command's text as typed, and who asked where; `home` is the bot's
+    workspace (a command from another one is marked external)."""
     ctx = CommandContext(
         platform="slack",
         channel=ChannelId(str(payload.get("channel_id", ""))),
         user=ChatUserId(str(payload.get("user_id", ""))),
+        external=team_outside(payload.get("team_id"), home),
     )
     return slack_to_plain(str(payload.get("text") or "")), ctx
 
 
-def button_presses(body: Mapping[str, Any]) -> list[ChatAction]:
-    """The buttons pressed in a `block_actions` payload."""
-    user = ChatUserId(str((body.get("user") or {}).get("id", "")))
+def button_presses(body: Mapping[str, Any], home: Iterable[str] = ()) -> list[ChatAction]:
+    """The buttons pressed in a `block_actions` payload; the presser's workspace is
+    `user.team_id` (else `team.id`), compared with the bot's (`home`)."""
+    user_obj = body.get("user") or {}
+    user = ChatUserId(str(user_obj.get("id", "")))
     channel = ChannelId(str((body.get("channel") or {}).get("id", "")))
+    team = user_obj.get("team_id") or (body.get("team") or {}).get("id")
+    external = team_outside(team, home)
     return [
         ChatAction(
-            "slack", channel, str(action.get("action_id", "")), str(action.get("value") or ""), user
+            "slack",
+            channel,
+            str(action.get("action_id", "")),
+            str(action.get("value") or ""),
+            user,
+            external=external,
         )
         for action in body.get("actions") or []
     ]
+
+
+def from_another_workspace(
+    envelope: Mapping[str, Any], event: Mapping[str, Any], home: Iterable[str]
+) -> bool:
+    """Slack Connect: whether the person behind a message event belongs to a workspace
+    other than the bot's (`home`: its team id and, on Enterprise Grid, its organisation).
+
+    The actor's workspace is the event's `user_team` (an `E…` organisation id on
+    Enterprise Grid), else its `team`, as bolt reads it (slack_bolt/request/internals.py,
+    `extract_actor_team_id`; facts-issue7 section 14); an edit carries them on
+    `event.message`. In a channel shared with another workspace (`is_ext_shared_channel`)
+    a message that names no team is treated as external: unable to tell, the bot fails
+    closed. The envelope's `authorizations[0]` names the installation as well.
+    """
+    homes = set(home)
+    for auth in (envelope.get("authorizations") or [])[:1]:
+        if isinstance(auth, Mapping):
+            homes |= {str(v) for v in (auth.get("team_id"), auth.get("enterprise_id")) if v}
+    inner = event.get("message") if event.get("subtype") == "message_changed" else None
+    source = inner if isinstance(inner, Mapping) else event
+    actor = source.get("user_team") or source.get("team")
+    if actor:
+        return str(actor) not in homes
+    return bool(envelope.get("is_ext_shared_channel"))
+
+
+def team_outside(team: object, home: Iterable[str]) -> bool:
+    """Whether a slash command's `team_id` or a button presser's `user.team_id` names
+    another workspace than the bot's; a payload that names none is not trusted."""
+    return not team or str(team) not in set(home)
 
 
 def carries(msg: Mapping[str, Any], message: Outgoing) -> bool:

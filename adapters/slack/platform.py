@@ -53,6 +53,7 @@ from bot.ports import (
     MessageHandler,
     PlatformRefused,
     RateLimited,
+    Standing,
     Unavailable,
 )
 
@@ -122,6 +123,8 @@ _REFUSED_ERRORS = frozenset(
 _HISTORY_PAGES = 5
 _PAGE_SIZE = 200
 _SLASH_ANSWER_BUDGET = 2.5  # seconds; Slack gives 3 for the ack
+MEMBERS_TTL = 60.0  # seconds a channel's member list is trusted
+MEMBER_PAGES = 20  # of 1000 members each
 _DIRECTORY_TTL = 600.0  # seconds: users.list is tier 2 (20+ a minute), so it is cached
 _NAMES_KEPT = 5000
 
@@ -281,6 +284,8 @@ class SlackPlatform:
         )
         self._socket: Any = None
         self._bot_user_id: str | None = None
+        self._home: frozenset[str] = frozenset()
+        self._members: dict[str, tuple[float, frozenset[str]]] = {}  # channel -> (at, ids)
         self._bot_id: str | None = None
         self._bot_names: list[str] = []  # how people address the bot in plain text
         self._people: dict[str, str] = {}  # user id -> the name readers see
@@ -327,6 +332,11 @@ class SlackPlatform:
         self._bot_user_id = _str(auth.get("user_id"))
         self._bot_id = _str(auth.get("bot_id"))
         self._bot_names = [n for n in (_str(auth.get("user")),) if n]
+        # The bot's own workspace (and organisation on Enterprise Grid): anyone else's
+        # is Slack Connect, never tweeting and never changing tickets (parse.py).
+        self._home = frozenset(
+            str(v) for v in (auth.get("team_id"), auth.get("enterprise_id")) if v
+        )
         if self._bot_user_id:
             await self._learn_bot_names(self._bot_user_id)
         self._on_message, self._on_command, self._on_action = on_message, on_command, on_action
@@ -585,6 +595,33 @@ class SlackPlatform:
             user is not None and user == self._bot_user_id
         )
 
+    async def standing(self, channel: ChannelId, user: ChatUserId) -> Standing:
+        """Membership of `channel` from conversations.members (scope channels:read or
+        groups:read), kept for MEMBERS_TTL seconds so a burst of commands asks once.
+        Slack has no power levels. A channel the bot cannot see raises PlatformRefused,
+        which the core reads as "not a member"."""
+        return Standing(member=user in await self._channel_members(channel))
+
+    async def _channel_members(self, channel: ChannelId) -> frozenset[str]:
+        now = time.monotonic()
+        cached = self._members.get(channel)
+        if cached is not None and now - cached[0] < MEMBERS_TTL:
+            return cached[1]
+        found: set[str] = set()
+        cursor: str | None = None
+        for _ in range(MEMBER_PAGES):
+            resp = await self._call(
+                "conversations.members",
+                self._client.conversations_members(channel=channel, limit=1000, cursor=cursor),
+            )
+            found.update(str(m) for m in resp.get("members") or [])
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                break
+        members = frozenset(found)
+        self._members[channel] = (now, members)
+        return members
+
     # --- incoming
 
     def _register_listeners(self) -> None:
@@ -601,16 +638,20 @@ class SlackPlatform:
     async def _on_message_event(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         event_id = str(body.get("event_id") or "")
         try:
-            await self._deliver(event, event_id)
+            external = parse.from_another_workspace(body, event, self._home)
+            await self._deliver(event, event_id, external)
         except Exception:
             log.exception("slack.event_failed event_id=%s", event_id)
 
-    async def _deliver(self, event: Mapping[str, Any], event_id: str) -> None:
+    async def _deliver(
+        self, event: Mapping[str, Any], event_id: str, external: bool = False
+    ) -> None:
         msg = parse.human_message(event, self._bot_user_id, event_id) or parse.edited_message(
             event, self._bot_user_id, event_id
         )
         if msg is None:
             return
+        msg = replace(msg, external=external)
         if self._on_message is None or self._on_command is None:
             log.warning("slack.event_before_start event_id=%s", event_id)
             return
@@ -620,7 +661,7 @@ class SlackPlatform:
         if not msg.edited:
             command = command_text(msg.text, self._mentions())
             if command is not None:
-                ctx = parse.command_context(event)
+                ctx = replace(parse.command_context(event), external=external)
                 await self.respond(ctx, await self._answer(command, ctx))
                 return
             # What could be tweeted is what a reader of the message sees.
@@ -796,7 +837,7 @@ class SlackPlatform:
     async def _on_slash_command(
         self, command: dict[str, Any], ack: AsyncAck, respond: AsyncRespond
     ) -> None:
-        typed, ctx = parse.slash_command(command)
+        typed, ctx = parse.slash_command(command, self._home)
         text = slash_command_text(typed)
         task = self._spawn(self._answer(text, ctx))
         try:
@@ -835,7 +876,7 @@ class SlackPlatform:
 
     async def _on_block_action(self, body: dict[str, Any], ack: AsyncAck) -> None:
         await ack()
-        for action in parse.button_presses(body):
+        for action in parse.button_presses(body, self._home):
             try:
                 if self._on_action is None:
                     log.warning("slack.action_before_start action_id=%s", action.id)

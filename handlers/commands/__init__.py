@@ -6,15 +6,19 @@ is generated. A group of commands is one module of this package, registered belo
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
 from bot.config import Department
 from bot.domain import ChatUserId, MessageId, Rich, Text, Ticket
 from bot.permissions import may_change
-from bot.ports import CommandContext, Count, UnitOfWork
+from bot.ports import CommandContext, Count, Standing, UnitOfWork
+from handlers.access import command_standings
 from handlers.context import Bridge
+
+log = logging.getLogger("seva." + __name__)
 
 
 class CommandError(Exception):
@@ -26,6 +30,9 @@ class Args:
     words: list[str]
     ctx: CommandContext
     text: str = ""  # the arguments as typed, line breaks and all (`save NAME text`)
+    # The asker's standing in each department (by id), found before a command that
+    # changes something runs: `require_may_change` decides on it.
+    standings: Mapping[str, Standing] = field(default_factory=dict)
 
 
 Run = Callable[[Bridge, Args], Awaitable[Rich]]
@@ -63,7 +70,11 @@ def require_may_change(b: Bridge, args: Args, dept: Department) -> None:
     """Every command registered with `changes=True` calls this before it changes
     anything, once it knows the department concerned."""
     ctx = args.ctx
-    if not may_change(b.config, dept, ctx.user, ctx.power_level):
+    standing = args.standings.get(dept.id) or Standing(member=False, external=ctx.external)
+    if not may_change(b.config, dept, ctx.user, standing):
+        log.info("command.refused user=%s department=%s", ctx.user, dept.id)
+        if standing.external:
+            raise NotAllowed("People from another workspace cannot change tickets here.")
         raise NotAllowed(
             f"Only {dept.name}'s agents and the supervisors can do that, so nothing changed."
         )
@@ -81,8 +92,9 @@ async def run_command(b: Bridge, text: str, ctx: CommandContext) -> Rich:
     if cmd is None:
         return Rich.of(Text(f"Unknown command {name!r}.\n")) + help_text()
     b.metrics.count(Count.COMMANDS, label=cmd.name)
+    standings = await command_standings(b, ctx) if cmd.changes else {}
     try:
-        return await cmd.run(b, Args(words[taken:], ctx, _typed(text, taken)))
+        return await cmd.run(b, Args(words[taken:], ctx, _typed(text, taken), standings))
     except NotAllowed as e:
         return Rich.of(Text(str(e)))
     except CommandError as e:

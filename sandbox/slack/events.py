@@ -45,7 +45,7 @@ class EventDelivery(SocketMode):
                         "is_enterprise_install": False,
                     }
                 ],
-                "is_ext_shared_channel": False,
+                "is_ext_shared_channel": self._shared(event),
                 "event_context": f"4-{event_id}",
             },
             separators=(",", ":"),
@@ -54,6 +54,10 @@ class EventDelivery(SocketMode):
         if len(self._envelopes) > _KEPT_ENVELOPES:
             del self._envelopes[next(iter(self._envelopes))]
         return event_id, body
+
+    def _shared(self, event: dict[str, Any]) -> bool:
+        chan = self.channels.get(str(event.get("channel") or ""))
+        return bool(chan is not None and chan.shared)
 
     def _deliverable(self) -> bool:
         """Is anyone listening: a connected socket or an events URL?"""

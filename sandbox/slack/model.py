@@ -73,6 +73,8 @@ class User:
     name: str
     real_name: str
     is_bot: bool = False
+    # Another workspace's team id: a Slack Connect guest in a shared channel.
+    team_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -116,6 +118,10 @@ class Channel:
     refilled_at: float | None = None
     is_member: bool = True  # the bot is in it: it gets its events and may post there
     is_im: bool = False  # a person's DM (with Slackbot or another person), never the bot's
+    # Who is in it (None: every person in the workspace); the bot's own membership is
+    # `is_member`. Slack's client lets only members post or run a command there.
+    members: set[str] | None = None
+    shared: bool = False  # shared with another workspace (Slack Connect)
 
 
 @dataclass(slots=True)

@@ -48,6 +48,8 @@ class People(EventDelivery):
         `file_share` message); waits for the bot's answer to the first delivery."""
         person = self._person(user)
         chan = self.channel(channel)
+        if not self.in_channel(chan, person.id):
+            raise ApiError("not_in_channel")  # Slack's client asks them to join first
         root = self._thread_root(chan, thread_ts)
         typed = text if raw else encode_typed_text(text)
         shared = []
@@ -98,11 +100,13 @@ class People(EventDelivery):
         person = self._person(user)
         # A command works anywhere: a DM, or a channel the bot was never added to.
         chan = self.dm(channel) if str(channel).startswith("D") else self.channel(channel)
+        if not self.in_channel(chan, person.id):
+            raise ApiError("not_in_channel")  # typed only where they are a member
         command = command if command.startswith("/") else "/" + command
         target = _ResponseTarget(chan.id, person.id, None, None, self.clock())
         form = {
             "token": self.verification_token,
-            "team_id": self.team_id,
+            "team_id": self.team_of(person.id),
             "team_domain": self.team_name.lower().replace(" ", "-"),
             "channel_id": chan.id,
             "channel_name": "directmessage" if chan.is_im else chan.name,
@@ -192,7 +196,7 @@ class People(EventDelivery):
                 "id": person.id,
                 "username": person.name,
                 "name": person.name,
-                "team_id": self.team_id,
+                "team_id": self.team_of(person.id),
             },
             "api_app_id": self.app_id,
             "token": self.verification_token,

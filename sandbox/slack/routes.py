@@ -217,6 +217,42 @@ def build_slack_app(state: SlackState) -> web.Application:
             return _control_error(e)
         return web.json_response({"ok": True, "status": status})
 
+    @routes.post("/sandbox/users")
+    async def add_user(request: web.Request) -> web.Response:
+        """A person joins the workspace; with `team_id` of another workspace, a Slack
+        Connect guest (what their events and payloads then carry: events.py, people.py)."""
+        try:
+            body = await _control_body(request)
+            _required(body, "id", "name")
+            team = body.get("team_id") or None
+            state.add_user(
+                str(body["id"]),
+                str(body["name"]),
+                str(body.get("real_name") or body["name"]),
+                team_id=str(team) if team else None,
+            )
+        except ApiError as e:
+            return _control_error(e)
+        return web.json_response({"ok": True})
+
+    @routes.post("/sandbox/channels/members")
+    async def channel_members(request: web.Request) -> web.Response:
+        """Who is in a channel (`members`: a list, or null for everyone) and whether it
+        is shared with another workspace (`shared`)."""
+        try:
+            body = await _control_body(request)
+            _required(body, "channel")
+            members = body.get("members")
+            if members is not None and not isinstance(members, list):
+                raise ApiError("invalid_members")
+            shared = body.get("shared")
+            state.set_members(
+                body["channel"], members, shared=None if shared is None else _as_bool(shared)
+            )
+        except ApiError as e:
+            return _control_error(e)
+        return web.json_response({"ok": True})
+
     @routes.post("/sandbox/redeliver")
     async def redeliver(request: web.Request) -> web.Response:
         try:

@@ -390,19 +390,23 @@ class WebApi(EventDelivery):
                 "is_archived": False,
                 "is_general": False,
                 "is_member": chan.is_member,
-                "is_ext_shared": False,
-                "is_shared": False,
+                "is_ext_shared": chan.shared,
+                "is_shared": chan.shared,
                 "created": 1700000000,
                 "creator": next(iter(self.users), self.bot_user_id),
                 "name_normalized": chan.name,
-                "num_members": len(self.users) + 1,
+                "num_members": sum(self.in_channel(chan, u) for u in self.users)
+                + int(chan.is_member),
                 "context_team_id": self.team_id,
             }
         }
 
     def _conversations_members(self, args: dict[str, Any]) -> dict[str, Any]:
-        self.channel(args.get("channel"))
-        members = [*self.users, self.bot_user_id]
+        """docs.slack.dev/reference/methods/conversations.members: the channel's member
+        ids, paged by `cursor` (the bot itself among them when it is in the channel)."""
+        chan = self.channel(args.get("channel"))
+        people = [u for u in self.users if self.in_channel(chan, u)]
+        members = [*people, self.bot_user_id] if chan.is_member else people
         limit = _as_int(args.get("limit"), 100, 1, 1000)
         start = 0
         if args.get("cursor"):
@@ -447,14 +451,14 @@ class WebApi(EventDelivery):
         profile: dict[str, Any] = {
             "real_name": user.real_name,
             "display_name": user.name,
-            "team": self.team_id,
+            "team": user.team_id or self.team_id,
         }
         if user.is_bot:
             profile["bot_id"] = self.bot_id
         return {
             "user": {
                 "id": user.id,
-                "team_id": self.team_id,
+                "team_id": user.team_id or self.team_id,
                 "name": user.name,
                 "real_name": user.real_name,
                 "deleted": False,

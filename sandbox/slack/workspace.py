@@ -146,8 +146,29 @@ class Workspace:
             )
         return found
 
-    def add_user(self, user_id: str, name: str, real_name: str) -> None:
-        self.users[user_id] = User(user_id, name, real_name)
+    def add_user(
+        self, user_id: str, name: str, real_name: str, *, team_id: str | None = None
+    ) -> None:
+        """A person; `team_id` of another workspace makes them a Slack Connect guest."""
+        self.users[user_id] = User(user_id, name, real_name, team_id=team_id)
+
+    def set_members(
+        self, channel: Any, members: Iterable[str] | None, *, shared: bool | None = None
+    ) -> None:
+        """Who is in a channel (None: everyone), and whether it is shared with another
+        workspace (Slack Connect)."""
+        chan = self.channel(channel)
+        chan.members = None if members is None else {str(m) for m in members}
+        if shared is not None:
+            chan.shared = shared
+
+    def in_channel(self, chan: Channel, user_id: str) -> bool:
+        return chan.members is None or user_id in chan.members
+
+    def team_of(self, user_id: str) -> str:
+        """The person's own workspace: ours, or a Slack Connect guest's."""
+        found = self.users.get(user_id)
+        return (found.team_id if found is not None else None) or self.team_id
 
     def add_usergroup(self, group_id: str, handle: str, users: Iterable[str] = ()) -> None:
         self.usergroups[group_id] = UserGroup(group_id, handle, handle, list(users))
@@ -454,6 +475,11 @@ class Workspace:
     def _message_event(self, msg: Message) -> dict[str, Any]:
         event = self._render(msg, metadata=False)
         event.pop("reactions", None)
+        if msg.bot_id is None:
+            # The author's own workspace, as Slack marks messages in shared channels
+            # (facts-issue7 section 14: `team`, `user_team`, `source_team`).
+            team = self.team_of(msg.user)
+            event.update(team=team, user_team=team, source_team=team)
         event["channel"] = msg.channel
         event["event_ts"] = msg.ts
         event["channel_type"] = "channel"

@@ -29,6 +29,7 @@ from bot.domain import (
     Text,
     ThreadRef,
 )
+from bot.outbox import ActionId
 from bot.ports import CommandContext, PlatformRefused, Unavailable
 from tests.fakes import MemoryKV
 from tests.synapse import Homeserver, MatrixUser, check_budget, free_port, synapse
@@ -375,6 +376,46 @@ async def test_a_check_mark_from_an_agent_confirms_the_action(
     member, agent, admin = (level for *_, level in rec.actions)
     assert member is not None and agent is not None and admin is not None
     assert member < 50 <= agent <= admin
+
+
+async def test_the_safety_reply_has_a_key_of_its_own_and_a_passing_thumbs_up_is_not_it(
+    world: World, platforms: Factory
+) -> None:
+    room = world.new_room()
+    platform, rec = await started(platforms, room)
+    root = await platform.post(
+        outgoing(
+            room,
+            Rich.of("ticket #6: contains: phone number"),
+            actions=(Action(ActionId.PRIVACY_REPLY, "Send the safety reply", "6:18:0"),),
+        )
+    )
+    body = world.hs.event(world.agent, room, root)["content"]["body"]
+    assert body.endswith("React with 🛡️ to send the safety reply.")
+    world.hs.react(world.agent, room, root, "👍")
+    world.hs.react(world.agent, room, root, "✅")
+    world.hs.react(world.agent, room, root, "🛡️")
+    world.hs.send_text(world.agent, room, "done")
+    await rec.until(lambda: "done" in rec.texts())
+    assert [(a, v) for a, v, *_ in rec.actions] == [(ActionId.PRIVACY_REPLY, "6:18:0")]
+
+
+async def test_standing_is_the_member_state_and_power_level_in_the_room(
+    world: World, platforms: Factory
+) -> None:
+    room = world.new_room()
+    platform, _ = await started(platforms, room)
+    agent = await platform.standing(room, ChatUserId(world.agent.user_id))
+    member = await platform.standing(room, ChatUserId(world.member.user_id))
+    assert (agent.member, agent.power_level, member.member, member.power_level) == (
+        True,
+        50,
+        True,
+        0,
+    )
+    stranger = world.hs.register(f"stranger-{uuid.uuid4().hex[:6]}")
+    outsider = await platform.standing(room, ChatUserId(stranger.user_id))
+    assert outsider.member is False
 
 
 async def test_ticket_state_is_one_reaction_on_the_root(world: World, platforms: Factory) -> None:

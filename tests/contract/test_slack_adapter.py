@@ -43,6 +43,7 @@ from bot.ports import (
     CredentialsRefused,
     PlatformRefused,
     RateLimited,
+    Standing,
     Unavailable,
 )
 from tests.fakes import MemoryKV
@@ -647,3 +648,28 @@ async def test_a_user_group_slack_refuses_is_platform_refused_naming_the_error(
         await world.slack.set_group_members(ONCALL_GROUP, [ChatUserId("U0NOBODY")])
     assert world.state.usergroups[ONCALL_GROUP].users == []  # nothing changed
     assert world.slack.health()["connected"] is True  # Slack answered: not an outage
+
+
+# --- who is where ------------------------------------------------------------------
+
+
+async def test_standing_is_membership_of_the_channel_from_conversations_members(
+    world: World,
+) -> None:
+    await world.control("channels/members", {"channel": WATER, "members": [RAVI]})
+    assert await world.slack.standing(WATER, ChatUserId(RAVI)) == Standing(member=True)
+    assert await world.slack.standing(WATER, ChatUserId(ASHA)) == Standing(member=False)
+    assert await world.slack.standing(HEALTH, ChatUserId(ASHA)) == Standing(member=True)
+    with pytest.raises(PlatformRefused):  # the core reads a failed lookup as "not a member"
+        await world.slack.standing(ChannelId("C0NOWHERE"), ChatUserId(ASHA))
+
+
+async def test_a_slack_connect_guests_message_arrives_marked_external(world: World) -> None:
+    await world.control("users", {"id": "U0GUEST", "name": "guest", "team_id": "T0PARTNER"})
+    await world.control("channels/members", {"channel": HEALTH, "members": None, "shared": True})
+    root_ts = await world.slack.post(root(6, Rich.of("ticket 6")))
+    await world.say("U0GUEST", HEALTH, "from the partner", root_ts)
+    await world.say(ASHA, HEALTH, "from us", root_ts)
+    await world.rec.until(lambda: len(world.rec.messages) == 2)
+    marks = {m.sender: m.external for m in world.rec.messages}
+    assert marks == {"U0GUEST": True, ASHA: False}

@@ -8,14 +8,16 @@ One bot process and one room serve the whole module; each test opens its own tic
 from __future__ import annotations
 
 import copy
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from tests.e2e.harness import Bot, Stand, wait_for
 from tests.e2e.test_matrix_loop import Room, matrix_env, mixed_config
-from tests.synapse import Homeserver
+from tests.synapse import Homeserver, MatrixUser
 
 pytestmark = [pytest.mark.e2e, pytest.mark.synapse]
 
@@ -34,19 +36,44 @@ def room(synapse: Homeserver) -> Room:
     return Room(synapse)
 
 
-def safety_config(room: Room) -> dict[str, Any]:
+@dataclass
+class OtherRoom:
+    """A second department's room, where `moderator` has every power but who is in no
+    other room: the "intern in an unrelated channel" of Matrix."""
+
+    id: str
+    moderator: MatrixUser
+
+
+@pytest.fixture(scope="module")
+def other(synapse: Homeserver, room: Room) -> OtherRoom:
+    moderator = synapse.register(f"moderator{uuid.uuid4().hex[:8]}")
+    room_id = synapse.create_room(
+        moderator, invite=(room.bot,), power_levels={room.bot.user_id: 50}
+    )
+    return OtherRoom(room_id, moderator)
+
+
+def safety_config(room: Room, other: OtherRoom) -> dict[str, Any]:
     config = copy.deepcopy(mixed_config(room))
     config["safety"] = {"official_numbers": ["1075"], "max_reply_parts": 2}
     config["supervisors"] = ["U0LEAD", room.admin.user_id]
+    config["departments"].append(
+        {"id": "water", "name": "Water supply", "matrix_room": other.id, "keywords": ["water"]}
+    )
     return config
 
 
 @pytest.fixture(scope="module")
 def bot(
-    stand: Stand, synapse: Homeserver, room: Room, tmp_path_factory: pytest.TempPathFactory
+    stand: Stand,
+    synapse: Homeserver,
+    room: Room,
+    other: OtherRoom,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Bot]:
     workdir = tmp_path_factory.mktemp("safety-matrix")
-    b = Bot(stand, workdir, safety_config(room), matrix_env(synapse, room)).start()
+    b = Bot(stand, workdir, safety_config(room, other), matrix_env(synapse, room)).start()
     yield b
     b.kill()
 
@@ -150,3 +177,31 @@ def test_a_tweet_with_an_aadhaar_number_gets_the_safety_reply_with_a_shield(
         "the safety reply", lambda: replies_to(stand, root["asked"]["id"]), timeout=30
     )
     assert tweet["text"] == personal_data_reply(["Aadhaar number"])
+
+
+def notices(room: Room, room_id: str, text: str) -> list[dict[str, Any]]:
+    """The bot's answers to commands (m.notice) in a room that contain `text`."""
+    events = room.hs.messages(room.bot, room_id, limit=100)
+    return [
+        e
+        for e in events
+        if e["sender"] == room.bot.user_id
+        and e["content"].get("msgtype") == "m.notice"
+        and text in e["content"].get("body", "")
+    ]
+
+
+def test_only_the_rooms_people_change_its_tickets(
+    stand: Stand, room: Room, other: OtherRoom, bot: Bot
+):
+    root = open_ticket(stand, room, "citizen_perm", "@SevaHelp hospital beds free?")
+    n = int(root["content"]["org.sevabridge.ticket"])
+    refusal = "Only Health and hospitals's agents and the supervisors can do that"
+    # All the power in another department's room, none in this one.
+    room.hs.send_text(other.moderator, other.id, f"!ticket close {n}")
+    wait_for("the refusal in the other room", lambda: notices(room, other.id, refusal), 30)
+    # In the room, below matrix.min_power_level.
+    room.say(room.visitor, "!close", root["event_id"])
+    wait_for("the refusal in the thread", lambda: notices(room, room.id, refusal), 30)
+    room.say(room.agent, "!close resolved", root["event_id"])
+    wait_for("the close", lambda: notices(room, room.id, f"Ticket #{n} closed"), 30)

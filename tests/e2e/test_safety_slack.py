@@ -25,6 +25,7 @@ def safety_config() -> dict[str, Any]:
     config = copy.deepcopy(CONFIG)
     config["safety"] = {"official_numbers": ["1075"], "max_reply_parts": 2}
     config["supervisors"] = ["U0LEAD"]
+    config["departments"][1]["agents"] = []  # transport: any member of #transport
     return config
 
 
@@ -37,6 +38,10 @@ def stand() -> Iterator[Stand]:
 
 @pytest.fixture(scope="module")
 def bot(stand: Stand, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bot]:
+    stand.add_slack_user("U0INTERN", "intern")  # in #random, not in #transport
+    stand.add_slack_user("U0GUEST", "partner", team_id="T0PARTNER")  # Slack Connect
+    stand.set_members(TRANSPORT, ["U0TRANSPORT"])
+    stand.set_members(HEALTH, None, shared=True)  # shared with the partner's workspace
     b = Bot(stand, tmp_path_factory.mktemp("safety-slack"), safety_config()).start()
     yield b
     b.kill()
@@ -112,7 +117,7 @@ def test_a_reply_with_a_phone_number_waits_for_send(stand: Stand, bot: Bot):
     stand.say("U0AGENT2", HEALTH, "We called you on 98765 43210, please pick up.", root["ts"])
 
     def preview() -> list[dict[str, Any]]:
-        return [m for m in stand.thread(HEALTH, root["ts"]) if m.get("blocks")]
+        return [m for m in stand.thread(HEALTH, root["ts"]) if m.get("bot_id") and m.get("blocks")]
 
     (held,) = wait_for("the held preview with its Send button", preview)
     assert "Held for confirmation" in held["text"] and "98xxxxxx10" in held["text"]
@@ -157,3 +162,51 @@ def test_a_tweet_with_a_phone_number_gets_the_safety_reply_with_one_press(stand:
         ],
     )
     assert len(replies_to(stand, root["asked"]["id"])) == 1
+
+
+def said(answer: dict[str, Any]) -> str:
+    """The text of a slash command's answer, as the asker sees it."""
+    response = answer["response"]
+    return response if isinstance(response, str) else str((response or {}).get("text"))
+
+
+def test_only_the_departments_people_change_its_tickets(stand: Stand, bot: Bot):
+    root = open_ticket(stand, "citizen_perm", "@SevaHelp is the 5:40 train late?", TRANSPORT)
+    n = root["metadata"]["event_payload"]["ticket"]
+    # An intern in an unrelated channel, where the bot is not even present.
+    refused = said(stand.command("U0INTERN", "C0RANDOM", f"close {n} spam"))
+    assert refused == (
+        "Only Trains and buses's agents and the supervisors can do that, so nothing changed."
+    )
+    assert "open" in said(stand.command("U0INTERN", "C0RANDOM", f"status {n}"))
+    # A member of #transport may, from anywhere; so may a supervisor.
+    assert said(stand.command("U0TRANSPORT", "C0RANDOM", f"close {n}")) == f"Ticket #{n} closed."
+    assert said(stand.command("U0LEAD", "C0RANDOM", f"reopen {n}")) == f"Ticket #{n} reopened."
+    assert [e[1] for e in audit(bot, n)] == ["created", "closed", "reopened"]
+    assert [e[0] for e in audit(bot, n)][1:] == ["U0TRANSPORT", "U0LEAD"]
+
+
+def test_a_slack_connect_guest_never_tweets_nor_changes_a_ticket(stand: Stand, bot: Bot):
+    root = open_ticket(stand, "citizen_guest", "@SevaHelp oxygen refill? call 98765 43210")
+    n = root["metadata"]["event_payload"]["ticket"]
+
+    def told(text: str) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in stand.slack_state()["ephemeral"]
+            if e["user"] == "U0GUEST" and text in e["text"]
+        ]
+
+    stand.say("U0GUEST", HEALTH, "Refills are free today.", root["ts"])
+    wait_for("the guest told privately", lambda: told("stayed internal"))
+    stand.say("U0GUEST", HEALTH, "!close", root["ts"])
+    wait_for("the command refused", lambda: told("cannot change tickets here"))
+    buttons = [e for b in root["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    safety = buttons[0]
+    stand.click("U0GUEST", HEALTH, root["ts"], safety["action_id"], safety["value"])
+    wait_for("the press refused", lambda: told("cannot answer in public here"))
+    stand.say("U0AGENT1", HEALTH, "Refills are at counter 4.", root["ts"])
+    (tweet,) = wait_for("the agent's reply", lambda: replies_to(stand, root["asked"]["id"]))
+    assert tweet["text"] == "Refills are at counter 4."
+    assert [e[1] for e in audit(bot, n)][:2] == ["created", "reply"]
+    assert "closed" not in [e[1] for e in audit(bot, n)]

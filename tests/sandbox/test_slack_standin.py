@@ -989,3 +989,35 @@ def test_what_people_type_carries_rich_text_like_slacks_client() -> None:
     assert ("broadcast", "here") in kinds and ("text", "1075") in kinds
     (pray,) = [e for e in elements if e["type"] == "emoji"]
     assert pray["unicode"] == "1f64f"
+
+
+async def test_channel_members_and_slack_connect_guests(stack: Stack) -> None:
+    """Who is in a channel (conversations.members; only members may post there, as
+    Slack's client has them join first) and a guest from another workspace in a shared
+    channel: their events say so (`user_team`, `is_ext_shared_channel`), as do their
+    button presses (`user.team_id`) (facts-issue7 section 14)."""
+    status, _ = await stack.control("channels/members", {"channel": HEALTH, "members": [AGENT]})
+    assert status == 200
+    members = await stack.client.conversations_members(channel=HEALTH)
+    assert set(members["members"]) == {AGENT, "UBOTSEVA"}
+    status, refused = await stack.control(
+        "messages", {"user": CITIZEN_DESK, "channel": HEALTH, "text": "hello"}
+    )
+    assert refused["error"] == "not_in_channel"
+
+    await stack.control("users", {"id": "U0GUEST", "name": "guest", "team_id": "T0PARTNER"})
+    await stack.control(
+        "channels/members", {"channel": HEALTH, "members": [AGENT, "U0GUEST"], "shared": True}
+    )
+    info = await stack.client.conversations_info(channel=HEALTH)
+    assert info["channel"]["is_ext_shared"] is True
+    _, posted = await stack.control(
+        "messages", {"user": "U0GUEST", "channel": HEALTH, "text": "from our side"}
+    )
+    await wait_for(lambda: stack.seen.messages)
+    body = stack.seen.messages[-1]
+    assert body["is_ext_shared_channel"] is True
+    assert body["authorizations"][0]["team_id"] == "T0SEVA"
+    assert (body["event"]["user_team"], body["event"]["team"]) == ("T0PARTNER", "T0PARTNER")
+    guest = await stack.client.users_info(user="U0GUEST")
+    assert guest["user"]["team_id"] == "T0PARTNER"

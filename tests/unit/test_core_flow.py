@@ -433,8 +433,10 @@ async def test_every_change_is_in_the_audit_log_with_who_made_it(world):
 
 
 async def test_only_members_at_the_power_level_may_confirm_where_there_are_levels(world):
-    """One rule (bot.permissions) for replies, Send buttons and confirming reactions."""
+    """One rule (bot.permissions) for replies, Send buttons and confirming reactions; a
+    press's power level is the presser's in the department's room, asked of the platform."""
     b, x, chat, _ = world
+    chat.levels = {"@member:hs": 0, "@agent:hs": 50}
     await ask(b, x, "@SevaHelp train late #railways")  # transport: no agents listed
     await replies.on_message(b, thread_msg(chat, "root:1", "Delayed 10 min.", user="U0X"))
     await delivery.deliver(b)
