@@ -27,7 +27,7 @@ async def test_the_root_says_what_it_contains_and_offers_the_safety_reply(world)
     (action,) = root.actions
     assert action.id == ActionId.PRIVACY_REPLY and action.label == "Send the safety reply"
     # Where "contains" sits: after the question and its link, before who is on call.
-    assert shown.index("Open on X") < shown.index("contains:") < shown.index("on call")
+    assert shown.index("Open on X") < shown.index("contains:") < shown.index("On call")
 
     await replies.on_action(b, press(action, "U0VISITOR"))  # not one of health's agents
     await delivery.deliver(b)
