@@ -421,6 +421,28 @@ class XClient:
         log.info("x.media_uploaded media_id=%s bytes=%d", media_id, len(data))
         return str(media_id)
 
+    async def delete(self, tweet_id: TweetId) -> None:
+        """`DELETE /2/tweets/:id` (X's OpenAPI spec: 200 `{"data": {"deleted": true}}`,
+        user context; facts-issue7 section 8). A post that is not there any more (404)
+        counts as deleted, so a retry after a lost answer is harmless. Raises
+        TweetRefused when X says no (another account's post), RateLimited, Unavailable."""
+        try:
+            response = await asyncio.to_thread(self._writer.delete_tweet, tweet_id, user_auth=True)
+        except tweepy.NotFound:
+            log.info("x.deleted tweet_id=%s already_gone=true", tweet_id)
+            return
+        except tweepy.HTTPException as e:
+            raise self._post_error(e, tweet_id) from e
+        except requests.RequestException as e:
+            raise Unavailable(f"X unreachable while deleting: {type(e).__name__}") from e
+        try:
+            deleted = response.json()["data"]["deleted"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise Unavailable("X answered the delete unreadably") from e
+        if deleted is not True:
+            raise TweetRefused("X did not delete the post", response.status_code)
+        log.info("x.deleted tweet_id=%s", tweet_id)
+
     async def find_own_reply(
         self, in_reply_to: TweetId, text: str, exclude: Collection[str] = ()
     ) -> TweetId | None:

@@ -94,6 +94,7 @@ class Audit(enum.StrEnum):
     REPLY = "reply"  # an agent's reply queued, awaiting confirmation, confirmed, cancelled
     REPLIED = "replied"  # X accepted a whole reply
     REFUSED = "refused"  # X refused a reply
+    RETRACTED = "retracted"  # `retract` asked for, then its tweets deleted from X
     URGENT = "urgent"  # a follow-up or edit with a `triage.urgent` word made the ticket urgent
     MOVED = "moved"  # `move N DEPT`: another department's channel or room
     ONCALL_SET = "oncall_set"  # an on-call override (no ticket)

@@ -41,6 +41,11 @@ def escalate_key(ticket: int) -> str:
     return f"escalate:{ticket}"
 
 
+def retracted_key(reply: int) -> str:
+    """A reply's tweets were deleted from X (or X refused to): the thread is told once."""
+    return f"retracted:{reply}"
+
+
 def refused_key(reply: int) -> str:
     """X refused a reply: the thread is told why."""
     return f"refused:{reply}"
@@ -130,6 +135,15 @@ class ReplyState(enum.StrEnum):
     SENT = "sent"
     REFUSED = "refused"
     CANCELLED = "cancelled"
+    RETRACTED = "retracted"  # its tweets were deleted from X (`retract`)
+
+
+class RetractState(enum.StrEnum):
+    """A `retract`: pending (tweets being deleted) -> done | failed (X refused)."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
 
 
 class ThreadMark(enum.StrEnum):

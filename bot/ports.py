@@ -29,7 +29,7 @@ from bot.domain import (
     TweetId,
     XUser,
 )
-from bot.outbox import PartState, PostState, ReplyState, ThreadMark
+from bot.outbox import PartState, PostState, ReplyState, RetractState, ThreadMark
 
 # A rate limit's reset is not trusted further than this: a 429 whose reset lay ten days
 # ahead once stopped polling for ten days. Whatever a remote says, ask again by then.
@@ -154,6 +154,11 @@ class TweetSink(Protocol):
     async def upload_media(self, data: bytes, mimetype: str) -> str:
         """Uploads an image for a post; its media id. Raises TweetRefused when X will not
         take it, RateLimited or Unavailable."""
+        ...
+
+    async def delete(self, tweet_id: TweetId) -> None:
+        """Deletes one of the account's posts; one already gone counts as deleted.
+        Raises TweetRefused, RateLimited or Unavailable."""
         ...
 
     async def find_own_reply(
@@ -376,6 +381,17 @@ class MovedThread:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingRetraction:
+    """A `retract` whose tweets are still being deleted."""
+
+    id: int
+    reply: int
+    ticket: int
+    requested_by: ChatUserId
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     at: datetime
     actor: str
@@ -514,6 +530,20 @@ class UnitOfWork(Protocol):
         """Tickets first answered since `since`, newest first, with their public replies:
         each chain as (text, tweet id) of its tweets."""
         ...
+
+    # Retractions (`retract`): a public reply's tweets deleted from X, once.
+    def last_public_reply(self, ticket: int) -> int | None: ...
+    def add_retraction(self, reply: int, ticket: int, by: ChatUserId) -> int | None: ...
+    def due_retractions(self, limit: int = 20) -> list[PendingRetraction]: ...
+    def undeleted_parts(self, reply: int) -> list[tuple[int, TweetId]]: ...
+    def part_deleted(self, part: int) -> None: ...
+    def deleted_tweets(self, reply: int) -> list[TweetId]: ...
+
+    def finish_retraction(
+        self, retraction: int, state: RetractState, error: str | None = None
+    ) -> bool: ...
+
+    def retraction_retry(self, retraction: int, not_before: datetime) -> None: ...
 
     # Leases (work one instance does at a time) and replay guards.
     def hold_lease(self, name: str, owner: str, ttl: timedelta) -> bool: ...

@@ -53,6 +53,7 @@ from bot.ports import (
     UnitOfWork,
 )
 from handlers.context import Bridge, queue_mark
+from handlers.retract import deliver_retractions
 
 log = logging.getLogger("seva." + __name__)
 
@@ -71,7 +72,8 @@ async def deliver(b: Bridge) -> None:
     while True:
         posted = await deliver_posts(b)
         tweeted = await deliver_replies(b)
-        if not posted and not tweeted:
+        retracted = await deliver_retractions(b)
+        if not posted and not tweeted and not retracted:
             return
 
 
@@ -99,6 +101,7 @@ async def _replies_forever(b: Bridge, idle: float) -> None:
         try:
             while await deliver_replies(b):
                 pass
+            await deliver_retractions(b)  # X's side too: deleting what `retract` asked
         except Exception:
             log.exception("delivery.replies_failed")
             await asyncio.sleep(idle)

@@ -68,6 +68,10 @@ class FakeX:
     uploads: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     media_of: dict[str, tuple[str, ...]] = field(default_factory=dict)
     clock: FakeClock = field(default_factory=FakeClock)
+    deleted: list[str] = field(default_factory=list)  # in the order X deleted them
+    delete_calls: int = 0
+    refuse_delete: str | None = None
+    fail_after_delete: int = 0  # the next N deletes happen but the caller sees an error
 
     async def me(self) -> XUser:
         return ME
@@ -108,6 +112,19 @@ class FakeX:
             self.fail_after_post -= 1
             raise ConnectionError("connection reset after the request was sent")
         return TweetId(tid)
+
+    async def delete(self, tweet_id: TweetId) -> None:
+        """Deletes a posted reply; one already gone counts as deleted (X's 404)."""
+        self.delete_calls += 1
+        if self.refuse_delete:
+            raise TweetRefused(self.refuse_delete)
+        if tweet_id in self.deleted:
+            return
+        self.deleted.append(tweet_id)
+        self.posted = [p for p in self.posted if p[0] != tweet_id]
+        if self.fail_after_delete:
+            self.fail_after_delete -= 1
+            raise ConnectionError("connection reset after the delete was sent")
 
     async def find_own_reply(
         self, in_reply_to: TweetId, text: str, exclude: Collection[str] = ()

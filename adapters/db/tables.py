@@ -187,11 +187,33 @@ class ReplyPartRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Images an agent attached (bot.domain.ChatFile as JSON), on a reply's first part.
     media: Mapped[Any] = mapped_column(JSON, nullable=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # retracted from X
 
     __table_args__ = (
         UniqueConstraint("reply", "idx"),
         Index("ix_reply_parts_state", "state", "id"),
     )
+
+
+class RetractionRow(Base):
+    """A public reply taken back (`retract`): its tweets deleted from X, then the thread
+    told, once. One per reply (the unique constraint), so a repeated command or a second
+    instance never retracts twice; deleting is idempotent (a post already gone counts)."""
+
+    __tablename__ = "retractions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    reply: Mapped[int] = mapped_column(ForeignKey("replies.id"), unique=True)
+    ticket: Mapped[int] = mapped_column(ForeignKey("tickets.number"), index=True)
+    requested_by: Mapped[str] = mapped_column(String(255))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(16))  # bot.outbox.RetractState
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_retractions_state", "state", "id"),)
 
 
 class KeyValueRow(Base):

@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from adapters.db.claims import Claims
+from adapters.db.retractions import Retractions
 from adapters.db.tables import (
     AuditRow,
     KeyValueRow,
@@ -97,7 +98,7 @@ def _override(r: OverrideRow) -> Override:
     )
 
 
-class Tx(Claims):
+class Tx(Claims, Retractions):
     """One unit of work: everything in it commits together or not at all."""
 
     def __init__(self, session: Session, now: datetime) -> None:

@@ -164,6 +164,7 @@ from handlers.commands import oncall  # noqa: E402, F401
 from handlers.commands import answers  # noqa: E402, F401
 from handlers.commands import move  # noqa: E402, F401
 from handlers.commands import stats  # noqa: E402, F401
+from handlers.commands import retract  # noqa: E402, F401
 
 
 @command("help", "help", "this list")

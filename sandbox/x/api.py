@@ -186,6 +186,31 @@ class XApi:
             raise _invalid("media", "", "Image file size must be <= 5242880 bytes.")
         return {"data": self.state._upload(caller or "", data, kind or "")}, 200
 
+    async def delete_tweet(self, request: web.Request, caller: str | None) -> tuple[dict, int]:
+        """`DELETE /2/tweets/{id}` as X's OpenAPI spec has it (operation deletePosts; the
+        `TweetDeleteResponse` schema in xdevplatform/xdk, `{"data": {"deleted": true}}`,
+        facts-issue7 section 8); user context only. Deleting any version of an edited
+        post deletes them all. X documents no answer for a post already gone or another
+        author's: this stand-in says 404 resource-not-found and 403, as its other
+        endpoints do."""
+        tweet_id = request.match_info["id"]
+        if not _DIGITS.fullmatch(tweet_id):
+            raise _invalid(
+                "id", tweet_id, f"The `id` query parameter value [{tweet_id}] is not valid"
+            )
+        t = self.state._tweets.get(int(tweet_id))
+        if t is None or t.deleted:
+            raise _Problem(
+                404,
+                "Not Found Error",
+                f"Could not find tweet with id: [{tweet_id}].",
+                PROBLEMS + "resource-not-found",
+            )
+        if t.author_id != caller:
+            raise _forbidden("You are not allowed to delete a Tweet that you did not create.")
+        self.state.delete(tweet_id)
+        return {"data": {"deleted": True}}, 200
+
     async def create_tweet(self, request: web.Request, caller: str | None) -> tuple[dict, int]:
         state = self.state
         author = state._users[caller or ""]

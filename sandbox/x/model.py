@@ -34,6 +34,7 @@ DEFAULT_LIMITS: dict[str, int] = {
     "user_tweets": 900,
     "create_tweet": 100,
     "media_upload": 500,  # POST /2/media/upload, per user (X-docs rate-limits.mdx)
+    "delete_tweet": 50,  # per user and 15 minutes (X's rate-limits page)
 }
 
 PROBLEMS = "https://api.twitter.com/2/problems/"

@@ -48,6 +48,10 @@ def build_x_app(state: XState) -> web.Application:
         "/2/media/upload",
         api.route("media_upload", "/2/media/upload", api.media_upload, user_only=True),
     )
+    r.add_delete(
+        "/2/tweets/{id}",
+        api.route("delete_tweet", "/2/tweets/{id}", api.delete_tweet, user_only=True),
+    )
     r.add_route("*", "/2/{tail:.*}", api.not_found)
 
     control = Control(state)

@@ -259,6 +259,26 @@ async def test_refusals_become_tweet_refused_with_x_reason(x: X) -> None:
     assert len(ours) == 1
 
 
+async def test_delete_removes_our_post_and_a_post_already_gone_counts(x: X) -> None:
+    question = x.state.tweet("asha", "@SevaHelp is the camp open?")
+    client = x.client()
+    ours = await client.post("Yes, until 5 pm.", TweetId(question["id"]))
+    await client.delete(ours)
+    gone = x.state.get(ours)
+    assert gone is not None and gone["deleted"] is True
+    await client.delete(ours)  # X answers 404 now: already deleted is deleted
+    statuses = [r.status for r in x.calls(f"/2/tweets/{ours}", "DELETE")]
+    assert statuses == [200, 404]
+    assert {r.auth for r in x.calls(f"/2/tweets/{ours}", "DELETE")} == {"oauth1"}
+    with pytest.raises(TweetRefused) as refused:  # not ours to delete
+        await client.delete(TweetId(question["id"]))
+    assert refused.value.status == 403
+    assert x.state.get(question["id"])["deleted"] is False  # type: ignore[index]
+    x.state.set_limit("delete_tweet", 0)
+    with pytest.raises(RateLimited):
+        await client.delete(ours)
+
+
 async def test_post_429_raises_rate_limited(x: X) -> None:
     question = x.state.tweet("asha", "@SevaHelp hi")
     client = x.client()

@@ -205,3 +205,19 @@ def test_only_the_rooms_people_change_its_tickets(
     wait_for("the refusal in the thread", lambda: notices(room, room.id, refusal), 30)
     room.say(room.agent, "!close resolved", root["event_id"])
     wait_for("the close", lambda: notices(room, room.id, f"Ticket #{n} closed"), 30)
+
+
+def test_retract_in_the_thread_deletes_the_reply(stand: Stand, room: Room, bot: Bot):
+    root = open_ticket(stand, room, "citizen_retract", "@SevaHelp is the hospital open?")
+    thread = root["event_id"]
+    room.say(room.agent, "Yes, it is open all night.", thread)
+    (reply,) = wait_for("the reply", lambda: replies_to(stand, root["asked"]["id"]), 30)
+    room.say(room.agent, "!retract", thread)
+
+    def retracted() -> list[dict[str, Any]]:
+        return [e for e in room.in_thread(thread) if "Retracted" in e["content"]["body"]]
+
+    (told,) = wait_for("the thread told", retracted, timeout=30)
+    assert "deleted from X (its tweet)" in told["content"]["body"]
+    (gone,) = [t for t in stand.x_state()["tweets"] if t["id"] == reply["id"]]
+    assert gone["deleted"] is True

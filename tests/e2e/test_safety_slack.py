@@ -210,3 +210,40 @@ def test_a_slack_connect_guest_never_tweets_nor_changes_a_ticket(stand: Stand, b
     assert tweet["text"] == "Refills are at counter 4."
     assert [e[1] for e in audit(bot, n)][:2] == ["created", "reply"]
     assert "closed" not in [e[1] for e in audit(bot, n)]
+
+
+def chain_of(stand: Stand, root: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bot's reply chain to the ticket's tweet, first part first."""
+    tweets, out, to = stand.bot_tweets(), [], root["asked"]["id"]
+    while (part := next((t for t in tweets if t["in_reply_to_tweet_id"] == to), None)) is not None:
+        out.append(part)
+        to = part["id"]
+    return out
+
+
+def test_retract_deletes_the_whole_chain_once_across_a_kill(stand: Stand, bot: Bot):
+    root = open_ticket(stand, "citizen_retract", "@SevaHelp which hospitals have beds?")
+    n = root["metadata"]["event_payload"]["ticket"]
+    answer = " ".join(f"Ward {i} at the district hospital has free beds today." for i in range(8))
+    stand.say("U0AGENT1", HEALTH, answer, root["ts"])
+    chain = wait_for("the two-part chain", lambda: len(c := chain_of(stand, root)) == 2 and c)
+    ids = {t["id"] for t in chain}
+    # X deletes the first one it is asked to, but the answer is lost; then the bot dies.
+    stand.fault(method="DELETE", path_prefix="/2/tweets/", status=503, after_commit=True)
+    stand.say("U0AGENT1", HEALTH, "!retract", root["ts"])
+    wait_for("the delete whose answer was lost", lambda: "reply.retract_failed" in bot.log())
+    bot.kill()
+    bot.start()
+
+    def retracted() -> list[dict[str, Any]]:
+        return [m for m in stand.thread(HEALTH, root["ts"]) if "Retracted" in m["text"]]
+
+    (told,) = wait_for("the thread told", retracted, timeout=30)
+    assert "deleted from X (all 2 of its tweets)" in told["text"]
+    states = {t["id"]: t["deleted"] for t in stand.x_state()["tweets"] if t["id"] in ids}
+    assert states and all(states.values())
+    entries = audit(bot, n)
+    assert [e[:2] for e in entries if e[1] == "retracted"] == [
+        ("U0AGENT1", "retracted"),
+        ("x", "retracted"),
+    ]

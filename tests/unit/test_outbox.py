@@ -18,6 +18,7 @@ from bot.outbox import (
     PartState,
     PostState,
     ReplyState,
+    RetractState,
     ThreadMark,
     digest_key,
     escalate_again_key,
@@ -28,6 +29,7 @@ from bot.outbox import (
     moved_root_key,
     preview_key,
     refused_key,
+    retracted_key,
     root_key,
     sent_key,
     thread_root_key,
@@ -52,6 +54,7 @@ def test_every_key_format() -> None:
         "handoff:health:2026-12-01T03:30:00Z"
     )
     assert digest_key("health", date(2026, 12, 1)) == "digest:health:2026-12-01"
+    assert retracted_key(7) == "retracted:7"
 
 
 def test_every_state_and_action_value() -> None:
@@ -76,6 +79,12 @@ def test_every_state_and_action_value() -> None:
         "SENT": "sent",
         "REFUSED": "refused",
         "CANCELLED": "cancelled",
+        "RETRACTED": "retracted",
+    }
+    assert {s.name: s.value for s in RetractState} == {
+        "PENDING": "pending",
+        "DONE": "done",
+        "FAILED": "failed",
     }
     assert {s.name: s.value for s in ThreadMark} == {
         "OPEN": "open",
