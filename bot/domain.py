@@ -20,7 +20,9 @@ Platform = Literal["slack", "matrix"]
 
 
 def tweet_url(username: str, tweet_id: str) -> str:
-    return f"https://x.com/{username}/status/{tweet_id}"
+    """A post's address; X also finds it by id alone (`/i/`), as after the retention
+    purge forgot the author's name."""
+    return f"https://x.com/{username or 'i'}/status/{tweet_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,7 @@ class Audit(enum.StrEnum):
     REPLIED = "replied"  # X accepted a whole reply
     REFUSED = "refused"  # X refused a reply
     RETRACTED = "retracted"  # `retract` asked for, then its tweets deleted from X
+    PURGED = "purged"  # safety.retention_days took the citizen's text and name
     URGENT = "urgent"  # a follow-up or edit with a `triage.urgent` word made the ticket urgent
     MOVED = "moved"  # `move N DEPT`: another department's channel or room
     ONCALL_SET = "oncall_set"  # an on-call override (no ticket)

@@ -35,7 +35,16 @@ from bot.ports import (
     UserGroups,
 )
 from entrypoints import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, migrate
-from handlers import commands, delivery, escalation, figures, ingest, oncall, replies
+from handlers import (
+    commands,
+    delivery,
+    escalation,
+    figures,
+    ingest,
+    oncall,
+    replies,
+    retention,
+)
 from handlers.context import Bridge, SystemClock
 
 if TYPE_CHECKING:
@@ -239,6 +248,17 @@ class App:
             )
         s.add_job(delivery.recover, "interval", seconds=10, args=[b], id="recover", max_instances=1)
         s.add_job(self._housekeeping, "interval", hours=1, id="housekeeping", next_run_time=now)
+        if self.config.safety.retention_days is not None:
+            # Daily, and at each start, so a bot restarted every night still purges.
+            s.add_job(
+                retention.purge,
+                "interval",
+                hours=24,
+                args=[b],
+                id="retention",
+                next_run_time=now,
+                max_instances=1,
+            )
         s.start()
         b.kick()
         log.info(

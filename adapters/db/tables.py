@@ -79,6 +79,9 @@ class TicketRow(Base):
     # keeps the threads it left).
     moves: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     escalated_again_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When `safety.retention_days` took the citizen's text and name (None: kept, or the
+    # ticket was reopened since, so that it is purged again once closed long enough).
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index("ix_tickets_state_created", "state", "created_at"),
@@ -89,6 +92,8 @@ class TicketRow(Base):
         Index("ix_tickets_department_created", "department", "created_at"),
         Index("ix_tickets_department_first_response", "department", "first_response_at"),
         Index("ix_tickets_department_closed", "department", "closed_at"),
+        # The retention purge: closed, not purged, closed longest ago first.
+        Index("ix_tickets_retention", "state", "purged_at", "closed_at"),
     )
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from adapters.db.claims import Claims
+from adapters.db.retention import Retention
 from adapters.db.retractions import Retractions
 from adapters.db.tables import (
     AuditRow,
@@ -98,7 +99,7 @@ def _override(r: OverrideRow) -> Override:
     )
 
 
-class Tx(Claims, Retractions):
+class Tx(Claims, Retractions, Retention):
     """One unit of work: everything in it commits together or not at all."""
 
     def __init__(self, session: Session, now: datetime) -> None:
@@ -196,6 +197,8 @@ class Tx(Claims, Retractions):
     def set_state(self, ticket: int, state: TicketState) -> None:
         values: dict[str, Any] = {"state": state.value}
         values["closed_at"] = self.now if state is TicketState.CLOSED else None
+        if state is TicketState.OPEN:
+            values["purged_at"] = None  # what it gathers now is purged after it closes
         self.s.execute(update(TicketRow).where(TicketRow.number == ticket).values(**values))
 
     def set_assignee(self, ticket: int, assignee: ChatUserId) -> None:

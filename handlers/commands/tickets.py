@@ -57,7 +57,7 @@ async def status(b: Bridge, args: Args) -> Rich:
         Text(f" · {dept.name}\nAssignee: "),
         _who(t.assignee),
         Text(f"\nAge: {_age(now - t.created_at)} · first response: {first}\n"),
-        Text(f"From @{t.author_username}: "),
+        Text(f"From @{t.author_username}: " if t.author_username else "From (name removed): "),
         Link(t.url, "open on X"),
     )
 
