@@ -27,6 +27,21 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class RedactingFormatter(logging.Formatter):
+    """Masks secrets in the whole formatted line, the traceback of a logged exception
+    included (an HTTP client's error may quote a URL or header that holds one)."""
+
+    def __init__(self, fmt: str, secrets: Iterable[str]) -> None:
+        super().__init__(fmt)
+        self._secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        for s in self._secrets:
+            line = line.replace(s, "***")
+        return line
+
+
 def database_password(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -38,7 +53,8 @@ def database_password(url: str) -> str:
 
 def setup_logging(env: Env | None, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    fmt = "%(asctime)s %(levelname)s %(name)s %(message)s"
+    handler.setFormatter(logging.Formatter(fmt))
     if env is not None:
         secrets = [
             getattr(env, name).get_secret_value()
@@ -47,6 +63,7 @@ def setup_logging(env: Env | None, level: str = "INFO") -> None:
         ]
         secrets.append(database_password(env.SEVA_DATABASE_URL))
         handler.addFilter(RedactSecrets(secrets))
+        handler.setFormatter(RedactingFormatter(fmt, secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
