@@ -32,7 +32,9 @@ FEATURES: tuple[Feature, ...] = (
         ("users:read",),
     ),
     Feature(
-        "check the bot is in each channel and name channels (conversations.info)",
+        "check the bot is in each channel, name channels, and check who is in a "
+        "department's channel before they change its tickets (conversations.info, "
+        "conversations.members)",
         ("channels:read", "groups:read"),
     ),
     Feature("tweet the images agents attach to replies (files.info, url_private)", ("files:read",)),
