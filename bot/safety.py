@@ -21,6 +21,7 @@ Decisions a reader would otherwise have to guess:
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import unicodedata
 import urllib.parse
@@ -215,13 +216,47 @@ _MENTION = re.compile(
 _END_MENTION = re.compile(rf"[@＠{latin_accent_chars.pattern}]|://")
 
 
+_RUN = re.compile(r"\S+")
+_HOSTLIKE = re.compile(r"[^\s!-,/:-@\[-^`{-~]+")  # what twitter_text may read as a host
+_HOST_DOTS = 8  # more dots in one host-like stretch than any real host name has
+_HOST_CHARS = 253  # DNS's limit on a host name
+_LONGEST_RUN = 500  # characters without a space: a longer link is rare in a reply
+
+
 def _links(text: str) -> list[tuple[int, int, str]]:
     """(start, end, url) of every link X would make in `text`.
 
-    twitter-text's URL pattern is slow on long dotted runs ("x.x.x.…"): callers that
-    need both links and mentions compute this once.
+    A link never spans white space, so each run between spaces is read on its own
+    (and remembered). twitter_text's URL pattern takes quadratic time on long dotted
+    runs (3,000 characters of "x.x.x…" take ten seconds): such a run is not read but
+    taken whole as one link, so a reply holding one is held rather than the bot
+    stalled, and the agent sees why.
     """
-    return [(e["indices"][0], e["indices"][1], e["url"]) for e in extract_urls_with_indices(text)]
+    out: list[tuple[int, int, str]] = []
+    for run in _RUN.finditer(text):
+        if "." not in run.group():
+            continue  # no dot, no host name, no link
+        start = run.start()
+        out += [(start + a, start + b, url) for a, b, url in _run_links(run.group())]
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _run_links(run: str) -> tuple[tuple[int, int, str], ...]:
+    if _heavy(run):
+        return ((0, len(run), run),)
+    return tuple(
+        (e["indices"][0], e["indices"][1], e["url"]) for e in extract_urls_with_indices(run)
+    )
+
+
+def _heavy(run: str) -> bool:
+    if len(run) > _LONGEST_RUN:
+        return True
+    return any(
+        stretch.count(".") > _HOST_DOTS or (len(stretch) > _HOST_CHARS and "." in stretch)
+        for stretch in _HOSTLIKE.findall(run)
+    )
 
 
 def _mentions(text: str, links: Sequence[tuple[int, int, str]]) -> tuple[str, ...]:
@@ -340,7 +375,8 @@ def hold_reasons(text: str, parts: int, citizen: str, safety: SafetyConfig) -> t
         host, written = _host(url), _written_host(url)
         if not _allowed(host, domains):
             # The xn-- form shows a look-alike (Cyrillic о in gоv.in) for what it is.
-            outside.setdefault(host, host if written == host else f"{written} ({host})")
+            shown = host if written == host else f"{written} ({host})"
+            outside.setdefault(host, shown if len(shown) <= 80 else shown[:79] + "…")
     if outside:
         reasons.append(
             f"links to {_and(list(outside.values()))}, outside the allowed link domains "

@@ -31,7 +31,7 @@ from bot.domain import (
 )
 from bot.outbox import ReplyState, moved_away_key, moved_root_key
 from bot.permissions import may_answer
-from bot.ports import CommandContext, Move, MovedThread, UnitOfWork
+from bot.ports import CommandContext, Move, MovedThread, Standing, UnitOfWork
 from bot.rotation import shift_at
 from handlers.context import Bridge
 from handlers.ingest import root_body
@@ -186,9 +186,9 @@ async def tell_moved(b: Bridge, msg: ChatMessage, left: MovedThread) -> None:
     if platform is None:
         return
     was = b.department(left.department)
-    if not platform.private_responses and not may_answer(
-        b.config, was, msg.sender, msg.power_level
-    ):
+    # Posted in the thread, so in the department's old channel: a member there.
+    here = Standing(member=True, power_level=msg.power_level, external=msg.external)
+    if not platform.private_responses and not may_answer(b.config, was, msg.sender, here):
         return
     ticket = left.ticket
     now = b.department(ticket.department)

@@ -105,3 +105,13 @@ async def test_cancel_of_a_held_reply_tweets_nothing(strict):
     assert x.posted == []
     ((_, body),) = chat.updates
     assert body.plain().startswith("Cancelled by U0AGENT1")
+
+
+async def test_a_dotted_run_x_would_read_slowly_is_held_not_read(world):
+    """twitter_text reads 3,000 characters of "x.x.x…" in ten seconds (inside the
+    transaction that queues the reply); the hold takes such a run whole as one link
+    instead of reading it, so it is held where links are limited, and said so."""
+    b, x, chat, _ = world
+    b.config = parse_config({**CONFIG, "safety": {"allowed_link_domains": ["gov.in"]}}, "t.yaml")
+    preview = await held_preview(b, x, chat, "See " + "x." * 1500 + "in")
+    assert preview is not None and "links to x.x.x." in preview.body.plain()
