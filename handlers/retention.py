@@ -51,4 +51,6 @@ def _purge_batch(tx: UnitOfWork, cutoff: datetime, days: int) -> int:
     for number, _ in due:
         tx.forget_search(number)
         tx.audit(number, ACTOR_BOT, Audit.PURGED, f"closed over {days} days ago")
+    if due:
+        tx.forget_unused_terms()
     return len(due)

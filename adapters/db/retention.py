@@ -5,7 +5,7 @@ What goes: the ticket's text and the citizen's username; every chat post the bot
 for it (the root and follow-ups quote the citizen, previews and confirmations quote the
 replies); the replies' texts (a reply often repeats what the citizen said, and a held
 one may carry their number); the ticket's entry in the search index; the username in
-its audit entries. What stays: every id (the ticket's tweet, the citizen's X user id,
+its audit entries, and search terms no other ticket holds. What stays: every id (the ticket's tweet, the citizen's X user id,
 the reply tweets), states, times, departments and assignees, so figures and the audit
 trail still add up. Chat messages already posted live on Slack or Matrix under their
 own retention settings.
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from adapters.db.tables import AuditRow, OutboxRow, ReplyPartRow, ReplyRow, TicketRow
@@ -44,6 +44,11 @@ class Retention:
             .limit(limit)
         )
         return [(number, username) for number, username in rows]
+
+    def forget_unused_terms(self) -> None:
+        """Drops the search vocabulary no ticket holds any more: a purged ticket's words
+        (a phone number's digits among them) must not outlive it there either."""
+        self.s.execute(text("DELETE FROM search_terms WHERE df <= 0"))
 
     def purge_tickets(self, tickets: Sequence[tuple[int, str]]) -> None:
         """Forgets the citizen's words and name in these tickets (see the module)."""
