@@ -4,11 +4,11 @@
 What goes: the ticket's text and the citizen's username; every chat post the bot made
 for it (the root and follow-ups quote the citizen, previews and confirmations quote the
 replies); the replies' texts (a reply often repeats what the citizen said, and a held
-one may carry their number); the ticket's entry in the search index; the username in
-its audit entries, and search terms no other ticket holds. What stays: every id (the ticket's tweet, the citizen's X user id,
-the reply tweets), states, times, departments and assignees, so figures and the audit
-trail still add up. Chat messages already posted live on Slack or Matrix under their
-own retention settings.
+one may carry their number); the ticket's entry in the search index, and search terms
+no other ticket holds; the username in its audit entries. What stays: every id (the
+ticket's tweet, the citizen's X user id, the reply tweets), states, times, departments
+and assignees, so figures and the audit trail still add up. Chat messages already
+posted live on Slack or Matrix under their own retention settings.
 """
 
 from __future__ import annotations
