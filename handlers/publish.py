@@ -46,6 +46,8 @@ def public_page(
     questions: list[PublicQuestion] = []
     withheld = 0
     for ticket, replies in tx.public_replies(since, limit, department):
+        if not ticket.text:
+            continue  # the retention purge forgot the question (safety.retention_days)
         chains = tuple(
             PublicReply(tuple((text, tweet_url("i", tid)) for text, tid in chain))
             for chain in replies

@@ -4,8 +4,8 @@ One row per retracted reply (unique), so the command repeated, a crash or a seco
 instance never retracts twice; each part records when X deleted it. The state index
 serves the delivery loop's look for pending retractions without scanning the rest.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-02 10:00:00.000000
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
