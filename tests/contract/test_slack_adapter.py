@@ -317,11 +317,14 @@ async def test_pacing_at_5_per_second_spaces_posts_per_channel(world: World) -> 
     health_ts = sorted(float(ts) for ts in await asyncio.gather(*health))
     water_ts = sorted(float(ts) for ts in await asyncio.gather(*water))
 
+    # The stand-in stamps each post when it arrives, so one slow request on a loaded
+    # machine can shorten the next gap; the rate over the run is what pacing promises.
     gaps = [b - a for a, b in pairwise(health_ts)]
-    assert min(gaps) >= 0.18, gaps  # 1/5 s apart (a little slack for clock granularity)
-    assert health_ts[-1] - health_ts[0] >= 0.75
-    # Channels are independent: the water channel's first post did not queue behind health.
-    assert water_ts[0] - health_ts[0] < 0.15
+    assert health_ts[-1] - health_ts[0] >= 0.75, gaps  # 5 posts at 5/s span 0.8 s
+    assert min(gaps) >= 0.1, gaps  # and never a burst
+    # Channels are independent: both water posts landed while health was still queued
+    # (water's second is due at 0.2 s, health's third at 0.4 s).
+    assert water_ts[-1] < health_ts[2], (water_ts, health_ts)
     await paced.stop()
 
 
