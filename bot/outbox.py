@@ -146,6 +146,16 @@ class RetractState(enum.StrEnum):
     FAILED = "failed"
 
 
+class EventState(enum.StrEnum):
+    """An incoming event in the inbox: pending -> handling -> done; failed when its
+    handling failed every time (a bug, logged); back to pending after a hiccup."""
+
+    PENDING = "pending"
+    HANDLING = "handling"
+    DONE = "done"
+    FAILED = "failed"
+
+
 class ThreadMark(enum.StrEnum):
     """A ticket state as its thread root shows it (a reaction)."""
 

@@ -303,6 +303,48 @@ class KeyValue(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class InboxEvent:
+    """An event an adapter stored before acknowledging it, claimed to be handled."""
+
+    id: int
+    source: str
+    event_id: str
+    payload: str
+    attempts: int
+    token: str = ""
+
+
+class Inbox(Protocol):
+    """Where adapters put what a platform sends before acknowledging it, and take it
+    back to handle it: neither a crash nor a database hiccup after the ack loses it.
+
+    Raises StoreUnavailable when the database cannot take it: then do not acknowledge,
+    so that the platform delivers it again.
+    """
+
+    async def accept(self, source: str, event_id: str, payload: str) -> bool:
+        """Stores one event; False when it was stored before (a redelivery)."""
+        ...
+
+    async def accept_all(
+        self,
+        source: str,
+        events: Sequence[tuple[str, str]],
+        then_put: tuple[str, str] | None = None,
+    ) -> None:
+        """Stores events (id, payload), and in the same commit `then_put` (key, value),
+        such as the sync token that says these events were received."""
+        ...
+
+    async def claim(self, source: str, limit: int) -> list[InboxEvent]: ...
+    async def done(self, events: Sequence[InboxEvent]) -> None: ...
+
+    async def retry(
+        self, event: InboxEvent, not_before: datetime, error: str, *, give_up: bool = False
+    ) -> None: ...
+
+
 # --- The ticket store: records it hands out, and its protocols
 
 
@@ -556,6 +598,15 @@ class UnitOfWork(Protocol):
     def was_seen(self, scope: str, event_id: str) -> bool: ...
     def first_sight(self, scope: str, event_id: str) -> bool: ...
     def forget_events_before(self, when: datetime) -> None: ...
+
+    # The inbox of incoming events (see Inbox).
+    def accept_events(self, source: str, events: Sequence[tuple[str, str]]) -> list[bool]: ...
+    def claim_events(self, source: str, limit: int) -> list[InboxEvent]: ...
+    def events_done(self, events: Sequence[InboxEvent]) -> None: ...
+
+    def event_retry(
+        self, event: InboxEvent, not_before: datetime, error: str, *, give_up: bool = False
+    ) -> None: ...
 
     # The chat outbox: claimed before the side effect, finished after it (fenced).
     def due_lanes(self) -> list[tuple[Platform, str]]: ...

@@ -141,7 +141,7 @@ class App:
                 api_base_url=env.SLACK_API_BASE_URL,
                 command=self.config.slack.commands,
                 post_rate_per_channel=self.config.slack.post_rate_per_channel,
-                kv=store,
+                inbox=store,
                 clock=self.clock,
             )
         if env.matrix_enabled and "matrix" in used:
@@ -155,6 +155,7 @@ class App:
                 password=reveal(env.MATRIX_PASSWORD) or None,
                 rooms=[ChannelId(r) for r in rooms],
                 state=store,
+                inbox=store,
                 clock=self.clock,
             )
         return out
@@ -182,6 +183,9 @@ class App:
             shared=store.engine.dialect.name != "sqlite",
         )
         b.usergroups = self._usergroups
+        # SQLite means one instance: its unfinished claims (posts, tweets, events being
+        # handled) are ours, from before a crash; taken back before anything claims.
+        await delivery.recover(b, lease=delivery.LEASE if b.shared else timedelta(0))
         for platform in b.platforms.values():
             # Added first, so that stop() also closes a platform whose start failed.
             self._started_platforms.append(platform)
@@ -196,8 +200,6 @@ class App:
             slack=getattr(slack, "handle_http", None) if not self.env.SLACK_APP_TOKEN else None,
         )
         await self.http.start()
-        # SQLite means one instance: its unfinished claims are ours, from before a crash.
-        await delivery.recover(b, lease=delivery.LEASE if b.shared else timedelta(0))
         self._tasks.append(asyncio.create_task(delivery.run_forever(b), name="delivery"))
         self._scheduler = s = AsyncIOScheduler(timezone=UTC)
         now = datetime.now(UTC)
@@ -259,6 +261,7 @@ class App:
                 next_run_time=now,
                 max_instances=1,
             )
+        s.add_job(self._watch_store, "interval", seconds=2, id="watch_store", max_instances=1)
         s.start()
         b.kick()
         log.info(
@@ -299,6 +302,12 @@ class App:
             await asyncio.to_thread(self.store.dispose)
         if self.http is not None and self.bridge is not None:
             log.info("seva.stopped")
+
+    async def _watch_store(self) -> None:
+        """While a write has failed, one small write now and then: /healthz says `ok`
+        again as soon as the database takes writes, even if nothing else is written."""
+        if self.store is not None and not self.store.writable:
+            await self.store.probe()
 
     async def _housekeeping(self) -> None:
         """Replay guards older than a week protect nothing: Slack retries within minutes."""

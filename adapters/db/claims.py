@@ -9,6 +9,7 @@ nothing.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from adapters.db.tables import (
+    InboxRow,
     LeaseRow,
     OutboxRow,
     ReplyPartRow,
@@ -36,8 +38,8 @@ from bot.domain import (
     Rich,
     TweetId,
 )
-from bot.outbox import PartState, PostState, ReplyState, ThreadMark, thread_root_key
-from bot.ports import PendingPart, PendingPost
+from bot.outbox import EventState, PartState, PostState, ReplyState, ThreadMark, thread_root_key
+from bot.ports import InboxEvent, PendingPart, PendingPost
 
 
 class Claims:
@@ -112,7 +114,95 @@ class Claims:
         return done.first() is not None
 
     def forget_events_before(self, when: datetime) -> None:
+        """Replay guards and handled events older than `when` protect nothing now."""
         self.s.execute(delete(SeenEventRow).where(SeenEventRow.seen_at < when))
+        self.s.execute(
+            delete(InboxRow).where(
+                InboxRow.received_at < when,
+                InboxRow.state.in_((EventState.DONE, EventState.FAILED)),
+            )
+        )
+
+    # --- the inbox of incoming events
+
+    def accept_events(self, source: str, events: Sequence[tuple[str, str]]) -> list[bool]:
+        """Stores events (id, payload) to be handled; for each, whether it is new (False:
+        a redelivery of one stored before, which is left as it was)."""
+        if not events:
+            return []
+        fresh = set(
+            self.s.scalars(
+                _insert_ignoring_conflicts(self.s, InboxRow)
+                .values(
+                    [
+                        {
+                            "source": source,
+                            "event_id": event_id,
+                            "payload": payload,
+                            "state": EventState.PENDING,
+                            "received_at": self.now,
+                            "attempts": 0,
+                        }
+                        for event_id, payload in events
+                    ]
+                )
+                .returning(InboxRow.event_id)
+            )
+        )
+        return [event_id in fresh for event_id, _ in events]
+
+    def claim_events(self, source: str, limit: int) -> list[InboxEvent]:
+        """Claims up to `limit` events due, oldest first (compare-and-set)."""
+        due = (
+            select(InboxRow.id)
+            .where(
+                InboxRow.state == EventState.PENDING,
+                InboxRow.source == source,
+                or_(InboxRow.not_before.is_(None), InboxRow.not_before <= self.now),
+            )
+            .order_by(InboxRow.id)
+            .limit(limit)
+        )
+        ids = list(self.s.scalars(due))
+        if not ids:
+            return []
+        token = uuid.uuid4().hex
+        rows = self.s.execute(
+            update(InboxRow)
+            .where(InboxRow.id.in_(ids), InboxRow.state == EventState.PENDING)
+            .values(
+                state=EventState.HANDLING,
+                claimed_at=self.now,
+                claimed_by=token,
+                attempts=InboxRow.attempts + 1,
+            )
+            .returning(InboxRow.id, InboxRow.event_id, InboxRow.payload, InboxRow.attempts)
+        )
+        claimed = [InboxEvent(r[0], source, r[1], r[2], r[3], token) for r in rows]
+        return sorted(claimed, key=lambda e: e.id)
+
+    def events_done(self, events: Sequence[InboxEvent]) -> None:
+        for e in events:
+            self.s.execute(
+                update(InboxRow)
+                .where(InboxRow.id == e.id, InboxRow.claimed_by == e.token)
+                .values(state=EventState.DONE, claimed_by=None, error=None)
+            )
+
+    def event_retry(
+        self, event: InboxEvent, not_before: datetime, error: str, *, give_up: bool = False
+    ) -> None:
+        """Back to pending until `not_before`, or failed for good (`give_up`)."""
+        self.s.execute(
+            update(InboxRow)
+            .where(InboxRow.id == event.id, InboxRow.claimed_by == event.token)
+            .values(
+                state=EventState.FAILED if give_up else EventState.PENDING,
+                claimed_by=None,
+                not_before=not_before,
+                error=error[:2000],
+            )
+        )
 
     # --- chat outbox claims
 
@@ -151,6 +241,7 @@ class Claims:
         for table, sending, unknown in (
             (OutboxRow, PostState.SENDING, PostState.UNKNOWN),
             (ReplyPartRow, PartState.SENDING, PartState.UNKNOWN),
+            (InboxRow, EventState.HANDLING, EventState.PENDING),  # handled again
         ):
             done = self.s.execute(
                 update(table)

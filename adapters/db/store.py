@@ -14,7 +14,7 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
@@ -26,7 +26,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import sessionmaker
 
 from adapters.db.uow import Tx
-from bot.ports import Conflict, StoreUnavailable
+from bot.ports import Conflict, InboxEvent, StoreUnavailable
 
 log = logging.getLogger("seva." + __name__)
 
@@ -41,6 +41,7 @@ SERVER_THREADS = 4
 # Connections beyond the threads' own: synchronous users outside the event loop (the
 # CLI, migrations, tests) never take one the threads need.
 SPARE_CONNECTIONS = 2
+GROUP_COMMIT = 200  # events stored in one commit at most
 PROBE_KEY = "store.probe"  # written now and then while a write has failed
 
 
@@ -65,6 +66,7 @@ class Store:
         self._lock = threading.Lock()
         self._local = threading.local()  # per database thread: did this unit write?
         self._failing: tuple[str, datetime] | None = None  # why, since when
+        self._accepting = _Accepting()
 
         @event.listens_for(self.engine, "before_cursor_execute")
         def _note_writes(
@@ -170,6 +172,58 @@ class Store:
             executor.shutdown(wait=True)
         self.engine.dispose()
 
+    # --- the Inbox port, for adapters (events stored before they are acknowledged)
+
+    async def accept(self, source: str, event_id: str, payload: str) -> bool:
+        """Stores one event. Events arriving together share one commit (a group
+        commit): a burst of 500 costs a few commits, and each ack waits for one."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._accepting.waiting.append((source, event_id, payload, future))
+        flushing = self._accepting.flushing
+        if flushing is None or flushing.done():
+            self._accepting.flushing = asyncio.create_task(self._flush_accepted())
+        return await future
+
+    async def _flush_accepted(self) -> None:
+        while self._accepting.waiting:
+            batch = self._accepting.waiting[:GROUP_COMMIT]
+            del self._accepting.waiting[:GROUP_COMMIT]
+            try:
+                fresh = await self.run(_accept_grouped, [(s, e, p) for s, e, p, _ in batch])
+            except Exception as e:
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(e)
+                continue
+            for (*_, future), new in zip(batch, fresh, strict=True):
+                if not future.done():
+                    future.set_result(new)
+
+    async def accept_all(
+        self,
+        source: str,
+        events: Sequence[tuple[str, str]],
+        then_put: tuple[str, str] | None = None,
+    ) -> None:
+        def store(tx: Tx) -> None:
+            tx.accept_events(source, list(events))
+            if then_put is not None:
+                tx.put(*then_put)
+
+        await self.run(store)
+
+    async def claim(self, source: str, limit: int) -> list[InboxEvent]:
+        return await self.run(lambda tx: tx.claim_events(source, limit))
+
+    async def done(self, events: Sequence[InboxEvent]) -> None:
+        if events:
+            await self.run(lambda tx: tx.events_done(events))
+
+    async def retry(
+        self, event: InboxEvent, not_before: datetime, error: str, *, give_up: bool = False
+    ) -> None:
+        await self.run(lambda tx: tx.event_retry(event, not_before, error, give_up=give_up))
+
     # --- the KeyValue port, for adapters (sync tokens, device ids, replay guards)
 
     async def get(self, key: str) -> str | None:
@@ -183,6 +237,29 @@ class Store:
 
     async def first_sight(self, scope: str, event_id: str) -> bool:
         return await self.run(lambda tx: tx.first_sight(scope, event_id))
+
+
+class _Accepting:
+    """Events waiting for the next group commit of the inbox (`Store.accept`)."""
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[str, str, str, asyncio.Future[bool]]] = []
+        self.flushing: asyncio.Task[None] | None = None
+
+
+def _accept_grouped(tx: Tx, batch: list[tuple[str, str, str]]) -> list[bool]:
+    """Stores a group of (source, event id, payload); for each, whether it is new. The
+    same event twice in one group is new only the first time."""
+    answers = [False] * len(batch)
+    for source in {s for s, _, _ in batch}:
+        first: dict[str, int] = {}
+        for i, (s, event_id, _) in enumerate(batch):
+            if s == source:
+                first.setdefault(event_id, i)
+        events = [(event_id, batch[i][2]) for event_id, i in first.items()]
+        for (event_id, _), new in zip(events, tx.accept_events(source, events), strict=True):
+            answers[first[event_id]] = new
+    return answers
 
 
 def _why(e: Exception) -> str:

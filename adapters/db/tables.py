@@ -307,6 +307,31 @@ class OverrideRow(Base):
     __table_args__ = (Index("ix_oncall_overrides_department_ends", "department", "ends"),)
 
 
+class InboxRow(Base):
+    """An event a platform sent us, stored before it is acknowledged and handled from
+    here: neither a crash nor a database hiccup after the ack loses it. Unique by the
+    platform's own id, so a redelivery is known; kept a week once handled."""
+
+    __tablename__ = "inbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(16))  # slack | matrix
+    event_id: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))  # bot.outbox.EventState
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(32))
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("source", "event_id"),
+        Index("ix_inbox_due", "state", "source", "id"),
+    )
+
+
 class AuditRow(Base):
     __tablename__ = "audit_log"
 

@@ -33,6 +33,7 @@ from nio import (
 )
 from nio.api import RelationshipType
 
+from adapters.inbox import InboxWorker
 from adapters.matrix.parse import is_human_text, normalise_key, strip_reply_fallback, with_user_ids
 from adapters.matrix.render import (
     ACTION_KEYS,
@@ -72,6 +73,8 @@ from bot.ports import (
     Clock,
     CommandContext,
     CommandHandler,
+    Inbox,
+    InboxEvent,
     KeyValue,
     MessageHandler,
     PlatformRefused,
@@ -241,6 +244,7 @@ class MatrixPlatform(MatrixSync):
         *,
         rooms: Iterable[ChannelId],
         state: KeyValue,
+        inbox: Inbox,
         access_token: str | None = None,
         password: str | None = None,
         clock: Clock | None = None,
@@ -261,6 +265,8 @@ class MatrixPlatform(MatrixSync):
         self._token = access_token
         self._password = password
         self._clock: Clock = clock or SystemClock()
+        self._inbox = inbox
+        self._worker = InboxWorker(inbox, "matrix", self._handle_stored, self._clock)
         self._device_name = device_name
         self._sync_timeout_ms = sync_timeout_ms
         self._max_backoff = max_backoff_seconds
@@ -320,10 +326,11 @@ class MatrixPlatform(MatrixSync):
             self._refuse_encrypted(client)
             await self._learn_creators(client)
             known = set(json.loads(await self._kv.get(self._k("rooms")) or "[]"))
+            missed: list[tuple[str, dict[str, Any]]] = []
             for token, batch in batches:
-                await self._dispatch(batch, token, skip_rooms=set(self.rooms) - known)
+                missed += await self._dispatch(batch, token, skip_rooms=set(self.rooms) - known)
+            await self._store(missed, batches[-1][1].next_batch)
             await self._kv.put(self._k("rooms"), json.dumps(sorted(set(self.rooms) | known)))
-            await self._advance(batches[-1][1].next_batch)
         except BaseException as e:
             self._health(connected=False, error=self._scrub(e))
             await client.close()
@@ -332,11 +339,13 @@ class MatrixPlatform(MatrixSync):
                 raise Unavailable(f"Matrix homeserver {self.homeserver}: {self._error}") from None
             raise
         self._health(connected=True)
+        self._worker.start()  # what was stored and not handled before a crash, too
         _log(logging.INFO, "matrix.started", user=self.user_id, rooms=list(self.rooms))
         self._task = asyncio.create_task(self._run(client), name="matrix-sync")
 
     async def stop(self) -> None:
         """Ends the sync loop (finishing the batch in hand) and closes the client."""
+        await self._worker.stop()
         self._stopping.set()
         running = self._client is not None
         if self._task is not None:
@@ -515,39 +524,36 @@ class MatrixPlatform(MatrixSync):
 
     # --- incoming events
 
-    async def _handle(self, room_id: str, event: dict[str, Any]) -> None:
-        event_id = event.get("event_id")
-        sender = event.get("sender")
-        kind = event.get("type")
+    def _wanted(self, event: dict[str, Any]) -> bool:
+        """A person's message or reaction (not our own, not an edit or a notice)."""
+        sender, kind = event.get("sender"), event.get("type")
         content = event.get("content") or {}
+        event_id = event.get("event_id")
         if not isinstance(event_id, str) or not isinstance(sender, str):
-            return
+            return False
         relates = content.get("m.relates_to") or {}
         if kind == "m.room.message" and relates.get("rel_type") == "m.thread":
-            # The newest message in a thread: what our next post there falls back to.
+            # The newest message in a thread: what our next post there falls back to
+            # (noted as the sync brings it, whoever sent it).
             if len(self._thread_latest) > 10_000:
                 self._thread_latest.clear()
             self._thread_latest[str(relates.get("event_id"))] = event_id
         if sender == self.user_id or kind not in ("m.room.message", "m.reaction"):
-            return
-        if kind == "m.room.message" and not is_human_text(content):
-            return
-        if await self._kv.was_seen("matrix", event_id):
-            _log(logging.DEBUG, "matrix.replay_skipped", event=event_id)
-            return
-        try:
-            if kind == "m.reaction":
-                await self._on_reaction(room_id, sender, content)
-            else:
-                await self._on_text(room_id, event_id, sender, content)
-        except Exception:
-            log.exception(
-                "matrix.handler_failed",
-                extra={"event": "matrix.handler_failed", "fields": {"event_id": event_id}},
-            )
-        # Recorded once handled: a crash in between replays the event (the core's
-        # constraints make that harmless) instead of losing it.
-        await self._kv.first_sight("matrix", event_id)
+            return False
+        return kind == "m.reaction" or is_human_text(content)
+
+    async def _handle_stored(self, item: InboxEvent) -> None:
+        """One stored event, handled (the inbox worker's callback): a failure is tried
+        again, a redelivery never reaches here twice (the inbox is unique by event id)."""
+        stored = json.loads(item.payload)
+        room_id, event = str(stored["room"]), stored["event"]
+        sender, content = str(event["sender"]), event.get("content") or {}
+        if self._on_message is None or self._client is None:
+            raise Unavailable("the Matrix platform is not started")
+        if event.get("type") == "m.reaction":
+            await self._on_reaction(room_id, sender, content)
+        else:
+            await self._on_text(room_id, str(event["event_id"]), sender, content)
 
     async def _on_text(
         self, room_id: str, event_id: str, sender: str, content: dict[str, Any]

@@ -1,6 +1,6 @@
-"""Receiving from Matrix: logging in, joining the rooms, and the sync loop that hands
-each new event to the platform once (`_handle`), persisting the sync token only after
-the batch was handled, so a crash replays and never loses.
+"""Receiving from Matrix: logging in, joining the rooms, and the sync loop that stores
+each new event worth handling in the inbox together with the sync token, in one
+commit (the platform handles them from there), so a crash replays and never loses.
 
 A mixin of `MatrixPlatform` (platform.py), which sets the attributes declared here.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from collections.abc import Iterable
@@ -29,11 +30,13 @@ from nio import (
     WhoamiResponse,
 )
 
+from adapters.inbox import InboxWorker
 from adapters.matrix.parse import retry_delay
 from bot.domain import ChannelId
 from bot.ports import (
     Clock,
     CredentialsRefused,
+    Inbox,
     KeyValue,
     PlatformRefused,
     RateLimited,
@@ -63,6 +66,8 @@ class MatrixSync:
     user_id: str
     rooms: tuple[ChannelId, ...]
     _kv: KeyValue
+    _inbox: Inbox
+    _worker: InboxWorker
     _token: str | None
     _password: str | None
     _clock: Clock
@@ -82,8 +87,8 @@ class MatrixSync:
     _error: str | None
     _room_problems: str
 
-    async def _handle(self, room_id: str, event: dict[str, Any]) -> None:
-        """One new event from a served room (the platform's side)."""
+    def _wanted(self, event: dict[str, Any]) -> bool:
+        """Whether a new event from a served room is one to handle (the platform's side)."""
         raise NotImplementedError
 
     # --- login, rooms, sync
@@ -245,8 +250,7 @@ class MatrixSync:
                 joined = await client.join(room_id)
                 ok = not isinstance(joined, JoinError)
                 _log(logging.INFO, "matrix.rejoined", room=room_id, ok=ok)
-        await self._dispatch(resp, self._since)
-        await self._advance(resp.next_batch)
+        await self._store(await self._dispatch(resp, self._since), resp.next_batch)
         problems = []
         for room_id in self.rooms:
             room = client.rooms.get(room_id)
@@ -260,14 +264,25 @@ class MatrixSync:
         if problems:
             self._error = self._room_problems
 
-    async def _advance(self, next_batch: str) -> None:
-        """Persists the token only after the batch was handled: a crash replays, never loses."""
+    async def _store(self, events: list[tuple[str, dict[str, Any]]], next_batch: str) -> None:
+        """The batch's events and its sync token, in one commit: a crash before it syncs
+        the batch again, and after it loses nothing (they are handled from the inbox);
+        a database that cannot take them fails the sync, which is tried again from the
+        old token."""
+        await self._inbox.accept_all(
+            "matrix",
+            [(str(e["event_id"]), json.dumps({"room": r, "event": e})) for r, e in events],
+            then_put=(self._k("sync_token"), next_batch),
+        )
         self._since = next_batch
-        await self._kv.put(self._k("sync_token"), next_batch)
+        if events:
+            self._worker.wake()
 
     async def _dispatch(
         self, resp: SyncResponse, since: str | None, skip_rooms: AbstractSet[str] = frozenset()
-    ) -> None:
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The new events of served rooms worth handling, oldest first, per room."""
+        wanted: list[tuple[str, dict[str, Any]]] = []
         for room_id, info in resp.rooms.join.items():
             if room_id not in self.rooms:
                 continue
@@ -277,8 +292,8 @@ class MatrixSync:
             events = [e.source for e in info.timeline.events]
             if info.timeline.limited and info.timeline.prev_batch:
                 events = await self._gap(room_id, info.timeline.prev_batch, since) + events
-            for event in events:
-                await self._handle(room_id, event)
+            wanted.extend((room_id, event) for event in events if self._wanted(event))
+        return wanted
 
     async def _gap(self, room_id: str, prev_batch: str, since: str) -> list[dict[str, Any]]:
         """Events a limited sync left out between `since` and the timeline, oldest first.

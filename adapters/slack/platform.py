@@ -7,8 +7,8 @@ out; `Rich` bodies rendered to escaped mrkdwn on the way back (render.py).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import replace
@@ -18,8 +18,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
@@ -27,7 +29,8 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from adapters.slack import markup, parse, scopes
+from adapters.inbox import InboxWorker
+from adapters.slack import ingress, markup, parse, scopes
 from adapters.slack.render import blocks, metadata, render_mrkdwn
 from bot.addressing import command_text, slash_command_text
 from bot.domain import (
@@ -49,11 +52,13 @@ from bot.ports import (
     CommandContext,
     CommandHandler,
     CredentialsRefused,
-    KeyValue,
+    Inbox,
+    InboxEvent,
     MessageHandler,
     PlatformRefused,
     RateLimited,
     Standing,
+    StoreUnavailable,
     Unavailable,
 )
 
@@ -61,6 +66,8 @@ log = logging.getLogger("seva." + __name__)
 
 DEFAULT_API_BASE_URL = "https://slack.com/api/"
 SOCKET_CONNECT_TIMEOUT = 30.0  # seconds
+# An event is acknowledged within this, stored or not (Slack allows 3 s; SPEC asks 1 s).
+ACK_BUDGET = 0.9  # seconds
 UNPACED_BURST = 20  # posts claimed at a time when a channel is not paced
 
 # Ticket state -> (reaction, add?) on the thread root.
@@ -241,7 +248,7 @@ class SlackPlatform:
         *,
         bot_token: str,
         signing_secret: str,
-        kv: KeyValue,
+        inbox: Inbox,
         app_token: str | None = None,
         api_base_url: str = DEFAULT_API_BASE_URL,
         command: str = "/ticket",
@@ -253,8 +260,10 @@ class SlackPlatform:
     ) -> None:
         if post_rate_per_channel < 0:
             raise ValueError("post_rate_per_channel must be >= 0")
-        self._kv = kv
-        self._clock = clock
+        self._signing_secret = signing_secret
+        self._clock: Clock = clock or _SystemClock()
+        self._inbox = inbox
+        self._worker = InboxWorker(inbox, "slack", self._handle_stored, self._clock)
         self._app_token = app_token or None
         self._command = command if command.startswith("/") else f"/{command}"
         self._interval = 1.0 / post_rate_per_channel if post_rate_per_channel else 0.0
@@ -280,6 +289,9 @@ class SlackPlatform:
             signing_secret=signing_secret,
             process_before_response=False,
             request_verification_enabled=True,
+            # Socket Mode's events go to the inbox before anything else looks at them
+            # (HTTP's never reach bolt: handle_http stores them itself).
+            before_authorize=self._store_first,
             logger=log,
         )
         self._socket: Any = None
@@ -340,6 +352,7 @@ class SlackPlatform:
         if self._bot_user_id:
             await self._learn_bot_names(self._bot_user_id)
         self._on_message, self._on_command, self._on_action = on_message, on_command, on_action
+        self._worker.start()  # events stored before a crash are handled now
         log.info(
             "slack.started mode=%s bot_user=%s team=%s",
             self.mode,
@@ -372,6 +385,7 @@ class SlackPlatform:
                 ) from e
 
     async def stop(self) -> None:
+        await self._worker.stop()
         self._on_message = self._on_command = self._on_action = None
         if self._socket is not None:
             try:
@@ -400,10 +414,82 @@ class SlackPlatform:
     async def handle_http(self, request: web.Request) -> web.Response:
         """`POST /slack/events`: events, slash commands and interactivity.
 
-        bolt verifies the signature and age before any of our code runs.
+        The signature is checked on the raw body before anything parses it (401 when
+        it fails); a signed body that is no Slack payload gets 400. An event or a button
+        press is acknowledged once it is stored in the inbox, and handled from there;
+        when it cannot be stored the answer is 503, so Slack sends it again. Slash
+        commands are answered in the ack by bolt.
         """
-        bolt_response = await self._app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(bolt_response)
+        body = await request.read()
+        try:
+            ingress.verify(self._signing_secret, request.headers, body, time.time())
+        except ingress.Unauthorized as e:
+            log.info("slack.unsigned_request why=%s", e)
+            return web.json_response({"error": "invalid signature"}, status=401)
+        try:
+            req = ingress.parse(request.content_type, body)
+        except ingress.BadRequest as e:
+            log.info("slack.bad_request why=%s", e)
+            return web.json_response({"error": "bad request"}, status=400)
+        if req.kind == "url_verification":
+            return web.json_response({"challenge": req.body["challenge"]})
+        if req.kind == "ignored":
+            return web.Response(status=200)
+        if req.kind == "event":
+            stored = await self._store(req.kind, req.body, req.text)
+            return web.Response(status=200 if stored else 503)
+        if req.kind == "interactive" and req.body.get("type") == "block_actions":
+            stored = await self._store(req.kind, req.body, json.dumps(req.body))
+            return web.Response(status=200 if stored else 503)
+        bolt_request = AsyncBoltRequest(
+            body=req.text, query=request.query_string, headers=dict(request.headers)
+        )
+        return await to_aiohttp_response(await self._app.async_dispatch(bolt_request))
+
+    async def _store(self, kind: str, body: Mapping[str, Any], text: str) -> bool:
+        """Puts an event or a button press in the inbox within the ack's budget; False
+        when it could not be stored (the database is down or too slow): not acked."""
+        event_id = _inbox_id(kind, body)
+        if event_id is None:
+            return True  # nothing the bot handles: acknowledged and dropped
+        try:
+            async with asyncio.timeout(ACK_BUDGET):
+                new = await self._inbox.accept("slack", event_id, text)
+        except (StoreUnavailable, TimeoutError) as e:
+            log.warning("slack.not_stored event_id=%s why=%s", event_id, type(e).__name__)
+            return False
+        if new:
+            self._worker.wake()
+        else:
+            log.info("slack.event_duplicate event_id=%s", event_id)
+        return True
+
+    async def _store_first(self, body: dict[str, Any], next: Any) -> BoltResponse:
+        """bolt middleware (Socket Mode): an event or a button press is stored before
+        the envelope is acknowledged; a non-200 answer leaves it unacknowledged, and
+        Slack sends it again."""
+        kind = {"event_callback": "event", "block_actions": "interactive"}.get(
+            str(body.get("type"))
+        )
+        if kind is None:
+            return await next()  # type: ignore[no-any-return]
+        stored = await self._store(kind, body, json.dumps(body))
+        return BoltResponse(status=200 if stored else 503, body="")
+
+    async def _handle_stored(self, event: InboxEvent) -> None:
+        """One stored event or button press, handled (the inbox worker's callback)."""
+        body = json.loads(event.payload)
+        if body.get("type") == "event_callback":
+            inner = body.get("event") or {}
+            if inner.get("type") == "message":
+                external = parse.from_another_workspace(body, inner, self._home)
+                await self._deliver(inner, event.event_id, external)
+            return
+        if body.get("type") == "block_actions":
+            for action in parse.button_presses(body, self._home):
+                if self._on_action is None:
+                    raise Unavailable("the Slack platform is not started")
+                await self._on_action(action)
 
     # --- outgoing
 
@@ -625,23 +711,8 @@ class SlackPlatform:
     # --- incoming
 
     def _register_listeners(self) -> None:
-        app = self._app
-        app.event("message")(self._on_message_event)
-        # Anything else we are subscribed to is acknowledged and ignored (no 404 retries).
-        app.event(re.compile(r".*"))(self._ignore_event)
-        app.command(self._command)(self._on_slash_command)
-        app.action(re.compile(r".*"))(self._on_block_action)
-
-    async def _ignore_event(self) -> None:
-        """Events are acknowledged by bolt before listeners run."""
-
-    async def _on_message_event(self, event: dict[str, Any], body: dict[str, Any]) -> None:
-        event_id = str(body.get("event_id") or "")
-        try:
-            external = parse.from_another_workspace(body, event, self._home)
-            await self._deliver(event, event_id, external)
-        except Exception:
-            log.exception("slack.event_failed event_id=%s", event_id)
+        # Events and button presses go to the inbox (handle_http, _store_first).
+        self._app.command(self._command)(self._on_slash_command)
 
     async def _deliver(
         self, event: Mapping[str, Any], event_id: str, external: bool = False
@@ -653,16 +724,16 @@ class SlackPlatform:
             return
         msg = replace(msg, external=external)
         if self._on_message is None or self._on_command is None:
-            log.warning("slack.event_before_start event_id=%s", event_id)
-            return
-        if event_id and not await self._kv.first_sight("slack", event_id):
-            log.info("slack.event_duplicate event_id=%s", event_id)
-            return
+            raise Unavailable("the Slack platform is not started")  # handled again later
         if not msg.edited:
             command = command_text(msg.text, self._mentions())
             if command is not None:
                 ctx = replace(parse.command_context(event), external=external)
-                await self.respond(ctx, await self._answer(command, ctx))
+                answer = await self._answer(command, ctx)
+                try:  # best effort: the command has run, a second run would repeat it
+                    await self.respond(ctx, answer)
+                except Exception as e:
+                    log.warning("slack.respond_failed event_id=%s error=%s", event_id, e)
                 return
             # What could be tweeted is what a reader of the message sees.
             files = tuple([await self._complete(f) for f in msg.files])
@@ -874,17 +945,6 @@ class SlackPlatform:
         except Exception:
             log.exception("slack.respond_failed channel=%s user=%s", ctx.channel, ctx.user)
 
-    async def _on_block_action(self, body: dict[str, Any], ack: AsyncAck) -> None:
-        await ack()
-        for action in parse.button_presses(body, self._home):
-            try:
-                if self._on_action is None:
-                    log.warning("slack.action_before_start action_id=%s", action.id)
-                    return
-                await self._on_action(action)
-            except Exception:
-                log.exception("slack.action_failed action_id=%s user=%s", action.id, action.user)
-
     def _spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]:
         task: asyncio.Task[T] = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -901,6 +961,22 @@ class _Tolerated(Exception):
     def __init__(self, response: Any) -> None:
         super().__init__("tolerated")
         self.response = response
+
+
+def _inbox_id(kind: str, body: Mapping[str, Any]) -> str | None:
+    """The id an event or a button press is stored under, so that Slack's redelivery of
+    it is known: the event_id; for a press, the interaction's trigger_id (one per
+    click). None for what the bot does not handle."""
+    if kind == "event":
+        return str(body["event_id"])
+    if body.get("type") == "block_actions" and isinstance(body.get("trigger_id"), str):
+        return f"action:{body['trigger_id']}"
+    return None
+
+
+class _SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
 
 
 def _str(value: object) -> str | None:

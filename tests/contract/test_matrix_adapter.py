@@ -31,7 +31,7 @@ from bot.domain import (
 )
 from bot.outbox import ActionId
 from bot.ports import CommandContext, PlatformRefused, Unavailable
-from tests.fakes import MemoryKV
+from tests.fakes import MemoryInbox, MemoryKV
 from tests.synapse import Homeserver, MatrixUser, check_budget, free_port, synapse
 
 __all__ = ["synapse"]  # the session fixture, imported so pytest finds it here
@@ -157,17 +157,20 @@ Factory = Callable[..., MatrixPlatform]
 @pytest.fixture
 async def platforms(world: World) -> AsyncIterator[Factory]:
     made: list[MatrixPlatform] = []
+    inboxes: dict[int, MemoryInbox] = {}  # one per state: a restart finds what was stored
 
     def make(
         rooms: list[ChannelId], state: MemoryKV | None = None, **kwargs: Any
     ) -> MatrixPlatform:
         if "password" not in kwargs:
             kwargs.setdefault("access_token", world.bot.access_token)
+        kv = state or MemoryKV()
         platform = MatrixPlatform(
             world.hs.base_url,
             world.bot.user_id,
             rooms=rooms,
-            state=state or MemoryKV(),
+            state=kv,
+            inbox=inboxes.setdefault(id(kv), MemoryInbox(kv)),
             **kwargs,
         )
         made.append(platform)
@@ -485,6 +488,7 @@ async def test_an_unreachable_homeserver_is_unavailable(world: World) -> None:
         access_token=world.bot.access_token,
         rooms=[],
         state=MemoryKV(),
+        inbox=MemoryInbox(),
     )
     rec = Recorder()
     with pytest.raises(Unavailable):

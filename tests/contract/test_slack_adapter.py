@@ -46,7 +46,7 @@ from bot.ports import (
     Standing,
     Unavailable,
 )
-from tests.fakes import MemoryKV
+from tests.fakes import MemoryInbox
 
 slack_state = pytest.importorskip("sandbox.slack.state")
 slack_routes = pytest.importorskip("sandbox.slack.routes")
@@ -100,7 +100,7 @@ class World:
     state: Any
     slack: SlackPlatform
     rec: Recorder
-    kv: MemoryKV
+    inbox: MemoryInbox
     http: aiohttp.ClientSession
     api_url: str
     sandbox_url: str
@@ -172,11 +172,11 @@ async def world() -> AsyncIterator[World]:
     stand_in_runner, stand_in_url = await _serve(stand_in)
 
     http = aiohttp.ClientSession()
-    kv = MemoryKV()
+    inbox = MemoryInbox()
     slack = SlackPlatform(
         bot_token=TOKEN,
         signing_secret=SECRET,
-        kv=kv,
+        inbox=inbox,
         api_base_url=f"{stand_in_url}/slack/api/",
         post_rate_per_channel=0,  # the stand-in is unlimited too, except where a test says
         session=http,
@@ -191,7 +191,7 @@ async def world() -> AsyncIterator[World]:
         state,
         slack,
         rec,
-        kv,
+        inbox,
         http,
         api_url=f"{stand_in_url}/slack/api/",
         sandbox_url=f"{stand_in_url}/slack/sandbox",
@@ -303,7 +303,7 @@ async def test_pacing_at_5_per_second_spaces_posts_per_channel(world: World) -> 
     paced = SlackPlatform(
         bot_token=TOKEN,
         signing_secret=SECRET,
-        kv=world.kv,
+        inbox=world.inbox,
         api_base_url=world.api_url,
         post_rate_per_channel=5,
         session=world.http,
@@ -595,7 +595,7 @@ async def test_a_badly_signed_request_gets_401_and_changes_nothing(
     async with world.http.post(world.events_url, data=body, headers=headers) as resp:
         assert resp.status == 401
 
-    assert world.kv.seen == set()  # not even recorded as seen
+    assert world.inbox.events == []  # not even stored
     await world.fence()
     assert [m.text for m in world.rec.messages][:-1] == []
 
@@ -619,7 +619,7 @@ async def test_a_wrong_token_is_refused_at_start_with_a_clear_message(world: Wor
     bad = SlackPlatform(
         bot_token="xoxb-wrong",
         signing_secret=SECRET,
-        kv=MemoryKV(),
+        inbox=MemoryInbox(),
         api_base_url=world.api_url,
         session=world.http,
     )

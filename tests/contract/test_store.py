@@ -380,3 +380,47 @@ def test_the_second_escalation_step_is_marked_once(store):
         assert due.number == 1
         assert tx.mark_escalated_again(1) and not tx.mark_escalated_again(1)
         assert tx.escalated_again_due("health", tx.now) == []
+
+
+async def test_the_inbox_stores_each_event_once_and_hands_it_out_oldest_first(store):
+    """What an ack promises: stored once (a redelivery is known), handed out in order,
+    and put back after a hiccup; a claim left by a dead process is handed out again."""
+    import asyncio
+
+    fresh = await asyncio.gather(
+        *(store.accept("slack", f"Ev{i}", f'{{"n": {i}}}') for i in range(50)),
+        store.accept("slack", "Ev3", "again"),  # Slack's retry, in the same burst
+    )
+    assert fresh == [True] * 50 + [False]
+    assert not await store.accept("slack", "Ev7", "later retry")
+    assert await store.accept("matrix", "Ev7", "another platform's id space")
+
+    first = await store.claim("slack", 20)
+    assert [e.event_id for e in first] == [f"Ev{i}" for i in range(20)]
+    assert first[3].payload == '{"n": 3}'  # the first delivery's payload, not the retry's
+    second = await store.claim("slack", 100)
+    assert [e.event_id for e in second] == [f"Ev{i}" for i in range(20, 50)]
+    assert await store.claim("slack", 100) == []  # all claimed
+
+    await store.done(first)
+    await store.retry(second[0], store.now(), "database hiccup")
+    again = await store.claim("slack", 100)
+    assert [e.event_id for e in again] == ["Ev20"] and again[0].attempts == 2
+
+    await store.run(lambda tx: tx.expire_claims(timedelta(0)))  # the process died
+    back = await store.claim("slack", 100)
+    assert [e.event_id for e in back] == ["Ev20"] + [f"Ev{i}" for i in range(21, 50)]
+
+
+async def test_events_and_a_sync_token_are_stored_in_one_commit(store):
+    await store.accept_all("matrix", [("$a", "{}"), ("$b", "{}")], then_put=("sync", "t2"))
+    assert await store.get("sync") == "t2"
+    assert [e.event_id for e in await store.claim("matrix", 10)] == ["$a", "$b"]
+
+    def half(tx) -> None:
+        tx.accept_events("matrix", [("$c", "{}")])
+        raise RuntimeError("crash before the token")
+
+    with pytest.raises(RuntimeError):
+        await store.run(half)
+    assert await store.claim("matrix", 10) == []  # nothing without its token

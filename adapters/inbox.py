@@ -1,0 +1,126 @@
+"""Handling the events an adapter stored in the inbox (`bot.ports.Inbox`), oldest first.
+
+An event is acknowledged to its platform once stored; from then on this worker owns
+it: it is handled until that succeeds. A database hiccup puts it back for a little
+later; an error in its handling (a bug) is tried a few times, then set aside as failed
+and logged, so one bad event never blocks the rest. A crash mid-way leaves it claimed
+until the claim expires, and it is handled again (the core's constraints make a
+second handling harmless).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from bot.ports import Clock, Inbox, InboxEvent, StoreUnavailable, Unavailable
+
+log = logging.getLogger("seva." + __name__)
+
+BATCH = 20
+IDLE = 1.0  # seconds between looks for events stored by another instance or put back
+TRIES = 5  # handlings that failed with an error of its own before it is set aside
+FIRST_WAIT, LONGEST_WAIT = timedelta(seconds=1), timedelta(minutes=1)
+
+Handle = Callable[[InboxEvent], Awaitable[None]]
+
+
+class InboxWorker:
+    """Handles one source's stored events, woken when one is stored."""
+
+    def __init__(self, inbox: Inbox, source: str, handle: Handle, clock: Clock) -> None:
+        self._inbox = inbox
+        self._source = source
+        self._handle = handle
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._failures = 0  # database hiccups in a row, for the wait before the next look
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"inbox-{self._source}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(IDLE):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.drain()
+                self._failures = 0
+            except StoreUnavailable as e:
+                self._failures += 1
+                wait = min(FIRST_WAIT * 2 ** min(self._failures, 6), LONGEST_WAIT)
+                log.warning("inbox.unavailable source=%s error=%s", self._source, e)
+                await asyncio.sleep(wait.total_seconds())
+            except Exception:
+                log.exception("inbox.failed source=%s", self._source)
+                await asyncio.sleep(IDLE)
+
+    async def drain(self) -> int:
+        """Handles every event due now; how many were handled."""
+        handled = 0
+        while events := await self._inbox.claim(self._source, BATCH):
+            done: list[InboxEvent] = []
+            try:
+                for event in events:
+                    if await self._handle_until_kept(event):
+                        done.append(event)
+                        handled += 1
+            finally:
+                await self._inbox.done(done)
+        return handled
+
+    async def _handle_until_kept(self, event: InboxEvent) -> bool:
+        """Handles one event, waiting out database hiccups (the event stays claimed:
+        nothing can be written meanwhile anyway, and the ones after it keep their
+        order). False when its handling failed with an error of its own."""
+        failures = 0
+        while True:
+            try:
+                await self._handle(event)
+                return True
+            except (StoreUnavailable, Unavailable) as e:
+                failures += 1
+                wait = min(FIRST_WAIT * 2 ** min(failures - 1, 6), LONGEST_WAIT)
+                log.warning(
+                    "inbox.retry_later source=%s event_id=%s why=%s in=%s",
+                    self._source,
+                    event.event_id,
+                    e,
+                    wait.total_seconds(),
+                )
+                await asyncio.sleep(wait.total_seconds())
+            except Exception as e:
+                await self._failed(event, e)
+                return False
+
+    async def _failed(self, event: InboxEvent, error: Exception) -> None:
+        give_up = event.attempts >= TRIES
+        until = self._clock.now() + FIRST_WAIT * 2 ** min(event.attempts, 6)
+        why = f"{type(error).__name__}: {error}"
+        log.error(
+            "inbox.event_failed source=%s event_id=%s attempt=%d give_up=%s error=%s",
+            self._source,
+            event.event_id,
+            event.attempts,
+            give_up,
+            why,
+            exc_info=error,
+        )
+        await self._inbox.retry(event, until, why, give_up=give_up)
