@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from bot.ports import Clock, Inbox, InboxEvent, StoreUnavailable, Unavailable
+from bot.ports import Clock, Inbox, InboxEvent, NotYet, StoreUnavailable, Unavailable
 
 log = logging.getLogger("seva." + __name__)
 
@@ -24,6 +24,8 @@ BATCH = 20
 IDLE = 1.0  # seconds between looks for events stored by another instance or put back
 TRIES = 5  # handlings that failed with an error of its own before it is set aside
 FIRST_WAIT, LONGEST_WAIT = timedelta(seconds=1), timedelta(minutes=1)
+NOT_YET_WAIT = timedelta(milliseconds=500)  # a root being recorded takes milliseconds
+NOT_YET_TRIES = 240  # two minutes at least: a claim's lease, the longest a post stays unsettled
 
 Handle = Callable[[InboxEvent], Awaitable[None]]
 
@@ -95,6 +97,9 @@ class InboxWorker:
             try:
                 await self._handle(event)
                 return True
+            except NotYet as e:
+                await self._later(event, e)
+                return False
             except (StoreUnavailable, Unavailable) as e:
                 failures += 1
                 wait = min(FIRST_WAIT * 2 ** min(failures - 1, 6), LONGEST_WAIT)
@@ -109,6 +114,22 @@ class InboxWorker:
             except Exception as e:
                 await self._failed(event, e)
                 return False
+
+    async def _later(self, event: InboxEvent, why: NotYet) -> None:
+        """Back in the inbox for a little later; the events behind it go on meanwhile."""
+        give_up = event.attempts >= NOT_YET_TRIES
+        log.info(
+            "inbox.not_yet source=%s event_id=%s attempt=%d why=%s",
+            self._source,
+            event.event_id,
+            event.attempts,
+            why,
+        )
+        await self._inbox.retry(event, self._clock.now() + NOT_YET_WAIT, str(why), give_up=give_up)
+        self.wake_in(NOT_YET_WAIT.total_seconds())
+
+    def wake_in(self, seconds: float) -> None:
+        asyncio.get_running_loop().call_later(seconds, self._wake.set)
 
     async def _failed(self, event: InboxEvent, error: Exception) -> None:
         give_up = event.attempts >= TRIES

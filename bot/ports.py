@@ -81,6 +81,11 @@ class CredentialsRefused(PlatformRefused):
     and then, and resumes by itself once a call succeeds."""
 
 
+class NotYet(Exception):
+    """An event refers to something not recorded yet (a thread whose root has just
+    landed): handle it again a little later, after the events behind it."""
+
+
 class StoreUnavailable(Unavailable):
     """The database could not be read or written (locked, refused, unreachable): the
     whole unit of work was rolled back and may be tried again later."""
@@ -529,6 +534,12 @@ class UnitOfWork(Protocol):
     ) -> int | None: ...
 
     def posted(self, key: str) -> MessageId | None: ...
+
+    def roots_unsettled(self, platform: Platform, channel: str) -> bool:
+        """Whether a thread root in this channel may have landed without being recorded
+        (being sent, or its outcome being looked for)."""
+        ...
+
     def reply(self, reply_id: int) -> ReplyInfo | None: ...
     def reply_of_message(self, platform: Platform, channel: str, message_id: str) -> int | None: ...
     def confirm_reply(self, reply_id: int, user: ChatUserId) -> bool: ...

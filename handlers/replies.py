@@ -29,7 +29,7 @@ from bot.domain import (
 from bot.media import sort_files
 from bot.outbox import ActionId, ReplyState, preview_key
 from bot.permissions import may_answer, may_change
-from bot.ports import CommandContext, MovedThread, ReplyInfo, Standing, UnitOfWork
+from bot.ports import CommandContext, MovedThread, NotYet, ReplyInfo, Standing, UnitOfWork
 from bot.safety import hold_reasons
 from bot.tweettext import split_reply
 from handlers import moves
@@ -56,6 +56,8 @@ async def on_message(b: Bridge, msg: ChatMessage) -> None:
     # nor on the loop: a long reply takes milliseconds. queue_reply finds it remembered.
     await asyncio.to_thread(split_reply, text)
     outcome = await b.store.run(_take_reply, b, msg, text)
+    if outcome is NOT_YET:
+        raise NotYet(f"thread {msg.thread_root} may be a root still being recorded")
     if isinstance(outcome, NotAgent):
         await _tell_not_agent(b, msg, outcome)  # after the transaction
     elif isinstance(outcome, MovedThread):
@@ -87,16 +89,28 @@ class NotAgent:
         return f"Only {self.department}'s agents can {what}."
 
 
+class _NotYet:
+    """The thread may be a root that landed but is not recorded yet."""
+
+
+NOT_YET = _NotYet()
+
+
 def _take_reply(
     tx: UnitOfWork, b: Bridge, msg: ChatMessage, text: str
-) -> NotAgent | MovedThread | NothingToTweet | QueuedReply | None:
+) -> NotAgent | MovedThread | NothingToTweet | QueuedReply | _NotYet | None:
     """A thread message as its ticket's public reply; None when it is no ticket's
     thread or a replay of a message taken already. In a thread its ticket was moved
-    away from, nothing is tweeted any more."""
+    away from, nothing is tweeted any more. NOT_YET when the thread may be a root that
+    landed but is not recorded yet (an agent can answer in the moment between the two,
+    or while a post whose answer was lost is looked for)."""
     assert msg.thread_root is not None
     ticket = tx.ticket_of_thread(msg.platform, msg.channel, msg.thread_root)
     if ticket is None:
-        return tx.moved_from(msg.platform, msg.channel, msg.thread_root)
+        moved = tx.moved_from(msg.platform, msg.channel, msg.thread_root)
+        if moved is not None:
+            return moved
+        return NOT_YET if tx.roots_unsettled(msg.platform, msg.channel) else None
     dept = b.department(ticket.department)
     # Posted in the ticket's thread, so in the department's channel: a member there.
     here = Standing(member=True, power_level=msg.power_level, external=msg.external)

@@ -302,6 +302,11 @@ class Stand:
             {"method": method, "error": error, "times": times, "after_commit": after_commit},
         )
 
+    def deliveries(self) -> list[dict[str, Any]]:
+        """What the Slack stand-in sent the bot, each with its answer and how long it took."""
+        r = requests.get(self.url + "/slack/sandbox/deliveries", timeout=30)
+        return list(r.json()["deliveries"])
+
     def revoke_slack_token(self, error: str | None = "token_revoked") -> None:
         """Every Web API call answers `error` until called with None (restored)."""
         self._post("/slack/sandbox/token", {"revoked": error})

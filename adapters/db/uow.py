@@ -549,6 +549,21 @@ class Tx(Claims, Retractions, Retention):
         )
         return True
 
+    def roots_unsettled(self, platform: Platform, channel: str) -> bool:
+        return (
+            self.s.scalar(
+                select(OutboxRow.id)
+                .where(
+                    OutboxRow.state.in_((PostState.SENDING, PostState.UNKNOWN)),
+                    OutboxRow.platform == platform,
+                    OutboxRow.channel == channel,
+                    OutboxRow.is_root.is_(True),
+                )
+                .limit(1)
+            )
+            is not None
+        )
+
     def posted(self, key: str) -> MessageId | None:
         """Where the chat post with this key landed, once it did."""
         mid = self.s.scalar(

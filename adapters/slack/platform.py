@@ -450,7 +450,7 @@ class SlackPlatform:
         """Puts an event or a button press in the inbox within the ack's budget; False
         when it could not be stored (the database is down or too slow): not acked."""
         event_id = _inbox_id(kind, body)
-        if event_id is None:
+        if event_id is None or (kind == "event" and not self._worth_handling(body)):
             return True  # nothing the bot handles: acknowledged and dropped
         try:
             async with asyncio.timeout(ACK_BUDGET):
@@ -475,6 +475,19 @@ class SlackPlatform:
             return await next()  # type: ignore[no-any-return]
         stored = await self._store(kind, body, json.dumps(body))
         return BoltResponse(status=200 if stored else 503, body="")
+
+    def _worth_handling(self, envelope: Mapping[str, Any]) -> bool:
+        """A person's message or edit (what `_deliver` handles); the bot's own posts and
+        other bots' need not be stored at all."""
+        event = envelope.get("event") or {}
+        if event.get("type") != "message":
+            return False
+        event_id = str(envelope.get("event_id"))
+        user = self._bot_user_id
+        return (
+            parse.human_message(event, user, event_id) is not None
+            or parse.edited_message(event, user, event_id) is not None
+        )
 
     async def _handle_stored(self, event: InboxEvent) -> None:
         """One stored event or button press, handled (the inbox worker's callback)."""

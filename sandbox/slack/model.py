@@ -161,6 +161,19 @@ class Delivery:
     # timeout / connection_failed (socket)
     reason: str | None
     transport: str = "http"  # or "socket"
+    # How long the bot took to answer (HTTP) or ack (socket); None without an answer.
+    seconds: float | None = field(default=None, compare=False)
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "event_id": self.event_id,
+            "retry_num": self.retry_num,
+            "status": self.status,
+            "reason": self.reason,
+            "transport": self.transport,
+            "seconds": self.seconds,
+        }
 
 
 class _SocketGone(Exception):

@@ -263,6 +263,12 @@ def build_slack_app(state: SlackState) -> web.Application:
             return _control_error(e)
         return web.json_response({"ok": True, "status": status})
 
+    @routes.get("/sandbox/deliveries")
+    async def deliveries(request: web.Request) -> web.Response:
+        """Every request and envelope sent to the bot lately: its answer and how long
+        the bot took to give it."""
+        return web.json_response({"deliveries": [d.json() for d in state.deliveries]})
+
     @routes.post("/sandbox/faults")
     async def faults(request: web.Request) -> web.Response:
         """`{"method": "chat.postMessage", "error": "internal_error", "times": 1,

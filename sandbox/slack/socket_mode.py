@@ -124,6 +124,7 @@ class SocketMode(Workspace):
             message["retry_reason"] = retry_reason or ""
         ack: dict[str, Any] | None = None
         reason: str | None = None
+        started = time.monotonic()
         if not self._sockets:
             reason = "connection_failed"
         else:
@@ -140,7 +141,10 @@ class SocketMode(Workspace):
             finally:
                 del self._pending[envelope_id]
         status = 200 if reason is None else None
-        self.deliveries.append(Delivery(kind, event_id, retry_num, status, reason, "socket"))
+        seconds = time.monotonic() - started if reason is None else None
+        self.deliveries.append(
+            Delivery(kind, event_id, retry_num, status, reason, "socket", seconds)
+        )
         if reason is not None:
             log.info(
                 "slack_sandbox.delivery_failed kind=%s event_id=%s retry=%s transport=socket "
@@ -187,6 +191,7 @@ class SocketMode(Workspace):
         status: int | None = None
         text = ""
         reason: str | None = None
+        started = time.monotonic()
         try:
             async with self._session.post(
                 url,
@@ -202,7 +207,8 @@ class SocketMode(Workspace):
             reason = "http_timeout"
         except aiohttp.ClientError:
             reason = "connection_failed"
-        self.deliveries.append(Delivery(kind, event_id, retry_num, status, reason))
+        seconds = time.monotonic() - started if status is not None else None
+        self.deliveries.append(Delivery(kind, event_id, retry_num, status, reason, "http", seconds))
         if reason is not None:
             log.info(
                 "slack_sandbox.delivery_failed kind=%s event_id=%s retry=%s status=%s reason=%s",
