@@ -489,7 +489,12 @@ class UnitOfWork(Protocol):
     def oldest_open(self, department: str, limit: int) -> list[Ticket]: ...
     def waiting_since(self, department: str, created_before: datetime) -> int: ...
     def unanswered_before(
-        self, department: str, created_before: datetime, *, urgent_only: bool = False
+        self,
+        department: str,
+        created_before: datetime,
+        *,
+        urgent_only: bool = False,
+        limit: int = 200,
     ) -> list[Ticket]: ...
     # Moves (`move N DEPT`).
     def move_ticket(

@@ -25,6 +25,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -105,6 +106,25 @@ Index(
     TicketRow.created_at,
     TicketRow.number,
 )
+# `list [open|all] DEPT`: the same order within one department.
+Index(
+    "ix_tickets_department_state_urgent_created",
+    TicketRow.department,
+    TicketRow.state,
+    TicketRow.urgent.desc(),
+    TicketRow.created_at,
+    TicketRow.number,
+)
+# The escalation scan (every 30 s): only the open tickets nobody answered or escalated
+# yet are in it, so it stays small however many tickets the desk has closed.
+_UNANSWERED = "state = 'open' AND first_response_at IS NULL AND escalated_at IS NULL"
+Index(
+    "ix_tickets_unanswered",
+    TicketRow.department,
+    TicketRow.created_at,
+    sqlite_where=text(_UNANSWERED),
+    postgresql_where=text(_UNANSWERED),
+)
 
 
 class TicketTweetRow(Base):
@@ -174,6 +194,8 @@ class ReplyRow(Base):
     __table_args__ = (
         UniqueConstraint("platform", "channel", "message_id"),
         UniqueConstraint("ticket", "origin", name="uq_replies_ticket_origin"),
+        # Delivery looks for pending replies every second: never through the sent ones.
+        Index("ix_replies_state", "state", "id"),
     )
 
 

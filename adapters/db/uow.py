@@ -257,18 +257,23 @@ class Tx(Claims, Retractions, Retention):
         department: str | None = None,
         limit: int = 20,
     ) -> list[Ticket]:
-        q = select(TicketRow)
-        if open_only:
-            q = q.where(TicketRow.state == TicketState.OPEN.value)
-        if assignee is not None:
-            q = q.where(TicketRow.assignee == assignee)
-        if department is not None:
-            q = q.where(TicketRow.department == department)
-        # Urgent first, then the oldest: ix_tickets_state_urgent_created serves the open ones.
-        order: list[Any] = [TicketRow.urgent.desc(), TicketRow.created_at, TicketRow.number]
-        if not open_only:
-            order.insert(0, TicketRow.state != TicketState.OPEN.value)
-        return [_ticket(r) for r in self.s.scalars(q.order_by(*order).limit(limit))]
+        """Up to `limit` tickets: urgent open ones first, then the oldest open ones, then
+        (unless `open_only`) the closed ones, oldest first. Each state is read through
+        its own index (ix_tickets_state_urgent_created, or the department's), so the
+        answer costs the same with a million closed tickets behind it."""
+        states = [TicketState.OPEN] if open_only else [TicketState.OPEN, TicketState.CLOSED]
+        out: list[Ticket] = []
+        for state in states:
+            if len(out) >= limit:
+                break
+            q = select(TicketRow).where(TicketRow.state == state.value)
+            if assignee is not None:
+                q = q.where(TicketRow.assignee == assignee)
+            if department is not None:
+                q = q.where(TicketRow.department == department)
+            q = q.order_by(TicketRow.urgent.desc(), TicketRow.created_at, TicketRow.number)
+            out += [_ticket(r) for r in self.s.scalars(q.limit(limit - len(out)))]
+        return out
 
     def open_summary(self, department: str) -> tuple[int, Ticket | None]:
         """How many of the department's tickets are open, and the oldest of them
@@ -354,7 +359,12 @@ class Tx(Claims, Retractions, Retention):
         return self.s.scalar(q) or 0
 
     def unanswered_before(
-        self, department: str, created_before: datetime, *, urgent_only: bool = False
+        self,
+        department: str,
+        created_before: datetime,
+        *,
+        urgent_only: bool = False,
+        limit: int = 200,
     ) -> list[Ticket]:
         q = select(TicketRow).where(
             TicketRow.department == department,
@@ -366,6 +376,8 @@ class Tx(Claims, Retractions, Retention):
         )
         if urgent_only:
             q = q.where(TicketRow.urgent.is_(True))
+        # Through ix_tickets_unanswered, a bounded round: what is left waits 30 s.
+        q = q.order_by(TicketRow.created_at).limit(limit)
         return [_ticket(r) for r in self.s.scalars(q)]
 
     # --- moves
