@@ -33,11 +33,20 @@ Handle = Callable[[InboxEvent], Awaitable[None]]
 class InboxWorker:
     """Handles one source's stored events, woken when one is stored."""
 
-    def __init__(self, inbox: Inbox, source: str, handle: Handle, clock: Clock) -> None:
+    def __init__(
+        self,
+        inbox: Inbox,
+        source: str,
+        handle: Handle,
+        clock: Clock,
+        *,
+        receiving: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._inbox = inbox
         self._source = source
         self._handle = handle
         self._clock = clock
+        self._receiving = receiving
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failures = 0  # database hiccups in a row, for the wait before the next look
@@ -81,12 +90,21 @@ class InboxWorker:
             done: list[InboxEvent] = []
             try:
                 for event in events:
+                    await self._acks_first()
                     if await self._handle_until_kept(event):
                         done.append(event)
                         handled += 1
             finally:
                 await self._inbox.done(done)
         return handled
+
+    async def _acks_first(self) -> None:
+        """While events are arriving, their acks go first (Slack waits for them, and a
+        slow ack is sent again): handling waits, a quarter of a second at most."""
+        for _ in range(25):
+            if not self._receiving():
+                return
+            await asyncio.sleep(0.01)
 
     async def _handle_until_kept(self, event: InboxEvent) -> bool:
         """Handles one event, waiting out database hiccups (the event stays claimed:

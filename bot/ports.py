@@ -672,3 +672,9 @@ class TicketStore(KeyValue, Protocol):
         Raises Conflict (the whole unit rolled back) when a uniqueness constraint said no.
         """
         ...
+
+    def queued_lanes(self) -> set[tuple[Platform, str]]:
+        """The (platform, channel) lanes that got chat posts queued since the last call,
+        by units of work of this process that committed: delivery starts those lanes
+        without a look at the database (a periodic look finds the rest)."""
+        ...

@@ -83,6 +83,7 @@ class Bridge:
     started_at: datetime = field(init=False)
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
     shared: bool = False  # other instances may use the same database (not SQLite)
+    tweeting: int = 0  # reply rounds sending tweets now (chat lanes let them go first)
     health: Health = field(init=False)
     # When each chat platform, and X posting ("x.posting"), may be called again.
     gates: dict[str, Gate] = field(default_factory=dict)

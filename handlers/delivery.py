@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +23,7 @@ from bot.domain import (
     Link,
     MessageId,
     Outgoing,
+    Platform,
     Rich,
     Text,
     ThreadRef,
@@ -86,13 +89,17 @@ async def run_forever(b: Bridge, idle: float = 1.0) -> None:
     await asyncio.gather(_replies_forever(b, idle), _posts_forever(b, idle))
 
 
-async def _wait(event: asyncio.Event, idle: float) -> None:
+async def _wait(event: asyncio.Event, idle: float) -> bool:
+    """Waits for `event`, `idle` seconds at most; whether it was set."""
     # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
     # races with the event, and the loop would then never stop.
+    woken = False
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(idle):
             await event.wait()
+            woken = True
     event.clear()
+    return woken
 
 
 async def _replies_forever(b: Bridge, idle: float) -> None:
@@ -107,24 +114,40 @@ async def _replies_forever(b: Bridge, idle: float) -> None:
             await asyncio.sleep(idle)
 
 
+Lane = tuple[Platform, str]  # a channel's posts go out in order, in their own task
+
+
 async def _posts_forever(b: Bridge, idle: float) -> None:
-    lanes: dict[tuple[str, str], asyncio.Task[int]] = {}
-    unserved: set[tuple[str, str]] = set()
+    """Runs a lane for each channel with posts due. Woken by a kick, it starts the lanes
+    of the channels that just got posts (`TicketStore.queued_lanes`, no query); every
+    `idle` seconds it looks at the database for the rest (posts due by time, or queued
+    by another instance)."""
+    lanes: dict[Lane, asyncio.Task[int]] = {}
+    again: set[Lane] = set()  # got posts while its lane was running
+    unserved: set[Lane] = set()
+    looked = -math.inf
     try:
         while True:
-            await _wait(b.wake_posts, idle)
+            woken = await _wait(b.wake_posts, idle)
             try:
-                for key in await b.store.run(lambda tx: tx.due_lanes()):
+                due = set(b.store.queued_lanes())
+                if not woken or time.monotonic() - looked >= idle:
+                    looked = time.monotonic()
+                    due |= set(await b.store.run(lambda tx: tx.due_lanes()))
+                for key in due | {k for k in again if k not in lanes}:
+                    again.discard(key)
                     platform = b.platform(key[0])
                     if platform is None:
                         if key not in unserved:  # say it once, then leave the posts queued
                             unserved.add(key)
                             log.error("chat.platform_missing platform=%s channel=%s", *key)
                         continue
-                    if key not in lanes:
-                        task = asyncio.create_task(_post_lane(b, platform, key), name=key[1])
-                        lanes[key] = task
-                        task.add_done_callback(functools.partial(_lane_done, b, lanes, key))
+                    if key in lanes:
+                        again.add(key)  # looked at again once this round of it ends
+                        continue
+                    task = asyncio.create_task(_post_lane(b, platform, key), name=key[1])
+                    lanes[key] = task
+                    task.add_done_callback(functools.partial(_lane_done, b, lanes, again, key))
             except Exception:
                 log.exception("delivery.posts_failed")
                 await asyncio.sleep(idle)
@@ -135,14 +158,18 @@ async def _posts_forever(b: Bridge, idle: float) -> None:
 
 
 def _lane_done(
-    b: Bridge, lanes: dict[tuple[str, str], asyncio.Task[int]], key: tuple[str, str], task: Any
+    b: Bridge,
+    lanes: dict[Lane, asyncio.Task[int]],
+    again: set[Lane],
+    key: Lane,
+    task: Any,
 ) -> None:
     lanes.pop(key, None)
     if task.cancelled():
         return
     if task.exception() is not None:
         log.error("delivery.lane_failed channel=%s error=%r", key[1], task.exception())
-    elif task.result():
+    elif task.result() or key in again:
         b.wake_posts.set()  # more may have queued in this channel meanwhile
 
 
@@ -189,6 +216,7 @@ async def _post_lane(b: Bridge, platform: ChatPlatform, lane: tuple[str, str]) -
     lease = f"lane:{lane[0]}:{lane[1]}" if b.shared else None
     try:
         while gate.open(b.clock.now()):
+            await _tweets_first(b)
             recorded, claimed = await b.store.run(
                 _settle_and_claim, b.instance, lease, landed, untried, lane, platform.burst
             )
@@ -332,8 +360,22 @@ async def deliver_replies(b: Bridge) -> int:
                 return 0  # X said wait: the rest of this round waits too
             return await _send_part(b, part)
 
-    sent = await asyncio.gather(*(one(part) for part in due))
+    b.tweeting += 1
+    try:
+        sent = await asyncio.gather(*(one(part) for part in due))
+    finally:
+        b.tweeting -= 1
     return sum(sent)
+
+
+async def _tweets_first(b: Bridge) -> None:
+    """Public replies go first: while reply tweets are being sent, a chat lane waits (a
+    quarter of a second at most) so that a burst of answers reaches X sooner, and the
+    threads' confirmations and marks follow right after."""
+    for _ in range(25):
+        if not b.tweeting:
+            return
+        await asyncio.sleep(0.01)
 
 
 async def _send_part(b: Bridge, due: PendingPart) -> int:

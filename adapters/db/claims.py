@@ -12,13 +12,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, case, delete, func, or_, select, update
+from sqlalchemy import Table, and_, case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from adapters.db.tables import (
+    AuditRow,
     InboxRow,
     LeaseRow,
     OutboxRow,
@@ -27,6 +28,7 @@ from adapters.db.tables import (
     SeenEventRow,
     TicketMoveRow,
     TicketRow,
+    TicketTweetRow,
 )
 from bot.domain import (
     Action,
@@ -41,6 +43,19 @@ from bot.domain import (
 from bot.outbox import EventState, PartState, PostState, ReplyState, ThreadMark, thread_root_key
 from bot.ports import InboxEvent, PendingPart, PendingPost
 
+# The tables themselves: these statements run on every post, claim and event, and Core
+# statements on a Table skip the ORM's bookkeeping (the CPU a ticket costs, bench/).
+OUT = cast(Table, OutboxRow.__table__)
+PART = cast(Table, ReplyPartRow.__table__)
+REPLY = cast(Table, ReplyRow.__table__)
+INBOX = cast(Table, InboxRow.__table__)
+LEASE = cast(Table, LeaseRow.__table__)
+SEEN = cast(Table, SeenEventRow.__table__)
+TICKET = cast(Table, TicketRow.__table__)
+MOVE = cast(Table, TicketMoveRow.__table__)
+TWEETS = cast(Table, TicketTweetRow.__table__)
+AUDIT = cast(Table, AuditRow.__table__)
+
 
 class Claims:
     """Outbox claims, leases and replay guards, on the unit of work's session."""
@@ -54,20 +69,20 @@ class Claims:
         had already left (it was moved while the root was on its way) becomes no thread of
         the ticket's; it is only recorded as the thread that move left, which still finds
         the ticket."""
-        moves = self.s.scalar(select(TicketRow.moves).where(TicketRow.number == ticket))
+        moves = self.s.scalar(select(TICKET.c.moves).where(TICKET.c.number == ticket))
         if moves is None:
             return
         if key == thread_root_key(ticket, moves):
-            self.s.execute(update(TicketRow).where(TicketRow.number == ticket).values(root=root))
+            self.s.execute(update(TICKET).where(TICKET.c.number == ticket).values(root=root))
             return
         for left in range(moves):
             if key == thread_root_key(ticket, left):
                 self.s.execute(
-                    update(TicketMoveRow)
+                    update(MOVE)
                     .where(
-                        TicketMoveRow.ticket == ticket,
-                        TicketMoveRow.n == left + 1,
-                        TicketMoveRow.from_root.is_(None),
+                        MOVE.c.ticket == ticket,
+                        MOVE.c.n == left + 1,
+                        MOVE.c.from_root.is_(None),
                     )
                     .values(from_root=root)
                 )
@@ -77,10 +92,10 @@ class Claims:
     def hold_lease(self, name: str, owner: str, ttl: timedelta) -> bool:
         """Takes or renews the lease `name`; False while another live owner holds it."""
         done = self.s.execute(
-            update(LeaseRow)
+            update(LEASE)
             .where(
-                LeaseRow.name == name,
-                or_(LeaseRow.owner == owner, LeaseRow.expires_at < self.now),
+                LEASE.c.name == name,
+                or_(LEASE.c.owner == owner, LEASE.c.expires_at < self.now),
             )
             .values(owner=owner, expires_at=self.now + ttl)
         )
@@ -89,37 +104,38 @@ class Claims:
         # No row yet, or another live owner: insert unless one exists (never a conflict
         # that would roll back the caller's whole unit of work).
         created = self.s.execute(
-            _insert_ignoring_conflicts(self.s, LeaseRow)
+            _insert_ignoring_conflicts(self.s, LEASE)
             .values(name=name, owner=owner, expires_at=self.now + ttl)
-            .returning(LeaseRow.name)
+            .returning(LEASE.c.name)
         )
         return created.first() is not None
 
     def release_lease(self, name: str, owner: str) -> None:
-        self.s.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.owner == owner))
+        self.s.execute(delete(LEASE).where(LEASE.c.name == name, LEASE.c.owner == owner))
 
     # --- replay guards (Slack event ids, Matrix event ids)
 
     def was_seen(self, scope: str, event_id: str) -> bool:
-        return self.s.get(SeenEventRow, (scope, event_id)) is not None
+        found = select(SEEN.c.event_id).where(SEEN.c.scope == scope, SEEN.c.event_id == event_id)
+        return self.s.execute(found).first() is not None
 
     def first_sight(self, scope: str, event_id: str) -> bool:
         """Records the event; True only the first time (never a conflict that would roll
         back the caller's unit of work)."""
         done = self.s.execute(
-            _insert_ignoring_conflicts(self.s, SeenEventRow)
+            _insert_ignoring_conflicts(self.s, SEEN)
             .values(scope=scope, event_id=event_id, seen_at=self.now)
-            .returning(SeenEventRow.event_id)
+            .returning(SEEN.c.event_id)
         )
         return done.first() is not None
 
     def forget_events_before(self, when: datetime) -> None:
         """Replay guards and handled events older than `when` protect nothing now."""
-        self.s.execute(delete(SeenEventRow).where(SeenEventRow.seen_at < when))
+        self.s.execute(delete(SEEN).where(SEEN.c.seen_at < when))
         self.s.execute(
-            delete(InboxRow).where(
-                InboxRow.received_at < when,
-                InboxRow.state.in_((EventState.DONE, EventState.FAILED)),
+            delete(INBOX).where(
+                INBOX.c.received_at < when,
+                INBOX.c.state.in_((EventState.DONE, EventState.FAILED)),
             )
         )
 
@@ -132,7 +148,7 @@ class Claims:
             return []
         fresh = set(
             self.s.scalars(
-                _insert_ignoring_conflicts(self.s, InboxRow)
+                _insert_ignoring_conflicts(self.s, INBOX)
                 .values(
                     [
                         {
@@ -146,7 +162,7 @@ class Claims:
                         for event_id, payload in events
                     ]
                 )
-                .returning(InboxRow.event_id)
+                .returning(INBOX.c.event_id)
             )
         )
         return [event_id in fresh for event_id, _ in events]
@@ -154,13 +170,13 @@ class Claims:
     def claim_events(self, source: str, limit: int) -> list[InboxEvent]:
         """Claims up to `limit` events due, oldest first (compare-and-set)."""
         due = (
-            select(InboxRow.id)
+            select(INBOX.c.id)
             .where(
-                InboxRow.state == EventState.PENDING,
-                InboxRow.source == source,
-                or_(InboxRow.not_before.is_(None), InboxRow.not_before <= self.now),
+                INBOX.c.state == EventState.PENDING,
+                INBOX.c.source == source,
+                or_(INBOX.c.not_before.is_(None), INBOX.c.not_before <= self.now),
             )
-            .order_by(InboxRow.id)
+            .order_by(INBOX.c.id)
             .limit(limit)
         )
         ids = list(self.s.scalars(due))
@@ -168,15 +184,15 @@ class Claims:
             return []
         token = uuid.uuid4().hex
         rows = self.s.execute(
-            update(InboxRow)
-            .where(InboxRow.id.in_(ids), InboxRow.state == EventState.PENDING)
+            update(INBOX)
+            .where(INBOX.c.id.in_(ids), INBOX.c.state == EventState.PENDING)
             .values(
                 state=EventState.HANDLING,
                 claimed_at=self.now,
                 claimed_by=token,
-                attempts=InboxRow.attempts + 1,
+                attempts=INBOX.c.attempts + 1,
             )
-            .returning(InboxRow.id, InboxRow.event_id, InboxRow.payload, InboxRow.attempts)
+            .returning(INBOX.c.id, INBOX.c.event_id, INBOX.c.payload, INBOX.c.attempts)
         )
         claimed = [InboxEvent(r[0], source, r[1], r[2], r[3], token) for r in rows]
         return sorted(claimed, key=lambda e: e.id)
@@ -184,8 +200,8 @@ class Claims:
     def events_done(self, events: Sequence[InboxEvent]) -> None:
         for e in events:
             self.s.execute(
-                update(InboxRow)
-                .where(InboxRow.id == e.id, InboxRow.claimed_by == e.token)
+                update(INBOX)
+                .where(INBOX.c.id == e.id, INBOX.c.claimed_by == e.token)
                 .values(state=EventState.DONE, claimed_by=None, error=None)
             )
 
@@ -194,8 +210,8 @@ class Claims:
     ) -> None:
         """Back to pending until `not_before`, or failed for good (`give_up`)."""
         self.s.execute(
-            update(InboxRow)
-            .where(InboxRow.id == event.id, InboxRow.claimed_by == event.token)
+            update(INBOX)
+            .where(INBOX.c.id == event.id, INBOX.c.claimed_by == event.token)
             .values(
                 state=EventState.FAILED if give_up else EventState.PENDING,
                 claimed_by=None,
@@ -206,22 +222,21 @@ class Claims:
 
     # --- chat outbox claims
 
-    def _due(self) -> Any:
+    def _due(self, *columns: Any) -> Any:
         thread = _thread_root()
         return (
-            select(OutboxRow, thread.label("thread"))
-            .outerjoin(TicketRow, TicketRow.number == OutboxRow.ticket)
+            select(*(columns or (OUT, thread.label("thread"))))
+            .outerjoin(TICKET, TICKET.c.number == OUT.c.ticket)
             .where(
-                OutboxRow.state.in_((PostState.PENDING, PostState.UNKNOWN)),
-                or_(OutboxRow.not_before.is_(None), OutboxRow.not_before <= self.now),
-                or_(OutboxRow.in_thread.is_(False), thread.is_not(None)),
+                OUT.c.state.in_((PostState.PENDING, PostState.UNKNOWN)),
+                or_(OUT.c.not_before.is_(None), OUT.c.not_before <= self.now),
+                or_(OUT.c.in_thread.is_(False), thread.is_not(None)),
             )
         )
 
-    def due_lanes(self) -> list[tuple[Platform, str]]:
+    def due_lanes(self, limit: int = 1000) -> list[tuple[Platform, str]]:
         """The channels with posts due: each is delivered by its own lane."""
-        sub = self._due().subquery()
-        rows = self.s.execute(select(sub.c.platform, sub.c.channel).distinct())
+        rows = self.s.execute(self._due(OUT.c.platform, OUT.c.channel).distinct().limit(limit))
         return [(r[0], r[1]) for r in rows]
 
     def due_posts(
@@ -230,22 +245,22 @@ class Claims:
         """Pending posts whose thread (if any) exists, oldest first."""
         q = self._due()
         if platform is not None:
-            q = q.where(OutboxRow.platform == platform, OutboxRow.channel == channel)
-        q = q.order_by(OutboxRow.id).limit(limit)
-        return [_pending_post(row, root) for row, root in self.s.execute(q)]
+            q = q.where(OUT.c.platform == platform, OUT.c.channel == channel)
+        q = q.order_by(OUT.c.id).limit(limit)
+        return [_pending_post(row) for row in self.s.execute(q)]
 
     def expire_claims(self, lease: timedelta) -> int:
         """Claims older than `lease` belong to a process that died: their outcome is unknown."""
         cutoff = self.now - lease
         n = 0
         for table, sending, unknown in (
-            (OutboxRow, PostState.SENDING, PostState.UNKNOWN),
-            (ReplyPartRow, PartState.SENDING, PartState.UNKNOWN),
-            (InboxRow, EventState.HANDLING, EventState.PENDING),  # handled again
+            (OUT, PostState.SENDING, PostState.UNKNOWN),
+            (PART, PartState.SENDING, PartState.UNKNOWN),
+            (INBOX, EventState.HANDLING, EventState.PENDING),  # handled again
         ):
             done = self.s.execute(
                 update(table)
-                .where(table.state == sending, table.claimed_at <= cutoff)
+                .where(table.c.state == sending, table.c.claimed_at <= cutoff)
                 .values(state=unknown, claimed_by=None, not_before=None)
             )
             n += done.rowcount  # type: ignore[attr-defined]
@@ -260,18 +275,18 @@ class Claims:
         token = uuid.uuid4().hex
         taken = set(
             self.s.scalars(
-                update(OutboxRow)
+                update(OUT)
                 .where(
-                    OutboxRow.id.in_([p.id for p in due]),
-                    OutboxRow.state.in_((PostState.PENDING, PostState.UNKNOWN)),
+                    OUT.c.id.in_([p.id for p in due]),
+                    OUT.c.state.in_((PostState.PENDING, PostState.UNKNOWN)),
                 )
                 .values(
                     state=PostState.SENDING,
                     claimed_at=self.now,
                     claimed_by=token,
-                    attempts=OutboxRow.attempts + 1,
+                    attempts=OUT.c.attempts + 1,
                 )
-                .returning(OutboxRow.id)
+                .returning(OUT.c.id)
             )
         )
         return [replace(p, token=token) for p in due if p.id in taken]
@@ -280,8 +295,8 @@ class Claims:
         """Records a landed post (and a root's thread); False if our claim had expired,
         and then it changes nothing."""
         done = self.s.execute(
-            update(OutboxRow)
-            .where(OutboxRow.id == post.id, OutboxRow.claimed_by == post.token)
+            update(OUT)
+            .where(OUT.c.id == post.id, OUT.c.claimed_by == post.token)
             .values(state=PostState.DONE, message_id=message_id, error=None, claimed_by=None)
         )
         recorded = bool(done.rowcount)  # type: ignore[attr-defined]
@@ -292,7 +307,7 @@ class Claims:
 
     def unclaim_post(self, post: PendingPost) -> None:
         """Hands back a claimed post that was never tried, as it was."""
-        self._release(OutboxRow, post.id, post.token, post.state)
+        self._release(OUT, post.id, post.token, post.state)
 
     def post_done(self, post: PendingPost, message_id: MessageId) -> bool:
         """Records a landed post; False if our claim had expired (then it changes nothing)."""
@@ -311,7 +326,7 @@ class Claims:
         if landed is not None:
             recorded = self.settle_post(*landed)
         if claim is not None and (
-            token := self._claim(OutboxRow, claim.id, claim.state, PostState.SENDING)
+            token := self._claim(OUT, claim.id, claim.state, PostState.SENDING)
         ):
             claimed = replace(claim, token=token)
         return recorded, claimed
@@ -320,7 +335,7 @@ class Claims:
         self, post: PendingPost, not_before: datetime, error: str, *, unknown: bool
     ) -> None:
         self._release(
-            OutboxRow,
+            OUT,
             post.id,
             post.token,
             PostState.UNKNOWN if unknown else PostState.PENDING,
@@ -330,12 +345,12 @@ class Claims:
 
     def post_failed(self, post: PendingPost, error: str) -> None:
         """The platform refused for good (no access to the channel): stop and say so."""
-        self._release(OutboxRow, post.id, post.token, PostState.FAILED, error=error)
+        self._release(OUT, post.id, post.token, PostState.FAILED, error=error)
 
     def _release(self, table: Any, row_id: int, token: str, state: str, **values: Any) -> None:
         self.s.execute(
             update(table)
-            .where(table.id == row_id, table.claimed_by == token)
+            .where(table.c.id == row_id, table.c.claimed_by == token)
             .values(state=state, claimed_by=None, **values)
         )
 
@@ -343,51 +358,58 @@ class Claims:
 
     def due_parts(self, limit: int = 200) -> list[PendingPart]:
         """The next part of each reply chain that is ready to go."""
-        replies = self.s.scalars(
-            select(ReplyRow)
-            .where(ReplyRow.state == ReplyState.PENDING)
-            .order_by(ReplyRow.id)
+        pending = (
+            select(REPLY.c.id, REPLY.c.ticket, REPLY.c.in_reply_to, REPLY.c.created_at)
+            .where(REPLY.c.state == ReplyState.PENDING)
+            .order_by(REPLY.c.id)
             .limit(limit)
+            .subquery()
+        )
+        rows = self.s.execute(
+            select(pending, PART)
+            .join(PART, PART.c.reply == pending.c.id)
+            .order_by(pending.c.id, PART.c.idx)
         ).all()
+        chains: dict[int, list[Any]] = {}
+        for row in rows:
+            chains.setdefault(row[0], []).append(row._mapping)
         out = []
-        for r in replies:
-            parts = self.s.scalars(
-                select(ReplyPartRow).where(ReplyPartRow.reply == r.id).order_by(ReplyPartRow.idx)
-            ).all()
-            prev = r.in_reply_to
+        for reply, parts in chains.items():
+            prev = parts[0][pending.c.in_reply_to]
             for p in parts:
-                if p.state == PartState.SENT:
-                    prev = p.tweet_id or prev
+                if p[PART.c.state] == PartState.SENT:
+                    prev = p[PART.c.tweet_id] or prev
                     continue
-                ready = p.state in (PartState.PENDING, PartState.UNKNOWN) and (
-                    p.not_before is None or p.not_before <= self.now
+                not_before = p[PART.c.not_before]
+                ready = p[PART.c.state] in (PartState.PENDING, PartState.UNKNOWN) and (
+                    not_before is None or not_before <= self.now
                 )
                 if ready:
                     out.append(
                         PendingPart(
-                            p.id,
-                            r.id,
-                            r.ticket,
-                            p.idx,
+                            p[PART.c.id],
+                            reply,
+                            p[pending.c.ticket],
+                            p[PART.c.idx],
                             len(parts),
-                            p.text,
+                            p[PART.c.text],
                             TweetId(prev),
-                            PartState(p.state),
-                            r.created_at,
-                            p.attempts,
-                            media=tuple(ChatFile.from_json(m) for m in p.media or ()),
+                            PartState(p[PART.c.state]),
+                            p[pending.c.created_at],
+                            p[PART.c.attempts],
+                            media=tuple(ChatFile.from_json(m) for m in p[PART.c.media] or ()),
                         )
                     )
                 break
         return out
 
     def claim_part(self, part: PendingPart) -> PendingPart | None:
-        token = self._claim(ReplyPartRow, part.id, part.state, PartState.SENDING)
+        token = self._claim(PART, part.id, part.state, PartState.SENDING)
         return replace(part, token=token, attempts=part.attempts + 1) if token else None
 
     def part_retry(self, part: PendingPart, not_before: datetime, *, unknown: bool) -> None:
         self._release(
-            ReplyPartRow,
+            PART,
             part.id,
             part.token,
             PartState.UNKNOWN if unknown else PartState.PENDING,
@@ -399,9 +421,9 @@ class Claims:
         token = uuid.uuid4().hex
         done = self.s.execute(
             update(table)
-            .where(table.id == row_id, table.state == state)
+            .where(table.c.id == row_id, table.c.state == state)
             .values(
-                state=sending, claimed_at=self.now, claimed_by=token, attempts=table.attempts + 1
+                state=sending, claimed_at=self.now, claimed_by=token, attempts=table.c.attempts + 1
             )
         )
         return token if done.rowcount else None  # type: ignore[attr-defined]
@@ -413,18 +435,18 @@ def _thread_root() -> Any:
     thread, or, when the ticket moved away between being read and the post being queued
     (a concurrent `move`), the thread the move left there."""
     left_there = (
-        select(TicketMoveRow.from_root)
+        select(MOVE.c.from_root)
         .where(
-            TicketMoveRow.ticket == OutboxRow.ticket,
-            TicketMoveRow.from_platform == OutboxRow.platform,
-            TicketMoveRow.from_channel == OutboxRow.channel,
+            MOVE.c.ticket == OUT.c.ticket,
+            MOVE.c.from_platform == OUT.c.platform,
+            MOVE.c.from_channel == OUT.c.channel,
         )
-        .order_by(TicketMoveRow.n.desc())
+        .order_by(MOVE.c.n.desc())
         .limit(1)
         .scalar_subquery()
     )
-    here = and_(OutboxRow.platform == TicketRow.platform, OutboxRow.channel == TicketRow.channel)
-    return func.coalesce(OutboxRow.thread_root, case((here, TicketRow.root), else_=left_there))
+    here = and_(OUT.c.platform == TICKET.c.platform, OUT.c.channel == TICKET.c.channel)
+    return func.coalesce(OUT.c.thread_root, case((here, TICKET.c.root), else_=left_there))
 
 
 def _insert_ignoring_conflicts(s: Session, table: Any) -> Any:
@@ -438,17 +460,19 @@ def _insert_ignoring_conflicts(s: Session, table: Any) -> Any:
     raise ValueError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
 
 
-def _pending_post(row: OutboxRow, root: str | None) -> PendingPost:
-    actions = tuple(Action(a["id"], a["label"], a["value"]) for a in (row.actions or []))
+def _pending_post(row: Any) -> PendingPost:
+    m = row._mapping
+    actions = tuple(Action(a["id"], a["label"], a["value"]) for a in (m["actions"] or []))
+    root = m["thread"]
     out = Outgoing(
-        key=row.key,
-        channel=ChannelId(row.channel),
-        body=Rich.from_json(row.body),
-        thread_root=MessageId(root) if row.in_thread and root else None,
-        ticket=row.ticket,
-        tweet_id=TweetId(row.tweet_id) if row.tweet_id else None,
+        key=m["key"],
+        channel=ChannelId(m["channel"]),
+        body=Rich.from_json(m["body"]),
+        thread_root=MessageId(root) if m["in_thread"] and root else None,
+        ticket=m["ticket"],
+        tweet_id=TweetId(m["tweet_id"]) if m["tweet_id"] else None,
         actions=actions,
-        is_root=row.is_root,
-        mark=ThreadMark(row.mark) if row.mark else None,
+        is_root=m["is_root"],
+        mark=ThreadMark(m["mark"]) if m["mark"] else None,
     )
-    return PendingPost(row.id, out, row.platform, PostState(row.state))  # type: ignore[arg-type]
+    return PendingPost(m["id"], out, m["platform"], PostState(m["state"]))

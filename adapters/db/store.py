@@ -26,6 +26,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import sessionmaker
 
 from adapters.db.uow import Tx
+from bot.domain import Platform
 from bot.ports import Conflict, InboxEvent, StoreUnavailable
 
 log = logging.getLogger("seva." + __name__)
@@ -67,6 +68,7 @@ class Store:
         self._local = threading.local()  # per database thread: did this unit write?
         self._failing: tuple[str, datetime] | None = None  # why, since when
         self._accepting = _Accepting()
+        self._lanes: set[tuple[Platform, str]] = set()
 
         @event.listens_for(self.engine, "before_cursor_execute")
         def _note_writes(
@@ -99,7 +101,16 @@ class Store:
             result = fn(tx, *args, **kwargs)
         if self._local.wrote:
             self._writable()
+        if tx.lanes:
+            with self._lock:
+                self._lanes |= tx.lanes
         return result
+
+    def queued_lanes(self) -> set[tuple[Platform, str]]:
+        """The channels that got chat posts queued since the last call (committed)."""
+        with self._lock:
+            lanes, self._lanes = self._lanes, set()
+        return lanes
 
     def now(self) -> datetime:
         return self._clock.now() if self._clock is not None else datetime.now(UTC)

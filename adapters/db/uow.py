@@ -13,13 +13,23 @@ from typing import Any
 from sqlalchemy import (
     bindparam,
     func,
+    insert,
     select,
     text,
     update,
 )
 from sqlalchemy.orm import Session
 
-from adapters.db.claims import Claims
+from adapters.db.claims import (
+    AUDIT,
+    OUT,
+    PART,
+    REPLY,
+    TICKET,
+    TWEETS,
+    Claims,
+    _insert_ignoring_conflicts,
+)
 from adapters.db.retention import Retention
 from adapters.db.retractions import Retractions
 from adapters.db.tables import (
@@ -63,7 +73,8 @@ from bot.ports import (
 )
 
 
-def _ticket(r: TicketRow) -> Ticket:
+def _ticket(r: Any) -> Ticket:
+    """A ticket from its row (an ORM object or a Core row: the same names)."""
     return Ticket(
         number=r.number,
         tweet_id=TweetId(r.tweet_id),
@@ -105,82 +116,97 @@ class Tx(Claims, Retractions, Retention):
     def __init__(self, session: Session, now: datetime) -> None:
         self.s = session
         self.now = now
+        # Channels this unit queued chat posts for: delivery starts their lanes at once.
+        self.lanes: set[tuple[Platform, str]] = set()
 
     # --- tickets and their tweets
 
     def tweet_known(self, tweet_id: TweetId) -> bool:
-        return self.s.get(TicketTweetRow, tweet_id) is not None
+        found = select(TWEETS.c.tweet_id).where(TWEETS.c.tweet_id == tweet_id)
+        return self.s.execute(found).first() is not None
 
     def known_tweets(self, tweet_ids: Sequence[str]) -> set[str]:
         if not tweet_ids:
             return set()
-        rows = self.s.scalars(
-            select(TicketTweetRow.tweet_id).where(TicketTweetRow.tweet_id.in_(tweet_ids))
-        )
+        rows = self.s.scalars(select(TWEETS.c.tweet_id).where(TWEETS.c.tweet_id.in_(tweet_ids)))
         return set(rows)
 
     def ticket(self, number: int) -> Ticket | None:
-        row = self.s.get(TicketRow, number)
+        row = self.s.execute(select(TICKET).where(TICKET.c.number == number)).first()
         return _ticket(row) if row else None
 
     def ticket_of_tweet(self, tweet_id: TweetId) -> Ticket | None:
-        link = self.s.get(TicketTweetRow, tweet_id)
-        return self.ticket(link.ticket) if link else None
+        row = self.s.execute(
+            select(TICKET)
+            .join(TWEETS, TWEETS.c.ticket == TICKET.c.number)
+            .where(TWEETS.c.tweet_id == tweet_id)
+        ).first()
+        return _ticket(row) if row else None
 
     def ticket_of_conversation(self, conversation_id: TweetId) -> Ticket | None:
-        row = self.s.scalars(
-            select(TicketRow)
-            .where(TicketRow.conversation_id == conversation_id)
-            .order_by(TicketRow.number.desc())
+        row = self.s.execute(
+            select(TICKET)
+            .where(TICKET.c.conversation_id == conversation_id)
+            .order_by(TICKET.c.number.desc())
             .limit(1)
         ).first()
         return _ticket(row) if row else None
 
     def ticket_of_thread(self, platform: Platform, channel: str, root: str) -> Ticket | None:
-        row = self.s.scalars(
-            select(TicketRow).where(
-                TicketRow.platform == platform, TicketRow.channel == channel, TicketRow.root == root
+        row = self.s.execute(
+            select(TICKET)
+            .where(
+                TICKET.c.platform == platform, TICKET.c.channel == channel, TICKET.c.root == root
             )
+            .limit(1)
         ).first()
         return _ticket(row) if row else None
 
     def create_tickets(self, items: Sequence[NewTicket]) -> list[Ticket]:
         """Opens tickets in bulk: one INSERT for the lot, numbered in the given order."""
-        rows = [
-            TicketRow(
-                tweet_id=n.tweet.id,
-                conversation_id=n.tweet.conversation_id or n.tweet.id,
-                department=n.department,
-                state=TicketState.OPEN.value,
-                author_id=n.tweet.author_id,
-                author_username=n.tweet.author_username,
-                text=n.tweet.text,
-                created_at=n.tweet.created_at or self.now,
-                platform=n.platform,
-                channel=n.channel,
-                oncall=n.oncall,
-                reply_to=n.tweet.id,
-                urgent=bool(n.urgent),
-            )
+        values = [
+            {
+                "tweet_id": n.tweet.id,
+                "conversation_id": n.tweet.conversation_id or n.tweet.id,
+                "department": n.department,
+                "state": TicketState.OPEN.value,
+                "author_id": n.tweet.author_id,
+                "author_username": n.tweet.author_username,
+                "text": n.tweet.text,
+                "created_at": n.tweet.created_at or self.now,
+                "platform": n.platform,
+                "channel": n.channel,
+                "oncall": n.oncall,
+                "reply_to": n.tweet.id,
+                "urgent": bool(n.urgent),
+                "moves": 0,
+            }
             for n in items
         ]
-        self.s.add_all(rows)
-        self.s.flush()
-        for n, row in zip(items, rows, strict=True):
-            self.s.add(
-                TicketTweetRow(
-                    tweet_id=n.tweet.id, ticket=row.number, kind="query", created_at=self.now
-                )
-            )
+        rows = self.s.execute(
+            insert(TICKET).returning(*TICKET.c, sort_by_parameter_order=True), values
+        ).all()
+        self.s.execute(
+            insert(TWEETS),
+            [
+                {
+                    "tweet_id": n.tweet.id,
+                    "ticket": row.number,
+                    "kind": "query",
+                    "created_at": self.now,
+                }
+                for n, row in zip(items, rows, strict=True)
+            ],
+        )
         return [_ticket(r) for r in rows]
 
     def add_followup(self, ticket: int, tweet: Tweet) -> None:
-        self.s.add(
-            TicketTweetRow(tweet_id=tweet.id, ticket=ticket, kind="followup", created_at=self.now)
-        )
         self.s.execute(
-            update(TicketRow).where(TicketRow.number == ticket).values(reply_to=tweet.id)
+            insert(TWEETS).values(
+                tweet_id=tweet.id, ticket=ticket, kind="followup", created_at=self.now
+            )
         )
+        self.s.execute(update(TICKET).where(TICKET.c.number == ticket).values(reply_to=tweet.id))
 
     def add_edit(self, ticket: int, tweet: Tweet, *, of_question: bool) -> None:
         """The newest version of an edited post, which is the citizen's latest tweet in
@@ -266,13 +292,13 @@ class Tx(Claims, Retractions, Retention):
         for state in states:
             if len(out) >= limit:
                 break
-            q = select(TicketRow).where(TicketRow.state == state.value)
+            q = select(TICKET).where(TICKET.c.state == state.value)
             if assignee is not None:
-                q = q.where(TicketRow.assignee == assignee)
+                q = q.where(TICKET.c.assignee == assignee)
             if department is not None:
-                q = q.where(TicketRow.department == department)
-            q = q.order_by(TicketRow.urgent.desc(), TicketRow.created_at, TicketRow.number)
-            out += [_ticket(r) for r in self.s.scalars(q.limit(limit - len(out)))]
+                q = q.where(TICKET.c.department == department)
+            q = q.order_by(TICKET.c.urgent.desc(), TICKET.c.created_at, TICKET.c.number)
+            out += [_ticket(r) for r in self.s.execute(q.limit(limit - len(out)))]
         return out
 
     def open_summary(self, department: str) -> tuple[int, Ticket | None]:
@@ -366,19 +392,19 @@ class Tx(Claims, Retractions, Retention):
         urgent_only: bool = False,
         limit: int = 200,
     ) -> list[Ticket]:
-        q = select(TicketRow).where(
-            TicketRow.department == department,
-            TicketRow.state == TicketState.OPEN.value,
-            TicketRow.first_response_at.is_(None),
-            TicketRow.escalated_at.is_(None),
-            TicketRow.root.is_not(None),
-            TicketRow.created_at <= created_before,
+        q = select(TICKET).where(
+            TICKET.c.department == department,
+            TICKET.c.state == TicketState.OPEN.value,
+            TICKET.c.first_response_at.is_(None),
+            TICKET.c.escalated_at.is_(None),
+            TICKET.c.root.is_not(None),
+            TICKET.c.created_at <= created_before,
         )
         if urgent_only:
-            q = q.where(TicketRow.urgent.is_(True))
+            q = q.where(TICKET.c.urgent.is_(True))
         # Through ix_tickets_unanswered, a bounded round: what is left waits 30 s.
-        q = q.order_by(TicketRow.created_at).limit(limit)
-        return [_ticket(r) for r in self.s.scalars(q)]
+        q = q.order_by(TICKET.c.created_at).limit(limit)
+        return [_ticket(r) for r in self.s.execute(q)]
 
     # --- moves
 
@@ -523,7 +549,11 @@ class Tx(Claims, Retractions, Retention):
     # --- the audit log
 
     def audit(self, ticket: int | None, actor: str, action: Audit, detail: str = "") -> None:
-        self.s.add(AuditRow(ticket=ticket, at=self.now, actor=actor, action=action, detail=detail))
+        self.s.execute(
+            insert(AUDIT).values(
+                ticket=ticket, at=self.now, actor=actor, action=action, detail=detail
+            )
+        )
 
     def audit_log(self, ticket: int) -> list[AuditEntry]:
         rows = self.s.scalars(
@@ -541,10 +571,12 @@ class Tx(Claims, Retractions, Retention):
         `new_key` skips the look-up for keys that cannot exist yet (a new ticket's root);
         the unique constraint still guards them.
         """
-        if not new_key and self.s.scalar(select(OutboxRow.id).where(OutboxRow.key == out.key)):
-            return False
-        self.s.add(
-            OutboxRow(
+        if not new_key:
+            exists = select(OUT.c.id).where(OUT.c.key == out.key)
+            if self.s.execute(exists).first() is not None:
+                return False
+        self.s.execute(
+            insert(OUT).values(
                 key=out.key,
                 ticket=out.ticket,
                 platform=platform,
@@ -557,24 +589,25 @@ class Tx(Claims, Retractions, Retention):
                 tweet_id=out.tweet_id,
                 thread_root=out.thread_root if in_thread else None,
                 created_at=self.now,
+                state=PostState.PENDING,
+                attempts=0,
             )
         )
+        self.lanes.add((platform, out.channel))
         return True
 
     def roots_unsettled(self, platform: Platform, channel: str) -> bool:
-        return (
-            self.s.scalar(
-                select(OutboxRow.id)
-                .where(
-                    OutboxRow.state.in_((PostState.SENDING, PostState.UNKNOWN)),
-                    OutboxRow.platform == platform,
-                    OutboxRow.channel == channel,
-                    OutboxRow.is_root.is_(True),
-                )
-                .limit(1)
+        unsettled = (
+            select(OUT.c.id)
+            .where(
+                OUT.c.state.in_((PostState.SENDING, PostState.UNKNOWN)),
+                OUT.c.platform == platform,
+                OUT.c.channel == channel,
+                OUT.c.is_root.is_(True),
             )
-            is not None
+            .limit(1)
         )
+        return self.s.execute(unsettled).first() is not None
 
     def posted(self, key: str) -> MessageId | None:
         """Where the chat post with this key landed, once it did."""
@@ -603,58 +636,63 @@ class Tx(Claims, Retractions, Retention):
     ) -> int | None:
         """Records a public reply; None if this chat message was seen before, or this
         ticket has a reply of this origin already (both unique constraints, too)."""
-        exists = self.s.scalar(
-            select(ReplyRow.id).where(
-                ReplyRow.platform == platform,
-                ReplyRow.channel == channel,
-                ReplyRow.message_id == message_id,
-            )
-        )
-        if exists is not None:
+        if self.reply_of_message(platform, channel, message_id) is not None:
             return None
         if origin is not None and self.reply_of_origin(ticket.number, origin) is not None:
             return None
-        row = ReplyRow(
-            ticket=ticket.number,
-            platform=platform,
-            channel=channel,
-            message_id=message_id,
-            author=author,
-            text=text,
-            in_reply_to=ticket.reply_to or ticket.tweet_id,
-            state=ReplyState.CONFIRM if confirm else ReplyState.PENDING,
-            created_at=self.now,
-            origin=origin,
-        )
-        self.s.add(row)
-        self.s.flush()
-        attached = [m.to_json() for m in media] or None
-        for i, part in enumerate(parts):
-            self.s.add(
-                ReplyPartRow(reply=row.id, idx=i, text=part, media=attached if i == 0 else None)
+        reply_id = self.s.execute(
+            insert(REPLY)
+            .values(
+                ticket=ticket.number,
+                platform=platform,
+                channel=channel,
+                message_id=message_id,
+                author=author,
+                text=text,
+                in_reply_to=ticket.reply_to or ticket.tweet_id,
+                state=ReplyState.CONFIRM if confirm else ReplyState.PENDING,
+                created_at=self.now,
+                origin=origin,
             )
-        return row.id
+            .returning(REPLY.c.id)
+        ).scalar_one()
+        attached = [m.to_json() for m in media] or None
+        self.s.execute(
+            insert(PART),
+            [
+                {
+                    "reply": reply_id,
+                    "idx": i,
+                    "text": part,
+                    "state": PartState.PENDING,
+                    "attempts": 0,
+                    "media": attached if i == 0 else None,
+                }
+                for i, part in enumerate(parts)
+            ],
+        )
+        return int(reply_id)
 
     def reply_of_message(self, platform: Platform, channel: str, message_id: str) -> int | None:
         """The public reply an agent's chat message became, if it became one."""
         return self.s.scalar(
-            select(ReplyRow.id).where(
-                ReplyRow.platform == platform,
-                ReplyRow.channel == channel,
-                ReplyRow.message_id == message_id,
+            select(REPLY.c.id).where(
+                REPLY.c.platform == platform,
+                REPLY.c.channel == channel,
+                REPLY.c.message_id == message_id,
             )
         )
 
     def waiting_replies(self, limit: int = 200) -> list[tuple[int, Ticket]]:
         """Replies waiting to be tweeted, oldest first, with their tickets."""
         rows = self.s.execute(
-            select(ReplyRow.id, TicketRow)
-            .join(TicketRow, TicketRow.number == ReplyRow.ticket)
-            .where(ReplyRow.state == ReplyState.PENDING)
-            .order_by(ReplyRow.id)
+            select(REPLY.c.id.label("reply_id"), TICKET)
+            .join(TICKET, TICKET.c.number == REPLY.c.ticket)
+            .where(REPLY.c.state == ReplyState.PENDING)
+            .order_by(REPLY.c.id)
             .limit(limit)
         )
-        return [(reply, _ticket(row)) for reply, row in rows]
+        return [(row.reply_id, _ticket(row)) for row in rows]
 
     def reply(self, reply_id: int) -> ReplyInfo | None:
         row = self.s.get(ReplyRow, reply_id)
@@ -703,17 +741,15 @@ class Tx(Claims, Retractions, Retention):
         return bool(done.rowcount)  # type: ignore[attr-defined]
 
     def finish_reply(self, reply_id: int, state: ReplyState, error: str | None = None) -> None:
-        self.s.execute(
-            update(ReplyRow).where(ReplyRow.id == reply_id).values(state=state, error=error)
-        )
+        self.s.execute(update(REPLY).where(REPLY.c.id == reply_id).values(state=state, error=error))
 
     def first_response(self, ticket: int) -> bool:
         """Stamps the ticket's first public response now, unless it has one; from then on
         it is among the answered tickets that new ones are compared with. True when this
         was the first."""
         done = self.s.execute(
-            update(TicketRow)
-            .where(TicketRow.number == ticket, TicketRow.first_response_at.is_(None))
+            update(TICKET)
+            .where(TICKET.c.number == ticket, TICKET.c.first_response_at.is_(None))
             .values(first_response_at=self.now)
         )
         if done.rowcount:  # type: ignore[attr-defined]
@@ -724,18 +760,17 @@ class Tx(Claims, Retractions, Retention):
         """Records a part X accepted; False if our claim had expired (then it changes
         nothing, so nothing is recorded twice)."""
         done = self.s.execute(
-            update(ReplyPartRow)
-            .where(ReplyPartRow.id == part.id, ReplyPartRow.claimed_by == part.token)
+            update(PART)
+            .where(PART.c.id == part.id, PART.c.claimed_by == part.token)
             .values(state=PartState.SENT, tweet_id=tweet_id, claimed_by=None)
         )
         if not done.rowcount:  # type: ignore[attr-defined]
             return False
-        if not self.tweet_known(tweet_id):
-            self.s.add(
-                TicketTweetRow(
-                    tweet_id=tweet_id, ticket=part.ticket, kind="reply", created_at=self.now
-                )
+        self.s.execute(
+            _insert_ignoring_conflicts(self.s, TWEETS).values(
+                tweet_id=tweet_id, ticket=part.ticket, kind="reply", created_at=self.now
             )
+        )
         return True
 
     def reply_tweet_ids(self, ticket: int) -> set[str]:

@@ -263,7 +263,14 @@ class SlackPlatform:
         self._signing_secret = signing_secret
         self._clock: Clock = clock or _SystemClock()
         self._inbox = inbox
-        self._worker = InboxWorker(inbox, "slack", self._handle_stored, self._clock)
+        self._receiving = 0  # requests on /slack/events being answered now
+        self._worker = InboxWorker(
+            inbox,
+            "slack",
+            self._handle_stored,
+            self._clock,
+            receiving=lambda: self._receiving > 0,
+        )
         self._app_token = app_token or None
         self._command = command if command.startswith("/") else f"/{command}"
         self._interval = 1.0 / post_rate_per_channel if post_rate_per_channel else 0.0
@@ -420,6 +427,13 @@ class SlackPlatform:
         when it cannot be stored the answer is 503, so Slack sends it again. Slash
         commands are answered in the ack by bolt.
         """
+        self._receiving += 1
+        try:
+            return await self._receive(request)
+        finally:
+            self._receiving -= 1
+
+    async def _receive(self, request: web.Request) -> web.Response:
         body = await request.read()
         try:
             ingress.verify(self._signing_secret, request.headers, body, time.time())
