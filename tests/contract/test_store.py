@@ -424,3 +424,42 @@ async def test_events_and_a_sync_token_are_stored_in_one_commit(store):
     with pytest.raises(RuntimeError):
         await store.run(half)
     assert await store.claim("matrix", 10) == []  # nothing without its token
+
+
+def test_an_upgrade_keeps_replies_and_their_parts(db_url):
+    """A batch migration copies a table on SQLite: with replies and their parts stored,
+    the upgrade must neither fail on the foreign key nor lose a row."""
+    from sqlalchemy import text
+
+    from adapters.db.store import make_engine
+
+    engine = make_engine(db_url)
+    migrate.upgrade(engine, "0010")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO tickets (tweet_id, department, state, author_id, author_username, "
+                "text, created_at, platform, channel, reply_to, urgent, moves) VALUES "
+                "('1', 'health', 'open', '2', 'u', 't', '2021-05-04 10:00:00', 'slack', 'C1', "
+                "'1', false, 0)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO replies (ticket, platform, channel, message_id, author, text, "
+                "in_reply_to, state, created_at) VALUES (1, 'slack', 'C1', '1.1', 'U1', 'hi', "
+                "'1', 'sent', '2021-05-04 10:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO reply_parts (reply, idx, text, state, attempts) "
+                "VALUES (1, 0, 'hi', 'sent', 1)"
+            )
+        )
+    migrate.upgrade(engine)
+    assert migrate.is_current(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM reply_parts")).scalar() == 1
+        assert conn.execute(text("SELECT text FROM replies")).scalar() == "hi"
+    engine.dispose()
