@@ -56,10 +56,15 @@ class WorldClock:
     """The controlled clock (adapters/clock.py) that the stand-ins and the bot share:
     moving it moves the real process through time without waiting."""
 
+    # A fixed instant far from the day the suite runs, so no test's outcome depends on
+    # the hour: 11:30 in India, two and a half hours into a shift of the 8-hour
+    # rotations the tests configure (09:00, 17:00, 01:00).
+    START = datetime(2027, 3, 10, 6, 0, tzinfo=UTC)
+
     def __init__(self, path: Path) -> None:
         self.path = path
-        write_offset(path, 0)
         self._clock = OffsetClock(path)
+        self.set(self.START)
 
     @property
     def env(self) -> dict[str, str]:
