@@ -84,9 +84,12 @@ def no_bot_outlives_its_test() -> Iterator[None]:
     yield
 
 
-def open_ticket(stand: Stand, room: Room, citizen: str, text: str) -> dict[str, Any]:
-    """Tweets as `citizen`; the thread root the bot posts in the room, with the tweet."""
-    asked = stand.tweet(citizen, text)
+def open_ticket(
+    stand: Stand, room: Room, citizen: str, text: str, **attached: Any
+) -> dict[str, Any]:
+    """Tweets as `citizen` (with `media` or a `quote`, as `Stand.tweet` takes them); the
+    thread root the bot posts in the room, with the tweet."""
+    asked = stand.tweet(citizen, text, **attached)
 
     def probe() -> dict[str, Any] | None:
         return next(
