@@ -233,14 +233,10 @@ def _finish(engine: Any, postgres: bool, df: Counter[str]) -> None:
     """The terms' document frequencies, and fresh planner statistics."""
     with engine.begin() as conn:
         for term, count in df.items():
-            conn.execute(
-                text("UPDATE search_terms SET df = df + :n WHERE term = :term"),
-                {"term": term, "n": count},
-            )
-            conn.execute(
+            conn.execute(  # the statement ingest uses (adapters/db/uow.py)
                 text(
-                    "INSERT INTO search_terms (term, df) SELECT :term, :n WHERE NOT EXISTS "
-                    "(SELECT 1 FROM search_terms WHERE term = :term)"
+                    "INSERT INTO search_terms (term, df) VALUES (:term, :n) "
+                    "ON CONFLICT (term) DO UPDATE SET df = search_terms.df + :n"
                 ),
                 {"term": term, "n": count},
             )
