@@ -18,6 +18,7 @@ from sqlalchemy import Table, and_, case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from adapters.db.rare import rare
 from adapters.db.tables import (
     AuditRow,
     InboxRow,
@@ -172,7 +173,7 @@ class Claims:
         due = (
             select(INBOX.c.id)
             .where(
-                INBOX.c.state == EventState.PENDING,
+                rare(INBOX.c.state == EventState.PENDING),
                 INBOX.c.source == source,
                 or_(INBOX.c.not_before.is_(None), INBOX.c.not_before <= self.now),
             )
@@ -228,7 +229,7 @@ class Claims:
             select(*(columns or (OUT, thread.label("thread"))))
             .outerjoin(TICKET, TICKET.c.number == OUT.c.ticket)
             .where(
-                OUT.c.state.in_((PostState.PENDING, PostState.UNKNOWN)),
+                rare(OUT.c.state.in_((PostState.PENDING, PostState.UNKNOWN))),
                 or_(OUT.c.not_before.is_(None), OUT.c.not_before <= self.now),
                 or_(OUT.c.in_thread.is_(False), thread.is_not(None)),
             )
@@ -260,7 +261,7 @@ class Claims:
         ):
             done = self.s.execute(
                 update(table)
-                .where(table.c.state == sending, table.c.claimed_at <= cutoff)
+                .where(rare(table.c.state == sending), table.c.claimed_at <= cutoff)
                 .values(state=unknown, claimed_by=None, not_before=None)
             )
             n += done.rowcount  # type: ignore[attr-defined]
@@ -360,7 +361,7 @@ class Claims:
         """The next part of each reply chain that is ready to go."""
         pending = (
             select(REPLY.c.id, REPLY.c.ticket, REPLY.c.in_reply_to, REPLY.c.created_at)
-            .where(REPLY.c.state == ReplyState.PENDING)
+            .where(rare(REPLY.c.state == ReplyState.PENDING))
             .order_by(REPLY.c.id)
             .limit(limit)
             .subquery()

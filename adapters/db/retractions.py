@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from adapters.db.rare import rare
 from adapters.db.tables import ReplyPartRow, ReplyRow, RetractionRow
 from bot.domain import ChatUserId, TweetId
 from bot.outbox import ReplyState, RetractState
@@ -59,7 +60,7 @@ class Retractions:
         rows = self.s.scalars(
             select(RetractionRow)
             .where(
-                RetractionRow.state == RetractState.PENDING,
+                rare(RetractionRow.state == RetractState.PENDING),
                 or_(RetractionRow.not_before.is_(None), RetractionRow.not_before <= self.now),
             )
             .order_by(RetractionRow.id)

@@ -30,6 +30,7 @@ from adapters.db.claims import (
     Claims,
     _insert_ignoring_conflicts,
 )
+from adapters.db.rare import rare
 from adapters.db.retention import Retention
 from adapters.db.retractions import Retractions
 from adapters.db.tables import (
@@ -600,7 +601,7 @@ class Tx(Claims, Retractions, Retention):
         unsettled = (
             select(OUT.c.id)
             .where(
-                OUT.c.state.in_((PostState.SENDING, PostState.UNKNOWN)),
+                rare(OUT.c.state.in_((PostState.SENDING, PostState.UNKNOWN))),
                 OUT.c.platform == platform,
                 OUT.c.channel == channel,
                 OUT.c.is_root.is_(True),
@@ -688,7 +689,7 @@ class Tx(Claims, Retractions, Retention):
         rows = self.s.execute(
             select(REPLY.c.id.label("reply_id"), TICKET)
             .join(TICKET, TICKET.c.number == REPLY.c.ticket)
-            .where(REPLY.c.state == ReplyState.PENDING)
+            .where(rare(REPLY.c.state == ReplyState.PENDING))
             .order_by(REPLY.c.id)
             .limit(limit)
         )
@@ -803,11 +804,13 @@ class Tx(Claims, Retractions, Retention):
             "tickets_open": count(TicketRow, TicketRow.state == TicketState.OPEN.value),
             "outbox_pending": count(
                 OutboxRow,
-                OutboxRow.state.in_((PostState.PENDING, PostState.UNKNOWN, PostState.SENDING)),
+                rare(
+                    OutboxRow.state.in_((PostState.PENDING, PostState.UNKNOWN, PostState.SENDING))
+                ),
             ),
-            "outbox_failed": count(OutboxRow, OutboxRow.state == PostState.FAILED),
+            "outbox_failed": count(OutboxRow, rare(OutboxRow.state == PostState.FAILED)),
             "replies_pending": count(
-                ReplyRow, ReplyRow.state.in_((ReplyState.PENDING, ReplyState.CONFIRM))
+                ReplyRow, rare(ReplyRow.state.in_((ReplyState.PENDING, ReplyState.CONFIRM)))
             ),
         }
 
