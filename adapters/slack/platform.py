@@ -109,6 +109,10 @@ _REFUSED_ERRORS = frozenset(
         "too_many_attachments",
         "restricted_action",
         "message_not_found",
+        # The thread's root is gone (someone deleted it): "Value for thread_ts was
+        # missing or invalid" (conversations.replies' errors; chat.postMessage answers
+        # a reply to it the same way). Retrying would hold up the channel's lane for ever.
+        "thread_not_found",
         "cant_update_message",
         "user_not_in_channel",
         "missing_scope",

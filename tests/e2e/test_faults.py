@@ -167,6 +167,31 @@ def test_a_refusal_no_retry_cures_fails_that_post_and_is_named(stand: Stand, bot
     settled(stand, bot, later, root)
 
 
+def test_a_deleted_thread_root_fails_its_posts_and_holds_up_no_other(
+    stand: Stand, bot: Bot
+) -> None:
+    """Someone deletes a ticket's root in Slack: a post to its thread is refused for good
+    (`thread_not_found`: no retry brings the root back), named in /healthz, and the
+    channel's later posts go out instead of waiting behind it for ever."""
+    asked = stand.tweet("citizen_gone", "@SevaHelp oxygen in ward 9?")
+    root = root_of(stand, asked["id"])
+    requests.post(
+        stand.url + "/slack/api/chat.delete",
+        headers={"Authorization": "Bearer " + TOKENS["SLACK_BOT_TOKEN"]},
+        data={"channel": "C0HEALTH", "ts": root["ts"]},
+        timeout=10,
+    ).raise_for_status()
+    stand.tweet("citizen_gone", "@SevaHelp any news?", in_reply_to=asked["id"])
+
+    def named() -> dict[str, Any] | None:
+        refused = health(bot)[1]["platforms"]["slack"].get("last_refused") or {}
+        return refused if "thread_not_found" in str(refused.get("error")) else None
+
+    wait_for("the refusal named in /healthz", named, timeout=30)
+    later, new_root = asked_and_answered(stand, "citizen_next", "oxygen now?", "Call 108 now.")
+    settled(stand, bot, later, new_root)
+
+
 def test_a_token_revoked_then_restored(stand: Stand, bot: Bot) -> None:
     stand.revoke_slack_token("token_revoked")
     asked = stand.tweet("citizen_revoked", "@SevaHelp oxygen in the night?")
