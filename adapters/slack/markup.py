@@ -151,8 +151,8 @@ def _leaf(element: Mapping[str, Any], user_name: Lookup, channel_name: Lookup) -
         if found and isinstance(tone, int) and str(tone) in SKIN_TONES:
             found += SKIN_TONES[str(tone)]
         return found or ""
-    if kind == "link":
-        return str(element.get("url") or "")
+    if kind == "link":  # an e-mail address is read as the address, as in `text`
+        return str(element.get("url") or "").removeprefix("mailto:")
     if kind == "date":
         return str(element.get("fallback") or "")
     return ""  # broadcast, usergroup, and element types added after this was written

@@ -36,6 +36,11 @@ def test_links_become_their_address() -> None:
         "see https://mohfw.gov.in/a_b?x=1&y=2"
     )
     assert read("mail <mailto:help@gov.in|help@gov.in>") == "mail help@gov.in"
+    # As Slack's client sends a typed address: in `text` and in the rich_text block.
+    link = {"type": "link", "url": "mailto:help@gov.in", "text": "help@gov.in"}
+    section = {"type": "rich_text_section", "elements": [{"type": "text", "text": "mail "}, link]}
+    event = {"text": "x", "blocks": [{"type": "rich_text", "elements": [section]}]}
+    assert reader_text(event, names, channels) == "mail help@gov.in"
 
 
 def test_emoji_and_emphasis_read_as_written() -> None:
