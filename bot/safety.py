@@ -325,18 +325,22 @@ def _official_digits(numbers: Iterable[str]) -> set[str]:
 
 
 _ARTICLE = {PHONE: "a", EMAIL: "an", AADHAAR: "an", PAN: "a"}
+_PLURAL = {
+    PHONE: "phone numbers",
+    EMAIL: "e-mail addresses",
+    AADHAAR: "Aadhaar numbers",
+    PAN: "PANs",
+}
 
 
 def _personal_reason(kind: str, found: Sequence[Finding]) -> str:
     shown = ", ".join(f.masked for f in found)
+    tail = ""
     if kind == PHONE:
-        one, many = "phone number", "phone numbers"
         tail = " that is not an official number"
         if len(found) > 1:
             tail = " that are not official numbers"
-    else:
-        one, many, tail = kind, f"{kind}s", ""
-    noun = f"{_ARTICLE[kind]} {one}" if len(found) == 1 else f"{len(found)} {many}"
+    noun = f"{_ARTICLE[kind]} {kind}" if len(found) == 1 else f"{len(found)} {_PLURAL[kind]}"
     return f"contains {noun} ({shown}){tail}"
 
 

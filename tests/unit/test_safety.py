@@ -256,6 +256,8 @@ def test_a_phone_number_holds_the_reply_and_the_reason_masks_it() -> None:
 def test_several_phone_numbers_are_listed_in_one_reason() -> None:
     (reason,) = held("try 9876543210 or 9123456780")
     assert reason.startswith("contains 2 phone numbers (98xxxxxx10, 91xxxxxx80)")
+    (reason,) = held("write to asha@gmail.com or ravi@gmail.com")
+    assert reason == "contains 2 e-mail addresses (asxx@gmail.com, raxx@gmail.com)"
 
 
 @pytest.mark.parametrize(
