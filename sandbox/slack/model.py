@@ -218,14 +218,15 @@ def us_to_ts(us: int) -> str:
     return f"{us // _US}.{us % _US:06d}"
 
 
-_CONTROL_SEQUENCE = re.compile(r"<(?:[@#!][^<>\s]+|https?://[^<>\s|]+(?:\|[^<>]*)?)>")
+_CONTROL_SEQUENCE = re.compile(r"<(?:[@#!][^<>\s]+|(?:https?://|mailto:)[^<>\s|]+(?:\|[^<>]*)?)>")
 
 
 def encode_typed_text(text: str) -> str:
     """Encode what a person typed the way Slack's client does before it reaches the API.
 
     ``&``, ``<`` and ``>`` become entities; mentions and links already in Slack syntax
-    (``<@U…>``, ``<#C…>``, ``<!here>``, ``<https://…|…>``) stay live, as if autocompleted.
+    (``<@U…>``, ``<#C…>``, ``<!here>``, ``<https://…|…>``, an e-mail address as
+    ``<mailto:…|…>``) stay live, as if autocompleted.
     """
     out: list[str] = []
     last = 0
@@ -237,7 +238,9 @@ def encode_typed_text(text: str) -> str:
     return "".join(out)
 
 
-_RICH_TOKEN = re.compile(r"<([@#!][^<>\s]+|https?://[^<>\s|]+(?:\|[^<>]*)?)>|:([a-z0-9_+\-]+):")
+_RICH_TOKEN = re.compile(
+    r"<([@#!][^<>\s]+|(?:https?://|mailto:)[^<>\s|]+(?:\|[^<>]*)?)>|:([a-z0-9_+\-]+):"
+)
 _STYLED = re.compile(
     r"(?<![\w*])\*(?=\S)(?P<bold>[^*\n]*?\S)\*(?![\w*])"
     r"|(?<![\w_])_(?=\S)(?P<italic>[^_\n]*?\S)_(?![\w_])"
