@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -162,6 +163,17 @@ class Bot:
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    def audit(self, ticket: int) -> list[tuple[str, str, str]]:
+        """The ticket's audit log (actor, action, detail), as an operator would read it
+        from the database."""
+        path = self.db_url.removeprefix("sqlite:///")
+        with sqlite3.connect(path) as db:
+            rows = db.execute(
+                "SELECT actor, action, detail FROM audit_log WHERE ticket = ? ORDER BY id",
+                (ticket,),
+            ).fetchall()
+        return [tuple(r) for r in rows]
 
     def stop(self) -> int:
         if self.proc is None:

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from bot.tweettext import split_reply
 from tests.e2e.harness import CONFIG, Bot, Stand, wait_for
+from tests.e2e.safety_cases import RISKY, SAFE, SAFE_ON_SLACK, SAFETY, Risky
 
 pytestmark = pytest.mark.e2e
 
@@ -23,7 +25,7 @@ HEALTH, TRANSPORT = "C0HEALTH", "C0TRANSPORT"
 
 def safety_config() -> dict[str, Any]:
     config = copy.deepcopy(CONFIG)
-    config["safety"] = {"official_numbers": ["1075"], "max_reply_parts": 2}
+    config["safety"] = copy.deepcopy(SAFETY)
     config["supervisors"] = ["U0LEAD"]
     config["departments"][1]["agents"] = []  # transport: any member of #transport
     return config
@@ -99,41 +101,70 @@ def test_notes_in_any_form_stay_internal(stand: Stand, bot: Bot):
     assert reply["text"] == "Cylinders are at counter 2."
 
 
-def audit(bot: Bot, ticket: int) -> list[tuple[str, str, str]]:
-    """The audit log as an operator would read it from the database."""
-    import sqlite3
-
-    path = bot.db_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as db:
-        rows = db.execute(
-            "SELECT actor, action, detail FROM audit_log WHERE ticket = ? ORDER BY id", (ticket,)
-        ).fetchall()
-    return [tuple(r) for r in rows]
+def chain_of(stand: Stand, root: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bot's reply chain to the ticket's tweet, first part first."""
+    tweets, out, to = stand.bot_tweets(), [], root["asked"]["id"]
+    while (part := next((t for t in tweets if t["in_reply_to_tweet_id"] == to), None)) is not None:
+        out.append(part)
+        to = part["id"]
+    return out
 
 
-def test_a_reply_with_a_phone_number_waits_for_send(stand: Stand, bot: Bot):
-    root = open_ticket(stand, "citizen_held", "@SevaHelp did the hospital call me back?")
+@pytest.mark.parametrize("risky", RISKY)
+def test_a_risky_reply_waits_for_send_and_shows_why(
+    stand: Stand, bot: Bot, risky: Risky, request: pytest.FixtureRequest
+):
+    citizen = f"held_{request.node.callspec.id}"
+    root = open_ticket(stand, citizen, "@SevaHelp did the hospital call me back?")
     ticket = root["metadata"]["event_payload"]["ticket"]
-    stand.say("U0AGENT2", HEALTH, "We called you on 98765 43210, please pick up.", root["ts"])
+    reason = risky.reason.format(citizen=citizen)
+    stand.say("U0AGENT2", HEALTH, risky.on_slack(), root["ts"])
 
     def preview() -> list[dict[str, Any]]:
         return [m for m in stand.thread(HEALTH, root["ts"]) if m.get("bot_id") and m.get("blocks")]
 
     (held,) = wait_for("the held preview with its Send button", preview)
-    assert "Held for confirmation" in held["text"] and "98xxxxxx10" in held["text"]
+    assert "Held for confirmation" in held["text"] and f"this reply {reason}." in held["text"]
     assert replies_to(stand, root["asked"]["id"]) == []
     buttons = [e for b in held["blocks"] if b["type"] == "actions" for e in b["elements"]]
     send = next(b for b in buttons if b["action_id"] == "seva_send")
     stand.click("U0AGENT1", HEALTH, held["ts"], send["action_id"], send["value"])
-    (tweet,) = wait_for("the tweet after Send", lambda: replies_to(stand, root["asked"]["id"]))
-    assert tweet["text"] == "We called you on 98765 43210, please pick up."
-    entries = audit(bot, ticket)
-    assert (
-        "U0AGENT2",
-        "reply",
-        "held: contains a phone number (98xxxxxx10) that is not an official number",
-    ) in entries
+    parts = split_reply(risky.said)
+    chain = wait_for(
+        "the reply after Send", lambda: len(c := chain_of(stand, root)) == len(parts) and c
+    )
+    assert [t["text"] for t in chain] == parts
+    assert len(replies_to(stand, root["asked"]["id"])) == 1
+    entries = bot.audit(ticket)
+    assert ("U0AGENT2", "reply", f"held: {reason}") in entries
     assert ("U0AGENT1", "reply", "confirmed") in entries
+
+
+def test_official_numbers_and_allowed_links_go_out_at_once(stand: Stand, bot: Bot):
+    root = open_ticket(stand, "citizen_helpln", "@SevaHelp where do I get oxygen refills?")
+    stand.say("U0AGENT1", HEALTH, SAFE_ON_SLACK, root["ts"])
+    (tweet,) = wait_for("the reply", lambda: replies_to(stand, root["asked"]["id"]))
+    assert tweet["text"] == SAFE
+    assert not [m for m in stand.thread(HEALTH, root["ts"]) if "Held" in m["text"]]
+    ticket = root["metadata"]["event_payload"]["ticket"]
+    assert ("U0AGENT1", "reply", "queued") in bot.audit(ticket)
+
+
+def test_a_tweet_with_each_kind_of_personal_data_says_which(stand: Stand, bot: Bot):
+    from bot.safety import personal_data_reply
+
+    root = open_ticket(
+        stand,
+        "citizen_kinds",
+        "@SevaHelp oxygen for me: PAN ABCPE1234F, Aadhaar 2341 2341 2346, asha.k@gmail.com",
+    )
+    kinds = ["e-mail address", "Aadhaar number", "PAN"]
+    assert "contains: " + ", ".join(kinds) in root["text"]
+    buttons = [e for b in root["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    (safety,) = [b for b in buttons if b["text"]["text"] == "Send the safety reply"]
+    stand.click("U0AGENT1", HEALTH, root["ts"], safety["action_id"], safety["value"])
+    (tweet,) = wait_for("the safety reply", lambda: replies_to(stand, root["asked"]["id"]))
+    assert tweet["text"] == personal_data_reply(kinds)
 
 
 def test_a_tweet_with_a_phone_number_gets_the_safety_reply_with_one_press(stand: Stand, bot: Bot):
@@ -182,8 +213,8 @@ def test_only_the_departments_people_change_its_tickets(stand: Stand, bot: Bot):
     # A member of #transport may, from anywhere; so may a supervisor.
     assert said(stand.command("U0TRANSPORT", "C0RANDOM", f"close {n}")) == f"Ticket #{n} closed."
     assert said(stand.command("U0LEAD", "C0RANDOM", f"reopen {n}")) == f"Ticket #{n} reopened."
-    assert [e[1] for e in audit(bot, n)] == ["created", "closed", "reopened"]
-    assert [e[0] for e in audit(bot, n)][1:] == ["U0TRANSPORT", "U0LEAD"]
+    assert [e[1] for e in bot.audit(n)] == ["created", "closed", "reopened"]
+    assert [e[0] for e in bot.audit(n)][1:] == ["U0TRANSPORT", "U0LEAD"]
 
 
 def test_a_slack_connect_guest_never_tweets_nor_changes_a_ticket(stand: Stand, bot: Bot):
@@ -208,17 +239,8 @@ def test_a_slack_connect_guest_never_tweets_nor_changes_a_ticket(stand: Stand, b
     stand.say("U0AGENT1", HEALTH, "Refills are at counter 4.", root["ts"])
     (tweet,) = wait_for("the agent's reply", lambda: replies_to(stand, root["asked"]["id"]))
     assert tweet["text"] == "Refills are at counter 4."
-    assert [e[1] for e in audit(bot, n)][:2] == ["created", "reply"]
-    assert "closed" not in [e[1] for e in audit(bot, n)]
-
-
-def chain_of(stand: Stand, root: dict[str, Any]) -> list[dict[str, Any]]:
-    """The bot's reply chain to the ticket's tweet, first part first."""
-    tweets, out, to = stand.bot_tweets(), [], root["asked"]["id"]
-    while (part := next((t for t in tweets if t["in_reply_to_tweet_id"] == to), None)) is not None:
-        out.append(part)
-        to = part["id"]
-    return out
+    assert [e[1] for e in bot.audit(n)][:2] == ["created", "reply"]
+    assert "closed" not in [e[1] for e in bot.audit(n)]
 
 
 def test_retract_deletes_the_whole_chain_once_across_a_kill(stand: Stand, bot: Bot):
@@ -242,7 +264,7 @@ def test_retract_deletes_the_whole_chain_once_across_a_kill(stand: Stand, bot: B
     assert "deleted from X (all 2 of its tweets)" in told["text"]
     states = {t["id"]: t["deleted"] for t in stand.x_state()["tweets"] if t["id"] in ids}
     assert states and all(states.values())
-    entries = audit(bot, n)
+    entries = bot.audit(n)
     assert [e[:2] for e in entries if e[1] == "retracted"] == [
         ("U0AGENT1", "retracted"),
         ("x", "retracted"),
