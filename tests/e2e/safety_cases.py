@@ -1,12 +1,15 @@
-"""What the Slack and Matrix safety suites both send: the `safety` settings, one reply
-for each hold of SPEC section 5 with the reason the agent must be shown, and a reply
-that no hold may stop. Each platform's suite drives them through its own chat."""
+"""What the Slack and Matrix safety suites share: the `safety` settings, one reply for
+each hold of SPEC section 5 with the reason the agent must be shown, a reply that no
+hold may stop, and how to read what reached X. Each suite drives them through its chat."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
+
+from tests.e2e.harness import Stand
 
 SAFETY = {
     "official_numbers": ["1075", "011-2306 1978"],
@@ -83,3 +86,16 @@ RISKY = [
 # and a link inside the allowed domains: tweeted at once, as Slack sends it and as it is.
 SAFE_ON_SLACK = "Call 1075 or +91 11 2306 1978, or see <https://mohfw.gov.in/oxygen> today."
 SAFE = "Call 1075 or +91 11 2306 1978, or see https://mohfw.gov.in/oxygen today."
+
+
+def replies_to(stand: Stand, tweet_id: str) -> list[dict[str, Any]]:
+    return [t for t in stand.bot_tweets() if t["in_reply_to_tweet_id"] == tweet_id]
+
+
+def chain_of(stand: Stand, root: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bot's reply chain to the ticket's tweet (`root["asked"]`), first part first."""
+    tweets, out, to = stand.bot_tweets(), [], root["asked"]["id"]
+    while (part := next((t for t in tweets if t["in_reply_to_tweet_id"] == to), None)) is not None:
+        out.append(part)
+        to = part["id"]
+    return out

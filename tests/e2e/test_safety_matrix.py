@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from bot.tweettext import split_reply
 from tests.e2e.harness import Bot, Stand, wait_for
+from tests.e2e.safety_cases import RISKY, SAFE, SAFETY, Risky, chain_of, replies_to
 from tests.e2e.test_matrix_loop import Room, matrix_env, mixed_config
 from tests.synapse import Homeserver, MatrixUser
 
@@ -56,7 +58,7 @@ def other(synapse: Homeserver, room: Room) -> OtherRoom:
 
 def safety_config(room: Room, other: OtherRoom) -> dict[str, Any]:
     config = copy.deepcopy(mixed_config(room))
-    config["safety"] = {"official_numbers": ["1075"], "max_reply_parts": 2}
+    config["safety"] = copy.deepcopy(SAFETY)
     config["supervisors"] = ["U0LEAD", room.admin.user_id]
     config["departments"].append(
         {"id": "water", "name": "Water supply", "matrix_room": other.id, "keywords": ["water"]}
@@ -101,10 +103,6 @@ def open_ticket(
     return root
 
 
-def replies_to(stand: Stand, tweet_id: str) -> list[dict[str, Any]]:
-    return [t for t in stand.bot_tweets() if t["in_reply_to_tweet_id"] == tweet_id]
-
-
 def test_notes_in_any_form_stay_internal(stand: Stand, room: Room, bot: Bot):
     root = open_ticket(stand, room, "citizen_notes", "@SevaHelp oxygen at the hospital?")
     thread = root["event_id"]
@@ -130,11 +128,15 @@ def test_notes_in_any_form_stay_internal(stand: Stand, room: Room, bot: Bot):
     assert reply["text"] == "Oxygen is at counter 2."
 
 
-def test_a_reply_mentioning_another_account_waits_for_a_check_mark(
-    stand: Stand, room: Room, bot: Bot
+@pytest.mark.parametrize("risky", RISKY)
+def test_a_risky_reply_waits_for_a_check_mark_and_shows_why(
+    stand: Stand, room: Room, bot: Bot, risky: Risky, request: pytest.FixtureRequest
 ):
-    root = open_ticket(stand, room, "citizen_held", "@SevaHelp is the blood bank open?")
-    room.say(room.agent, "Please ask @BloodBankDelhi directly.", root["event_id"])
+    citizen = f"held_{request.node.callspec.id}"
+    root = open_ticket(stand, room, citizen, "@SevaHelp is the blood bank open?")
+    ticket = int(root["content"]["org.sevabridge.ticket"])
+    reason = risky.reason.format(citizen=citizen)
+    room.say(room.agent, risky.said, root["event_id"])
 
     def preview() -> dict[str, Any] | None:
         return next(
@@ -147,13 +149,17 @@ def test_a_reply_mentioning_another_account_waits_for_a_check_mark(
         )
 
     held = wait_for("the held preview", preview, timeout=30)
-    assert "mentions @BloodBankDelhi" in held["content"]["body"]
+    assert f"this reply {reason}." in held["content"]["body"]
     assert "React with ✅ to send" in held["content"]["body"]
     assert replies_to(stand, root["asked"]["id"]) == []
     room.hs.react(room.visitor, room.id, held["event_id"], "✅")  # below the power level
     room.hs.react(room.agent, room.id, held["event_id"], "✅")
-    (tweet,) = wait_for("the tweet after ✅", lambda: replies_to(stand, root["asked"]["id"]))
-    assert tweet["text"] == "Please ask @BloodBankDelhi directly."
+    parts = split_reply(risky.said)
+    chain = wait_for(
+        "the reply after ✅", lambda: len(c := chain_of(stand, root)) == len(parts) and c, 30
+    )
+    assert [t["text"] for t in chain] == parts
+    assert len(replies_to(stand, root["asked"]["id"])) == 1
 
     def sent_by() -> list[dict[str, Any]]:
         return [
@@ -165,21 +171,47 @@ def test_a_reply_mentioning_another_account_waits_for_a_check_mark(
 
     (edit,) = wait_for("the preview to say who sent it", sent_by, timeout=30)
     assert room.agent.user_id in edit["content"]["m.new_content"]["body"]
+    entries = bot.audit(ticket)
+    assert (room.agent.user_id, "reply", f"held: {reason}") in entries
+    assert [e[0] for e in entries if e[1:] == ("reply", "confirmed")] == [room.agent.user_id]
 
 
-def test_a_tweet_with_an_aadhaar_number_gets_the_safety_reply_with_a_shield(
-    stand: Stand, room: Room, bot: Bot
+def test_official_numbers_and_allowed_links_go_out_at_once(stand: Stand, room: Room, bot: Bot):
+    root = open_ticket(stand, room, "citizen_helpln", "@SevaHelp where are oxygen refills?")
+    room.say(room.agent, SAFE, root["event_id"])
+    (tweet,) = wait_for("the reply", lambda: replies_to(stand, root["asked"]["id"]), 30)
+    assert tweet["text"] == SAFE
+    held = [e for e in room.in_thread(root["event_id"]) if "Held" in e["content"]["body"]]
+    assert held == []
+    ticket = int(root["content"]["org.sevabridge.ticket"])
+    assert (room.agent.user_id, "reply", "queued") in bot.audit(ticket)
+
+
+@pytest.mark.parametrize(
+    "citizen,text,kinds",
+    [
+        ("pd_aadhaar", "my Aadhaar 2341 2341 2346 is blocked", ["Aadhaar number"]),
+        (
+            "pd_others",
+            "hospital? call 98765 43210, asha.k@gmail.com, PAN ABCPE1234F",
+            ["phone number", "e-mail address", "PAN"],
+        ),
+    ],
+)
+def test_a_tweet_with_personal_data_gets_the_safety_reply_with_a_shield(
+    stand: Stand, room: Room, bot: Bot, citizen: str, text: str, kinds: list[str]
 ):
     from bot.safety import personal_data_reply
 
-    root = open_ticket(stand, room, "citizen_pd", "@SevaHelp my Aadhaar 2341 2341 2346 is blocked")
+    root = open_ticket(stand, room, citizen, f"@SevaHelp {text}")
     body = root["content"]["body"]
-    assert "contains: Aadhaar number" in body and "React with 🛡️ to send the safety reply" in body
+    assert f"contains: {', '.join(kinds)}" in body
+    assert "React with 🛡️ to send the safety reply" in body
     room.hs.react(room.agent, room.id, root["event_id"], "🛡️")
     (tweet,) = wait_for(
         "the safety reply", lambda: replies_to(stand, root["asked"]["id"]), timeout=30
     )
-    assert tweet["text"] == personal_data_reply(["Aadhaar number"])
+    assert tweet["text"] == personal_data_reply(kinds)
 
 
 def notices(room: Room, room_id: str, text: str) -> list[dict[str, Any]]:

@@ -16,7 +16,15 @@ import pytest
 
 from bot.tweettext import split_reply
 from tests.e2e.harness import CONFIG, Bot, Stand, wait_for
-from tests.e2e.safety_cases import RISKY, SAFE, SAFE_ON_SLACK, SAFETY, Risky
+from tests.e2e.safety_cases import (
+    RISKY,
+    SAFE,
+    SAFE_ON_SLACK,
+    SAFETY,
+    Risky,
+    chain_of,
+    replies_to,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -74,10 +82,6 @@ def open_ticket(stand: Stand, citizen: str, text: str, channel: str = HEALTH) ->
     return root
 
 
-def replies_to(stand: Stand, tweet_id: str) -> list[dict[str, Any]]:
-    return [t for t in stand.bot_tweets() if t["in_reply_to_tweet_id"] == tweet_id]
-
-
 def test_notes_in_any_form_stay_internal(stand: Stand, bot: Bot):
     root = open_ticket(stand, "citizen_notes", "@SevaHelp oxygen cylinders at the hospital?")
     tricky = [
@@ -99,15 +103,6 @@ def test_notes_in_any_form_stay_internal(stand: Stand, bot: Bot):
     stand.say("U0AGENT1", HEALTH, "Cylinders are at counter 2.", root["ts"])
     (reply,) = wait_for("the one real reply", lambda: replies_to(stand, root["asked"]["id"]))
     assert reply["text"] == "Cylinders are at counter 2."
-
-
-def chain_of(stand: Stand, root: dict[str, Any]) -> list[dict[str, Any]]:
-    """The bot's reply chain to the ticket's tweet, first part first."""
-    tweets, out, to = stand.bot_tweets(), [], root["asked"]["id"]
-    while (part := next((t for t in tweets if t["in_reply_to_tweet_id"] == to), None)) is not None:
-        out.append(part)
-        to = part["id"]
-    return out
 
 
 @pytest.mark.parametrize("risky", RISKY)
