@@ -231,12 +231,16 @@ class Bench:
 
         await asyncio.gather(*(tweet(i) for i in range(n)))
         print(f"seeded {n} mentions in {time.perf_counter() - t0:.1f}s")
-        before = await self.sql("SELECT COUNT(*) FROM outbox WHERE is_root AND state = 'done'")
+        # Only the posts made from here on are counted (through the key), so the probe
+        # costs nothing however much history is stored: it runs on the bridge's core.
+        last = await self.sql("SELECT COALESCE(MAX(id), 0) FROM outbox")
+        landed = f"SELECT COUNT(*) FROM outbox WHERE id > {last} AND is_root AND state = 'done'"
+        before = 0
         await self.start_apps(self.args.instances)  # the first poll runs at once
         started, cpu0 = time.perf_counter(), cpu()
         all0, wrote0 = self.commits.all, self.commits.wrote
         while True:
-            done = await self.sql("SELECT COUNT(*) FROM outbox WHERE is_root AND state = 'done'")
+            done = await self.sql(landed)
             if done - before >= n:
                 break
             await asyncio.sleep(0.05)
@@ -276,6 +280,7 @@ class Bench:
             group = roots[start : start + at_once]
             texts = {}
             tag = time.monotonic_ns()
+            last = await self.sql("SELECT COALESCE(MAX(id), 0) FROM replies")
             posted = await asyncio.gather(
                 *(
                     _json(
@@ -294,8 +299,9 @@ class Bench:
             )
             for i, msg in enumerate(posted):
                 texts[f"Answer {tag}-{i}: call 1075."] = float(msg["ts"])
-            sent = (
-                f"SELECT COUNT(*) FROM replies WHERE state = 'sent' AND text LIKE 'Answer {tag}-%'"
+            sent = (  # through the key: a cheap look whatever the history
+                f"SELECT COUNT(*) FROM replies WHERE id > {last} AND state = 'sent' "
+                f"AND text LIKE 'Answer {tag}-%'"
             )
             for _ in range(1500):  # 30 s at most; a look at the bridge's database is cheap
                 if await self.sql(sent) >= len(texts):

@@ -73,6 +73,10 @@ from bot.ports import (
     ReplyInfo,
 )
 
+# The newest tickets similar ones are looked for among: two weeks of Indian Railways'
+# 6,500 mentions a day, where the answers to today's common questions are.
+SEARCH_WINDOW = 100_000
+
 
 def _ticket(r: Any) -> Ticket:
     """A ticket from its row (an ORM object or a Core row: the same names)."""
@@ -945,10 +949,16 @@ class Tx(Claims, Retractions, Retention):
         if not weights:
             return []
         terms = sorted(weights)
+        # Ranking reads every ticket that holds a common word: bounded to the newest ones
+        # (ticket numbers are the search tables' keys), the lookup stays in milliseconds
+        # at a million tickets instead of growing to a third of a second.
+        newest = self.s.scalar(select(func.max(TicketRow.number))) or 0
+        floor = max(0, newest - SEARCH_WINDOW)
         if self._postgres:
             params: dict[str, Any] = {
                 "q": (" & " if every else " | ").join(_lexeme(t) for t in terms),
                 "limit": limit,
+                "floor": floor,
             }
             score = []
             for i, t in enumerate(terms):
@@ -957,7 +967,7 @@ class Tx(Claims, Retractions, Retention):
             rows = self.s.execute(
                 text(
                     "SELECT ticket, terms FROM ticket_search "
-                    "WHERE lexemes @@ CAST(:q AS tsquery)"
+                    "WHERE lexemes @@ CAST(:q AS tsquery) AND ticket > :floor"
                     + (" AND answered" if answered else "")
                     + f" ORDER BY {' + '.join(score)} DESC, ticket DESC LIMIT :limit"
                 ),
@@ -968,9 +978,13 @@ class Tx(Claims, Retractions, Retention):
             rows = self.s.execute(
                 text(
                     f"SELECT rowid, terms FROM {table} WHERE {table} MATCH :q "
-                    "ORDER BY rank, rowid DESC LIMIT :limit"
+                    "AND rowid > :floor ORDER BY rank, rowid DESC LIMIT :limit"
                 ),
-                {"q": (" AND " if every else " OR ").join(f'"{t}"' for t in terms), "limit": limit},
+                {
+                    "q": (" AND " if every else " OR ").join(f'"{t}"' for t in terms),
+                    "limit": limit,
+                    "floor": floor,
+                },
             )
         return [(number, tuple(found.split())) for number, found in rows]
 

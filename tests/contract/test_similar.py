@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from adapters.db import uow
 from adapters.db.store import Store
 from bot.domain import ChannelId, ChatUserId, DepartmentId
 from bot.ports import NewTicket
@@ -114,6 +115,18 @@ def test_only_answered_tickets_are_suggested_and_open_ones_are_found_by_similar(
         assert [m.ticket for m in find_similar(tx, query, answered=True)] == [answered]
         both = {m.ticket for m in find_similar(tx, query, answered=False)}
     assert both == {answered, waiting}
+
+
+def test_only_the_newest_tickets_are_searched_so_a_lookup_never_grows(store, monkeypatch):
+    """A lookup ranks only the newest SEARCH_WINDOW tickets (100,000 in production: two
+    weeks of a busy desk); an answer older than that is not suggested."""
+    monkeypatch.setattr(uow, "SEARCH_WINDOW", 3)
+    (old,) = open_tickets(store, ["@SevaHelp oxygen cylinder refill in Agra?"], answered=True)
+    (recent,) = open_tickets(store, ["@SevaHelp oxygen cylinder refill, Agra"], answered=True)
+    open_tickets(store, ["@SevaHelp bus 12 late", "@SevaHelp water supply cut"], answered=False)
+    with store.tx() as tx:
+        found = [m.ticket for m in find_similar(tx, terms("oxygen refill Agra"), answered=True)]
+    assert found == [recent] and old not in found
 
 
 def test_forgetting_a_ticket_takes_it_out_of_the_index(store):
