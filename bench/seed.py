@@ -240,6 +240,14 @@ def _finish(engine: Any, postgres: bool, df: Counter[str]) -> None:
                 ),
                 {"term": term, "n": count},
             )
+        if postgres:  # rows went in with their keys: the sequences start after them
+            for table, key in (("tickets", "number"), ("replies", "id")):
+                conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', '{key}'), "
+                        f"(SELECT MAX({key}) FROM {table}))"
+                    )
+                )
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         conn.execute(text("ANALYZE"))

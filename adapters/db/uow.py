@@ -799,13 +799,12 @@ class Tx(Claims, Retractions, Retention):
     # --- small durable state
 
     def counts(self) -> dict[str, int]:
-        """Gauges for /metrics."""
+        """Gauges for /metrics (open tickets come from `open_by_department`, counted once)."""
 
         def count(table: Any, *where: Any) -> int:
             return self.s.scalar(select(func.count()).select_from(table).where(*where)) or 0
 
         return {
-            "tickets_open": count(TicketRow, TicketRow.state == TicketState.OPEN.value),
             "outbox_pending": count(
                 OutboxRow,
                 rare(
