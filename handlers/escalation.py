@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from bot.config import Department
-from bot.domain import ACTOR_BOT, Audit, Mention, Outgoing, Rich, Text, Ticket
+from bot.domain import ACTOR_BOT, Audit, ChatUserId, Mention, Outgoing, Rich, Text, Ticket
 from bot.outbox import ThreadMark, escalate_again_key, escalate_key
 from bot.ports import Conflict, Count, UnitOfWork
 from handlers.context import Bridge, queue_mark
@@ -34,19 +35,12 @@ def _escalate_due(tx: UnitOfWork, b: Bridge, now: datetime) -> list[Ticket]:
             if not tx.mark_escalated(t.number):
                 continue
             tx.audit(t.number, ACTOR_BOT, Audit.ESCALATED)
-            body = Rich.of(
+            headline = Rich.of(
                 Text("Escalation: ", bold=True),
                 Text(f"{'urgent ' if t.urgent else ''}ticket #{t.number} has had no public "),
                 Text(f"reply for {int(after.total_seconds() // 60)} minutes. "),
             )
-            for i, user in enumerate(dept.escalate_to):
-                body += Rich.of(Text(", " if i else ""), Mention(user))
-            body += on_call_note(tx, dept)
-            tx.enqueue(
-                Outgoing(escalate_key(t.number), t.channel, body, ticket=t.number),
-                t.platform,
-                True,
-            )
+            _queue_step(tx, dept, t, escalate_key(t.number), headline, dept.escalate_to)
             queue_mark(tx, t, ThreadMark.ESCALATED)
             escalated.append(t)
             log.info("ticket.escalated ticket=%d department=%s", t.number, dept.id)
@@ -108,19 +102,29 @@ def _second_steps(tx: UnitOfWork, departments: list[Department]) -> int:
             if not tx.mark_escalated_again(t.number):
                 continue
             tx.audit(t.number, ACTOR_BOT, Audit.ESCALATED, "second step")
-            body = Rich.of(
+            headline = Rich.of(
                 Text("Escalation, second step: ", bold=True),
                 Text(f"ticket #{t.number} still has no public reply after "),
                 Text(f"{int(after.total_seconds() // 60)} minutes. "),
             )
-            for i, user in enumerate(dept.escalate_again_to):
-                body += Rich.of(Text(", " if i else ""), Mention(user))
-            body += on_call_note(tx, dept)
-            tx.enqueue(
-                Outgoing(escalate_again_key(t.number), t.channel, body, ticket=t.number),
-                t.platform,
-                True,
-            )
+            _queue_step(tx, dept, t, escalate_again_key(t.number), headline, dept.escalate_again_to)
             n += 1
             log.info("ticket.escalated_again ticket=%d department=%s", t.number, dept.id)
     return n
+
+
+def _queue_step(
+    tx: UnitOfWork,
+    dept: Department,
+    t: Ticket,
+    key: str,
+    headline: Rich,
+    to: Sequence[ChatUserId],
+) -> None:
+    """Queues one escalation step in the ticket's thread: its headline, whom it calls
+    on, and who is on call."""
+    body = headline
+    for i, user in enumerate(to):
+        body += Rich.of(Text(", " if i else ""), Mention(user))
+    body += on_call_note(tx, dept)
+    tx.enqueue(Outgoing(key, t.channel, body, ticket=t.number), t.platform, True)
