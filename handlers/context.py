@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +16,7 @@ from bot.outbox import ThreadMark, mark_key
 from bot.ports import (
     ChatPlatform,
     Clock,
+    Conflict,
     Metrics,
     TicketStore,
     TweetSink,
@@ -124,6 +126,29 @@ class Bridge:
         of work queue the mark in that same unit with `queue_mark` instead."""
         if await self.store.run(queue_mark, ticket, state):
             self.kick()
+
+
+async def queue_scheduled(
+    b: Bridge,
+    unit: Callable[[UnitOfWork, frozenset[str]], list[tuple[str, bool]]],
+    raced: str,
+) -> int:
+    """Runs `unit`, which queues scheduled posts (hand-offs, digests) under unique outbox
+    keys, skipping the keys this instance knows are queued; remembers the keys it
+    returns and wakes delivery for the new ones. Another instance queueing the same key a
+    moment earlier is logged as `raced` and changes nothing. How many were new."""
+    try:
+        queued = await b.store.run(unit, frozenset(b.queued_keys))
+    except Conflict:
+        log.info(raced)
+        return 0
+    n = 0
+    for key, new in queued:
+        b.queued_keys.add(key)
+        n += new
+    if n:
+        b.kick()
+    return n
 
 
 def queue_mark(tx: UnitOfWork, ticket: Ticket, state: ThreadMark) -> bool:

@@ -13,8 +13,8 @@ from bot.config import Config, Department
 from bot.domain import ChannelId, Link, Outgoing, Rich, Text, Ticket
 from bot.figures import Figures, digest_day, figures, minutes_text, span
 from bot.outbox import digest_key
-from bot.ports import Conflict, UnitOfWork
-from handlers.context import Bridge
+from bot.ports import UnitOfWork
+from handlers.context import Bridge, queue_scheduled
 
 log = logging.getLogger("seva." + __name__)
 
@@ -63,18 +63,10 @@ async def post_digests(b: Bridge) -> int:
     """
     if b.config.digest is None:
         return 0
-    try:
-        queued = await b.store.run(_queue_digests, b.config, frozenset(b.queued_keys))
-    except Conflict:  # another instance queued the same digest a moment earlier
-        log.info("digest.raced")
-        return 0
-    n = 0
-    for key, new in queued:
-        b.queued_keys.add(key)
-        n += new
-    if n:
-        b.kick()
-    return n
+    config = b.config
+    return await queue_scheduled(
+        b, lambda tx, known: _queue_digests(tx, config, known), "digest.raced"
+    )
 
 
 def _queue_digests(tx: UnitOfWork, config: Config, known: frozenset[str]) -> list[tuple[str, bool]]:

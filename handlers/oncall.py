@@ -11,9 +11,9 @@ from bot.config import Department
 from bot.domain import ChannelId, ChatUserId, Mention, Outgoing, Rich, Shift, Text, Ticket
 from bot.figures import span
 from bot.outbox import handoff_key
-from bot.ports import Conflict, PlatformRefused, RateLimited, Unavailable, UnitOfWork
+from bot.ports import PlatformRefused, RateLimited, Unavailable, UnitOfWork
 from bot.rotation import current_and_next, on_call
-from handlers.context import Bridge
+from handlers.context import Bridge, queue_scheduled
 
 log = logging.getLogger("seva." + __name__)
 
@@ -54,18 +54,10 @@ async def hand_off(b: Bridge) -> int:
     the department and the stretch's start (`handoff_key`), unique in the database; a
     restart posts a change it slept through, up to HANDOFF_LATE_LIMIT late.
     """
-    try:
-        queued = await b.store.run(_queue_handoffs, b.config.departments, frozenset(b.queued_keys))
-    except Conflict:  # another instance queued the same hand-off a moment earlier
-        log.info("oncall.handoff_raced")
-        return 0
-    n = 0
-    for key, new in queued:
-        b.queued_keys.add(key)
-        n += new
-    if n:
-        b.kick()
-    return n
+    departments = b.config.departments
+    return await queue_scheduled(
+        b, lambda tx, known: _queue_handoffs(tx, departments, known), "oncall.handoff_raced"
+    )
 
 
 def _queue_handoffs(
