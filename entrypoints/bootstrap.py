@@ -214,17 +214,7 @@ class App:
             id="poll",
         )
         tick = min(self.config.x.poll_seconds, TICK_SECONDS)
-        s.add_job(
-            escalation.escalate,
-            "interval",
-            seconds=tick,
-            args=[b],
-            next_run_time=now,
-            max_instances=1,
-            coalesce=True,
-            id="escalate",
-        )
-        # The second escalation step, the hand-offs, the user groups and the digests
+        # Escalation, its second step, the hand-offs, the user groups and the digests
         # follow the clock too. What is due is derived from the database (the tickets,
         # the rotation and its overrides, the outbox keys already queued), which is the
         # job store: a restart or a second instance finds the same work, and a unique
@@ -232,6 +222,7 @@ class App:
         # SQLAlchemyJobStore must not be shared between schedulers, and its timers run
         # on the system clock, not the bot's.)
         jobs = (
+            escalation.escalate,
             escalation.escalate_again,
             oncall.hand_off,
             oncall.sync_usergroups,

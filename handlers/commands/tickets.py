@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from bot.domain import (
     Audit,
     ChatUserId,
@@ -15,6 +13,7 @@ from bot.domain import (
     Ticket,
     TicketState,
 )
+from bot.figures import span
 from bot.outbox import ThreadMark
 from bot.ports import UnitOfWork
 from handlers.commands import (
@@ -28,16 +27,6 @@ from handlers.commands import (
 from handlers.context import Bridge, queue_mark
 
 
-def _age(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h {minutes}m"
-    return f"{hours // 24}d {hours % 24}h"
-
-
 def _who(user: ChatUserId | None) -> Segment:
     return Mention(user) if user else Text("nobody")
 
@@ -47,16 +36,16 @@ async def status(b: Bridge, args: Args) -> Rich:
     t = await take_ticket(b, args)
     dept = b.department(t.department)
     now = b.clock.now()
-    first = _age(t.first_response_at - t.created_at) if t.first_response_at else "none yet"
+    first = span(t.first_response_at - t.created_at) if t.first_response_at else "none yet"
     if t.state is TicketState.CLOSED and t.closed_at is not None:
-        first += f" · resolved in {_age(t.closed_at - t.created_at)}"
+        first += f" · resolved in {span(t.closed_at - t.created_at)}"
     return Rich.of(
         Text(f"Ticket #{t.number}", bold=True),
         Text(f" · {t.state.value}"),
         *_urgent_mark(t),
         Text(f" · {dept.name}\nAssignee: "),
         _who(t.assignee),
-        Text(f"\nAge: {_age(now - t.created_at)} · first response: {first}\n"),
+        Text(f"\nAge: {span(now - t.created_at)} · first response: {first}\n"),
         Text(f"From @{t.author_username}: " if t.author_username else "From (name removed): "),
         Link(t.url, "open on X"),
     )
@@ -88,7 +77,7 @@ async def list_(b: Bridge, args: Args) -> Rich:
         out += Rich.of(
             Text(f"\n#{t.number} · {t.state.value}"),
             *_urgent_mark(t),
-            Text(f" · {t.department} · {_age(now - t.created_at)} · "),
+            Text(f" · {t.department} · {span(now - t.created_at)} · "),
             _who(t.assignee),
             Text(" · "),
             Text(_snippet(t.text)),
