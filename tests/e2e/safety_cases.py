@@ -17,6 +17,17 @@ SAFETY = {
     "allowed_link_domains": ["gov.in"],
 }
 
+# Notes in the forms agents really type them (SPEC section 5: internal notes fail
+# closed); each suite adds one in its own platform's markup.
+NOTES = [
+    "NOTE : checking with the desk",
+    "*note:* their cousin called too",
+    "Note： full-width colon",
+    "note - waiting for the desk",
+    "नोट: कल फोन करें",
+    "> private: quoted from the call",
+]
+
 
 @dataclass(frozen=True)
 class Risky:

@@ -17,7 +17,7 @@ import pytest
 
 from bot.tweettext import split_reply
 from tests.e2e.harness import Bot, Stand, wait_for
-from tests.e2e.safety_cases import RISKY, SAFE, SAFETY, Risky, chain_of, replies_to
+from tests.e2e.safety_cases import NOTES, RISKY, SAFE, SAFETY, Risky, chain_of, replies_to
 from tests.e2e.test_matrix_loop import Room, matrix_env, mixed_config
 from tests.synapse import Homeserver, MatrixUser
 
@@ -106,15 +106,7 @@ def open_ticket(
 def test_notes_in_any_form_stay_internal(stand: Stand, room: Room, bot: Bot):
     root = open_ticket(stand, room, "citizen_notes", "@SevaHelp oxygen at the hospital?")
     thread = root["event_id"]
-    tricky = [
-        "NOTE : checking with the desk",
-        "*note:* their cousin called too",
-        "Note： full-width colon",
-        "note - waiting for the desk",
-        "नोट: कल फोन करें",
-        "> private: quoted from the call",
-        "\u200binternal – draft, do not send",
-    ]
+    tricky = [*NOTES, "\u200binternal – draft, do not send"]
     before = bot.log().count("reply.internal_note")
     for text in tricky:
         room.say(room.agent, text, thread)

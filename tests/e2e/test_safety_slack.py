@@ -17,6 +17,7 @@ import pytest
 from bot.tweettext import split_reply
 from tests.e2e.harness import CONFIG, Bot, Stand, wait_for
 from tests.e2e.safety_cases import (
+    NOTES,
     RISKY,
     SAFE,
     SAFE_ON_SLACK,
@@ -84,15 +85,7 @@ def open_ticket(stand: Stand, citizen: str, text: str, channel: str = HEALTH) ->
 
 def test_notes_in_any_form_stay_internal(stand: Stand, bot: Bot):
     root = open_ticket(stand, "citizen_notes", "@SevaHelp oxygen cylinders at the hospital?")
-    tricky = [
-        "NOTE : checking with the desk",
-        "*note:* their cousin called too",
-        "Note： full-width colon",
-        "note - waiting for the desk",
-        "नोट: कल फोन करें",
-        "> private: quoted from the call",
-        "_internal_ – draft, do not send",
-    ]
+    tricky = [*NOTES, "_internal_ – draft, do not send"]
     before = bot.log().count("reply.internal_note")
     for text in tricky:
         stand.say("U0AGENT1", HEALTH, text, root["ts"])
