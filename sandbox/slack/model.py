@@ -218,6 +218,9 @@ def us_to_ts(us: int) -> str:
     return f"{us // _US}.{us % _US:06d}"
 
 
+# Slack's "Formatting text for app surfaces" (docs.slack.dev/messaging/formatting-message-text):
+# mentions <@U…>, channels <#C…>, special mentions <!here>, links <https://…|text>, and
+# e-mail addresses as <mailto:bob@example.com|Email Bob>.
 _CONTROL_SEQUENCE = re.compile(r"<(?:[@#!][^<>\s]+|(?:https?://|mailto:)[^<>\s|]+(?:\|[^<>]*)?)>")
 
 
