@@ -7,15 +7,13 @@ from datetime import timedelta
 
 import pytest
 
-from adapters.metrics import PrometheusMetrics
 from bot.config import parse_config
 from bot.domain import ChannelId, ChatUserId, Mention, MessageId
 from bot.ports import CommandContext
 from handlers import delivery, escalation, ingest
 from handlers.commands import run_command
 from handlers.context import Bridge
-from tests.conftest import migrated_store
-from tests.fakes import T0, FakeChat, FakeClock, FakeX, tweet
+from tests.fakes import T0, tweet
 from tests.unit.conftest import CONFIG
 
 TRIAGED = copy.deepcopy(CONFIG)
@@ -23,23 +21,10 @@ TRIAGED["triage"] = {"urgent": ["ambulance", "एम्बुलेंस", "no 
 
 
 @pytest.fixture
-def world(tmp_path):
-    clock = FakeClock()
-    store = migrated_store(f"sqlite:///{tmp_path / 'triage.db'}", clock)
-    x = FakeX(clock=clock)
-    chat = FakeChat(clock=clock)
-    metrics = PrometheusMetrics()
-    b = Bridge(
-        config=parse_config(TRIAGED, "test.yaml"),
-        store=store,
-        source=x,
-        sink=x,
-        platforms={"slack": chat},
-        metrics=metrics,
-        clock=clock,
-    )
-    yield b, x, chat, clock
-    store.dispose()
+def world(world):
+    """The unit tests' world (conftest.py), with the triage settings."""
+    world[0].config = parse_config(TRIAGED, "test.yaml")
+    return world
 
 
 def metric(b: Bridge, line: str) -> float:
