@@ -72,5 +72,20 @@ def migrated_store(url: str, clock=None) -> Store:
     return store
 
 
+@pytest.fixture
+def stores(tmp_path):
+    """Real stores on fresh SQLite files, made on demand: what an adapter under contract
+    test keeps its inbox and state in, as the bot's own store does."""
+    made: list[Store] = []
+
+    def make() -> Store:
+        made.append(migrated_store(f"sqlite:///{tmp_path / f'store{len(made)}.db'}"))
+        return made[-1]
+
+    yield make
+    for store in made:
+        store.dispose()
+
+
 # One Synapse for the whole session, shared by every module that needs it.
 from tests.synapse import synapse  # noqa: E402, F401

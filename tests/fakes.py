@@ -23,7 +23,6 @@ from bot.ports import (
     CommandContext,
     CommandHandler,
     CredentialsRefused,
-    InboxEvent,
     MessageHandler,
     PlatformRefused,
     RateLimited,
@@ -258,29 +257,6 @@ class FakeChat:
 AGENT = ChatUserId("U0AGENT1")
 
 
-class MemoryKV:
-    """The KeyValue port in a dict; the database-backed one keeps the same promises."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, str] = {}
-        self.seen: set[tuple[str, str]] = set()
-
-    async def get(self, key: str) -> str | None:
-        return self.data.get(key)
-
-    async def put(self, key: str, value: str) -> None:
-        self.data[key] = value
-
-    async def was_seen(self, scope: str, event_id: str) -> bool:
-        return (scope, event_id) in self.seen
-
-    async def first_sight(self, scope: str, event_id: str) -> bool:
-        if (scope, event_id) in self.seen:
-            return False
-        self.seen.add((scope, event_id))
-        return True
-
-
 @dataclass
 class FakeUserGroups:
     """Slack's user groups (bot.ports.UserGroups): members by group, and every call."""
@@ -299,64 +275,3 @@ class FakeUserGroups:
     async def set_group_members(self, group: str, members: Sequence[ChatUserId]) -> None:
         self.calls.append(("update", group))
         self.members[group] = list(members)
-
-
-class MemoryInbox:
-    """The Inbox port in a list; the database-backed one (Store) keeps the same promises:
-    one row per (source, event id), claimed oldest first, done or put back."""
-
-    def __init__(self, kv: MemoryKV | None = None) -> None:
-        self.events: list[dict[str, object]] = []
-        self.fail_next_accept: Exception | None = None
-        self.kv = kv  # where `then_put` goes (the same commit, in the database)
-
-    async def accept(self, source: str, event_id: str, payload: str) -> bool:
-        if self.fail_next_accept is not None:
-            error, self.fail_next_accept = self.fail_next_accept, None
-            raise error
-        if any(e["source"] == source and e["event_id"] == event_id for e in self.events):
-            return False
-        self.events.append(
-            {"source": source, "event_id": event_id, "payload": payload, "state": "pending"}
-        )
-        return True
-
-    async def accept_all(
-        self,
-        source: str,
-        events: Sequence[tuple[str, str]],
-        then_put: tuple[str, str] | None = None,
-    ) -> None:
-        for event_id, payload in events:
-            await self.accept(source, event_id, payload)
-        if then_put is not None and self.kv is not None:
-            await self.kv.put(*then_put)
-
-    async def claim(self, source: str, limit: int) -> list[InboxEvent]:
-        out = []
-        for i, e in enumerate(self.events):
-            if e["source"] == source and e["state"] == "pending" and len(out) < limit:
-                e["state"] = "handling"
-                e["attempts"] = int(e.get("attempts", 0)) + 1  # type: ignore[call-overload]
-                out.append(
-                    InboxEvent(
-                        i,
-                        source,
-                        str(e["event_id"]),
-                        str(e["payload"]),
-                        int(e["attempts"]),  # type: ignore[call-overload]
-                    )
-                )
-        return out
-
-    async def done(self, events: Sequence[InboxEvent]) -> None:
-        for event in events:
-            self.events[event.id]["state"] = "done"
-
-    async def retry(
-        self, event: InboxEvent, not_before: datetime, error: str, *, give_up: bool = False
-    ) -> None:
-        self.events[event.id]["state"] = "failed" if give_up else "pending"
-
-    def states(self) -> list[str]:
-        return [str(e["state"]) for e in self.events]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from adapters.db.store import Store
 from adapters.matrix.platform import MatrixPlatform
 from adapters.matrix.render import render, txn_id
 from bot.addressing import command_text
@@ -31,7 +32,6 @@ from bot.domain import (
 )
 from bot.outbox import ActionId
 from bot.ports import CommandContext, PlatformRefused, Unavailable
-from tests.fakes import MemoryInbox, MemoryKV
 from tests.synapse import Homeserver, MatrixUser, check_budget, free_port, synapse
 
 __all__ = ["synapse"]  # the session fixture, imported so pytest finds it here
@@ -155,22 +155,21 @@ Factory = Callable[..., MatrixPlatform]
 
 
 @pytest.fixture
-async def platforms(world: World) -> AsyncIterator[Factory]:
+async def platforms(world: World, stores: Callable[[], Store]) -> AsyncIterator[Factory]:
     made: list[MatrixPlatform] = []
-    inboxes: dict[int, MemoryInbox] = {}  # one per state: a restart finds what was stored
 
-    def make(
-        rooms: list[ChannelId], state: MemoryKV | None = None, **kwargs: Any
-    ) -> MatrixPlatform:
+    def make(rooms: list[ChannelId], state: Store | None = None, **kwargs: Any) -> MatrixPlatform:
+        """A platform keeping its state and inbox in `state`, the bot's store (a restart
+        passes the same one), or in a fresh one."""
         if "password" not in kwargs:
             kwargs.setdefault("access_token", world.bot.access_token)
-        kv = state or MemoryKV()
+        store = state or stores()
         platform = MatrixPlatform(
             world.hs.base_url,
             world.bot.user_id,
             rooms=rooms,
-            state=kv,
-            inbox=inboxes.setdefault(id(kv), MemoryInbox(kv)),
+            state=store,
+            inbox=store,
             **kwargs,
         )
         made.append(platform)
@@ -182,7 +181,7 @@ async def platforms(world: World) -> AsyncIterator[Factory]:
 
 
 async def started(
-    make: Factory, room: ChannelId, state: MemoryKV | None = None, **kwargs: Any
+    make: Factory, room: ChannelId, state: Store | None = None, **kwargs: Any
 ) -> tuple[MatrixPlatform, Recorder]:
     platform, rec = make([room], state, **kwargs), Recorder()
     await platform.start(rec.on_message, rec.on_command, rec.on_action)
@@ -305,9 +304,11 @@ async def test_own_messages_edits_and_bot_notices_never_reach_on_message(
     assert all(m.sender != world.bot.user_id for m in rec.messages)
 
 
-async def test_restart_neither_replays_nor_loses_events(world: World, platforms: Factory) -> None:
+async def test_restart_neither_replays_nor_loses_events(
+    world: World, platforms: Factory, stores: Callable[[], Store]
+) -> None:
     room = world.new_room()
-    state = MemoryKV()
+    state = stores()
     first, rec1 = await started(platforms, room, state, password=world.bot.password)
     world.hs.send_text(world.agent, room, "before the restart")
     await rec1.until(lambda: rec1.texts() == ["before the restart"])
@@ -481,14 +482,17 @@ async def test_a_dropped_connection_is_retried_and_shown_in_health(
         assert platform.health()["connected"] is True and platform.health()["error"] is None
 
 
-async def test_an_unreachable_homeserver_is_unavailable(world: World) -> None:
+async def test_an_unreachable_homeserver_is_unavailable(
+    world: World, stores: Callable[[], Store]
+) -> None:
+    store = stores()
     platform = MatrixPlatform(
         f"http://127.0.0.1:{free_port()}",
         world.bot.user_id,
         access_token=world.bot.access_token,
         rooms=[],
-        state=MemoryKV(),
-        inbox=MemoryInbox(),
+        state=store,
+        inbox=store,
     )
     rec = Recorder()
     with pytest.raises(Unavailable):
@@ -701,10 +705,10 @@ async def test_an_edit_mentions_at_the_top_only_whom_it_adds(
 
 
 async def test_a_gap_too_long_to_back_fill_is_logged_with_its_size(
-    world: World, platforms: Factory, caplog: pytest.LogCaptureFixture
+    world: World, platforms: Factory, stores: Callable[[], Store], caplog: pytest.LogCaptureFixture
 ) -> None:
     room = world.new_room()
-    state = MemoryKV()
+    state = stores()
     first, _ = await started(platforms, room, state)
     await first.stop()
     for i in range(12):

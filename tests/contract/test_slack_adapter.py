@@ -20,7 +20,9 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from aiohttp import web
+from sqlalchemy import text
 
+from adapters.db.store import Store
 from adapters.slack import platform as slack_module
 from adapters.slack.platform import SlackPlatform
 from bot.domain import (
@@ -46,7 +48,6 @@ from bot.ports import (
     Standing,
     Unavailable,
 )
-from tests.fakes import MemoryInbox
 
 slack_state = pytest.importorskip("sandbox.slack.state")
 slack_routes = pytest.importorskip("sandbox.slack.routes")
@@ -100,7 +101,7 @@ class World:
     state: Any
     slack: SlackPlatform
     rec: Recorder
-    inbox: MemoryInbox
+    inbox: Store  # the bot's own store keeps what Slack delivers
     http: aiohttp.ClientSession
     api_url: str
     sandbox_url: str
@@ -129,11 +130,11 @@ class World:
 
     async def fence(self, channel: str = HEALTH) -> ChatMessage:
         """A fresh human message; once it arrives, everything sent before it was handled."""
-        before = len(self.rec.messages)
         sent = await self.say(RAVI, channel, f"fence {time.monotonic_ns()}")
-        await self.rec.until(lambda: len(self.rec.messages) > before)
+        # Wait for the fence itself: events are handled from the store, after their ack.
+        await self.rec.until(lambda: any(m.id == sent["ts"] for m in self.rec.messages))
         last = self.rec.messages[-1]
-        assert last.id == sent["ts"]
+        assert last.id == sent["ts"]  # events are handled in the order they came
         return last
 
 
@@ -157,7 +158,7 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
 
 
 @pytest.fixture
-async def world() -> AsyncIterator[World]:
+async def world(stores: Callable[[], Store]) -> AsyncIterator[World]:
     state = slack_state.SlackState(
         TOKEN,
         SECRET,
@@ -172,7 +173,7 @@ async def world() -> AsyncIterator[World]:
     stand_in_runner, stand_in_url = await _serve(stand_in)
 
     http = aiohttp.ClientSession()
-    inbox = MemoryInbox()
+    inbox = stores()
     slack = SlackPlatform(
         bot_token=TOKEN,
         signing_secret=SECRET,
@@ -595,7 +596,8 @@ async def test_a_badly_signed_request_gets_401_and_changes_nothing(
     async with world.http.post(world.events_url, data=body, headers=headers) as resp:
         assert resp.status == 401
 
-    assert world.inbox.events == []  # not even stored
+    stored = await world.inbox.run(lambda tx: tx.s.scalar(text("SELECT COUNT(*) FROM inbox")))
+    assert stored == 0  # not even stored
     await world.fence()
     assert [m.text for m in world.rec.messages][:-1] == []
 
@@ -615,11 +617,13 @@ async def test_a_correctly_signed_request_is_accepted(world: World) -> None:
     assert world.rec.messages[0].text == "forged reply"
 
 
-async def test_a_wrong_token_is_refused_at_start_with_a_clear_message(world: World) -> None:
+async def test_a_wrong_token_is_refused_at_start_with_a_clear_message(
+    world: World, stores: Callable[[], Store]
+) -> None:
     bad = SlackPlatform(
         bot_token="xoxb-wrong",
         signing_secret=SECRET,
-        inbox=MemoryInbox(),
+        inbox=stores(),
         api_base_url=world.api_url,
         session=world.http,
     )

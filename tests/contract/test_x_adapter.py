@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from adapters.db.store import Store
 from adapters.x import XClient
 from bot.domain import TweetId
 from bot.ports import CredentialsRefused, RateLimited, TweetRefused, Unavailable
@@ -387,11 +388,11 @@ async def test_a_split_reply_goes_out_as_a_chain(x: X) -> None:
 
 
 @pytest.mark.parametrize("names", ["old", "new", "both"])
-async def test_either_spelling_reads_mentions_and_finds_a_lost_reply(x: X, names: str) -> None:
-    from tests.fakes import MemoryKV
-
+async def test_either_spelling_reads_mentions_and_finds_a_lost_reply(
+    x: X, names: str, stores: Callable[[], Store]
+) -> None:
     x.state.set_field_names(names)
-    kv = MemoryKV()
+    kv = stores()
     client = x.client(kv=kv)
     long_text = "@SevaHelp " + "my refund is late. " * 20 + "#railways"
     question = x.state.tweet("asha", long_text)
@@ -410,11 +411,11 @@ async def test_either_spelling_reads_mentions_and_finds_a_lost_reply(x: X, names
     assert len(refused) == (1 if names == "new" else 0)  # one 400, then remembered
 
 
-async def test_the_remembered_spelling_is_used_from_the_start(x: X) -> None:
-    from tests.fakes import MemoryKV
-
+async def test_the_remembered_spelling_is_used_from_the_start(
+    x: X, stores: Callable[[], Store]
+) -> None:
     x.state.set_field_names("new")
-    kv = MemoryKV()
+    kv = stores()
     await kv.put("x.field_dialect", "post.fields")
     x.state.tweet("asha", "@SevaHelp hello")
     assert len(await x.client(kv=kv).mentions(None)) == 1
