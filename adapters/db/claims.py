@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -63,6 +63,15 @@ class Claims:
 
     s: Session
     now: datetime
+
+    @property
+    def c(self) -> Connection:
+        """The transaction's connection, for statements built once (`_CLAIM`, uow.py's
+        `_TICKET`…): they skip the ORM session's work on each statement. Changes to ORM
+        objects still pending are flushed first, as the session does before its own."""
+        if self.s.new or self.s.dirty or self.s.deleted:
+            self.s.flush()
+        return self.s.connection()
 
     def set_root(self, ticket: int, root: MessageId, key: str) -> None:
         """A thread root landed. When it opens the ticket's current thread, that thread
@@ -158,12 +167,12 @@ class Claims:
             }
             for event_id, payload in events
         ]
-        fresh = set(self.s.connection().execute(_accept_statement(self.s), rows).scalars())
+        fresh = set(self.c.execute(_accept_statement(self.s), rows).scalars())
         return [event_id in fresh for event_id, _ in events]
 
     def claim_events(self, source: str, limit: int) -> list[InboxEvent]:
         """Claims up to `limit` events due, oldest first (compare-and-set)."""
-        conn = self.s.connection()
+        conn = self.c
         ids = list(
             conn.execute(_DUE_EVENTS, {"source": source, "now": self.now, "limit": limit}).scalars()
         )
@@ -179,7 +188,7 @@ class Claims:
         claims: dict[str, list[int]] = {}
         for e in events:
             claims.setdefault(e.token, []).append(e.id)
-        conn = self.s.connection()
+        conn = self.c
         for token, ids in claims.items():
             conn.execute(_EVENTS_DONE, {"ids": ids, "token": token})
 
@@ -272,12 +281,8 @@ class Claims:
     def settle_post(self, post: PendingPost, message_id: MessageId) -> bool:
         """Records a landed post (and a root's thread); False if our claim had expired,
         and then it changes nothing."""
-        done = self.s.execute(
-            update(OUT)
-            .where(OUT.c.id == post.id, OUT.c.claimed_by == post.token)
-            .values(state=PostState.DONE, message_id=message_id, error=None, claimed_by=None)
-        )
-        recorded = bool(done.rowcount)  # type: ignore[attr-defined]
+        landed = {"b_id": post.id, "b_token": post.token, "b_message": message_id}
+        recorded = bool(self.c.execute(_POST_DONE, landed).rowcount)
         ticket = post.outgoing.ticket
         if recorded and post.outgoing.is_root and ticket is not None:
             self.set_root(ticket, message_id, post.outgoing.key)
@@ -336,24 +341,13 @@ class Claims:
 
     def due_parts(self, limit: int = 200) -> list[PendingPart]:
         """The next part of each reply chain that is ready to go."""
-        pending = (
-            select(REPLY.c.id, REPLY.c.ticket, REPLY.c.in_reply_to, REPLY.c.created_at)
-            .where(rare(REPLY.c.state == ReplyState.PENDING))
-            .order_by(REPLY.c.id)
-            .limit(limit)
-            .subquery()
-        )
-        rows = self.s.execute(
-            select(pending, PART)
-            .join(PART, PART.c.reply == pending.c.id)
-            .order_by(pending.c.id, PART.c.idx)
-        ).all()
+        rows = self.c.execute(_DUE_PARTS, {"b_limit": limit}).all()
         chains: dict[int, list[Any]] = {}
         for row in rows:
             chains.setdefault(row[0], []).append(row._mapping)
         out = []
         for reply, parts in chains.items():
-            prev = parts[0][pending.c.in_reply_to]
+            prev = parts[0][_PENDING.c.in_reply_to]
             for p in parts:
                 if p[PART.c.state] == PartState.SENT:
                     prev = p[PART.c.tweet_id] or prev
@@ -367,13 +361,13 @@ class Claims:
                         PendingPart(
                             p[PART.c.id],
                             reply,
-                            p[pending.c.ticket],
+                            p[_PENDING.c.ticket],
                             p[PART.c.idx],
                             len(parts),
                             p[PART.c.text],
                             TweetId(prev),
                             PartState(p[PART.c.state]),
-                            p[pending.c.created_at],
+                            p[_PENDING.c.created_at],
                             p[PART.c.attempts],
                             media=tuple(ChatFile.from_json(m) for m in p[PART.c.media] or ()),
                         )
@@ -397,14 +391,9 @@ class Claims:
     def _claim(self, table: Any, row_id: int, state: str, sending: str) -> str | None:
         """Compare-and-set from `state` to `sending`; the claim's token, or None if lost."""
         token = uuid.uuid4().hex
-        done = self.s.execute(
-            update(table)
-            .where(table.c.id == row_id, table.c.state == state)
-            .values(
-                state=sending, claimed_at=self.now, claimed_by=token, attempts=table.c.attempts + 1
-            )
-        )
-        return token if done.rowcount else None  # type: ignore[attr-defined]
+        claim = {"b_id": row_id, "b_state": state, "b_sending": sending}
+        done = self.c.execute(_CLAIM[table.name], {**claim, "b_now": self.now, "b_token": token})
+        return token if done.rowcount else None
 
 
 def _thread_root() -> Any:
@@ -474,15 +463,55 @@ def _accept_statement(s: Session) -> Any:
     return _ACCEPT[dialect]
 
 
+# The replies waiting to be tweeted, with their parts (delivery's every round).
+_PENDING = (
+    select(REPLY.c.id, REPLY.c.ticket, REPLY.c.in_reply_to, REPLY.c.created_at)
+    .where(rare(REPLY.c.state == ReplyState.PENDING))
+    .order_by(REPLY.c.id)
+    .limit(bindparam("b_limit"))
+    .subquery()
+)
+_DUE_PARTS = (
+    select(_PENDING, PART)
+    .join(PART, PART.c.reply == _PENDING.c.id)
+    .order_by(_PENDING.c.id, PART.c.idx)
+)
+
+# A claim and a landed post, for every post and reply part.
+_CLAIM = {
+    t.name: update(t)
+    .where(t.c.id == bindparam("b_id"), t.c.state == bindparam("b_state"))
+    .values(
+        state=bindparam("b_sending"),
+        claimed_at=bindparam("b_now"),
+        claimed_by=bindparam("b_token"),
+        attempts=t.c.attempts + 1,
+    )
+    for t in (OUT, PART)
+}
+_POST_DONE = (
+    update(OUT)
+    .where(OUT.c.id == bindparam("b_id"), OUT.c.claimed_by == bindparam("b_token"))
+    .values(state=PostState.DONE, message_id=bindparam("b_message"), error=None, claimed_by=None)
+)
+
+_IGNORING_CONFLICTS: dict[tuple[str, str], Any] = {}
+
+
 def _insert_ignoring_conflicts(s: Session, table: Any) -> Any:
     """INSERT … ON CONFLICT DO NOTHING: a row that exists already is no error (ask for
-    RETURNING to learn whether it was inserted: psycopg reports no rowcount here)."""
+    RETURNING to learn whether it was inserted: psycopg reports no rowcount here). Built
+    once for each database and table."""
     dialect = s.get_bind().dialect.name
-    if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    raise ValueError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
+    key = (dialect, table.name)
+    if key not in _IGNORING_CONFLICTS:
+        if dialect == "sqlite":
+            _IGNORING_CONFLICTS[key] = sqlite.insert(table).on_conflict_do_nothing()
+        elif dialect == "postgresql":
+            _IGNORING_CONFLICTS[key] = postgresql.insert(table).on_conflict_do_nothing()
+        else:
+            raise ValueError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
+    return _IGNORING_CONFLICTS[key]
 
 
 def _pending_post(row: Any) -> PendingPost:

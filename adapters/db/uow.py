@@ -77,6 +77,51 @@ from bot.ports import (
 # 6,500 mentions a day, where the answers to today's common questions are.
 SEARCH_WINDOW = 100_000
 
+# Statements that every reply and every ticket runs, built once and run on the unit's
+# connection: building a statement each time and running it through the ORM session
+# cost several times the query itself (bench/pipeline.py's CPU per ticket and reply).
+_TICKET = select(TICKET).where(TICKET.c.number == bindparam("b_number"))
+_TICKET_OF_THREAD = (
+    select(TICKET)
+    .where(
+        TICKET.c.platform == bindparam("b_platform"),
+        TICKET.c.channel == bindparam("b_channel"),
+        TICKET.c.root == bindparam("b_root"),
+    )
+    .limit(1)
+)
+_REPLY_OF_MESSAGE = select(REPLY.c.id).where(
+    REPLY.c.platform == bindparam("b_platform"),
+    REPLY.c.channel == bindparam("b_channel"),
+    REPLY.c.message_id == bindparam("b_message"),
+)
+_ADD_REPLY = insert(REPLY).returning(REPLY.c.id)
+_ADD_PART = insert(PART)
+_AUDIT = insert(AUDIT)
+_POST_EXISTS = select(OUT.c.id).where(OUT.c.key == bindparam("b_key"))
+_ENQUEUE = insert(OUT)
+_REPLY = select(REPLY).where(REPLY.c.id == bindparam("b_id"))
+_REPLY_PARTS = (
+    select(PART.c.text, PART.c.tweet_id)
+    .where(PART.c.reply == bindparam("b_id"))
+    .order_by(PART.c.idx)
+)
+_FINISH_REPLY = (
+    update(REPLY)
+    .where(REPLY.c.id == bindparam("b_id"))
+    .values(state=bindparam("b_state"), error=bindparam("b_error"))
+)
+_FIRST_RESPONSE = (
+    update(TICKET)
+    .where(TICKET.c.number == bindparam("b_number"), TICKET.c.first_response_at.is_(None))
+    .values(first_response_at=bindparam("b_now"))
+)
+_PART_SENT = (
+    update(PART)
+    .where(PART.c.id == bindparam("b_id"), PART.c.claimed_by == bindparam("b_token"))
+    .values(state=PartState.SENT, tweet_id=bindparam("b_tweet"), claimed_by=None)
+)
+
 
 def _ticket(r: Any) -> Ticket:
     """A ticket from its row (an ORM object or a Core row: the same names)."""
@@ -137,7 +182,7 @@ class Tx(Claims, Retractions, Retention):
         return set(rows)
 
     def ticket(self, number: int) -> Ticket | None:
-        row = self.s.execute(select(TICKET).where(TICKET.c.number == number)).first()
+        row = self.c.execute(_TICKET, {"b_number": number}).first()
         return _ticket(row) if row else None
 
     def ticket_of_tweet(self, tweet_id: TweetId) -> Ticket | None:
@@ -158,13 +203,8 @@ class Tx(Claims, Retractions, Retention):
         return _ticket(row) if row else None
 
     def ticket_of_thread(self, platform: Platform, channel: str, root: str) -> Ticket | None:
-        row = self.s.execute(
-            select(TICKET)
-            .where(
-                TICKET.c.platform == platform, TICKET.c.channel == channel, TICKET.c.root == root
-            )
-            .limit(1)
-        ).first()
+        where = {"b_platform": platform, "b_channel": channel, "b_root": root}
+        row = self.c.execute(_TICKET_OF_THREAD, where).first()
         return _ticket(row) if row else None
 
     def create_tickets(self, items: Sequence[NewTicket]) -> list[Ticket]:
@@ -554,11 +594,8 @@ class Tx(Claims, Retractions, Retention):
     # --- the audit log
 
     def audit(self, ticket: int | None, actor: str, action: Audit, detail: str = "") -> None:
-        self.s.execute(
-            insert(AUDIT).values(
-                ticket=ticket, at=self.now, actor=actor, action=action, detail=detail
-            )
-        )
+        entry = {"ticket": ticket, "at": self.now, "actor": actor, "action": action}
+        self.c.execute(_AUDIT, {**entry, "detail": detail})
 
     def audit_log(self, ticket: int) -> list[AuditEntry]:
         rows = self.s.scalars(
@@ -576,27 +613,26 @@ class Tx(Claims, Retractions, Retention):
         `new_key` skips the look-up for keys that cannot exist yet (a new ticket's root);
         the unique constraint still guards them.
         """
-        if not new_key:
-            exists = select(OUT.c.id).where(OUT.c.key == out.key)
-            if self.s.execute(exists).first() is not None:
-                return False
-        self.s.execute(
-            insert(OUT).values(
-                key=out.key,
-                ticket=out.ticket,
-                platform=platform,
-                channel=out.channel,
-                in_thread=in_thread,
-                is_root=out.is_root,
-                mark=out.mark,
-                body=out.body.to_json(),
-                actions=[{"id": a.id, "label": a.label, "value": a.value} for a in out.actions],
-                tweet_id=out.tweet_id,
-                thread_root=out.thread_root if in_thread else None,
-                created_at=self.now,
-                state=PostState.PENDING,
-                attempts=0,
-            )
+        if not new_key and self.c.execute(_POST_EXISTS, {"b_key": out.key}).first() is not None:
+            return False
+        self.c.execute(
+            _ENQUEUE,
+            {
+                "key": out.key,
+                "ticket": out.ticket,
+                "platform": platform,
+                "channel": out.channel,
+                "in_thread": in_thread,
+                "is_root": out.is_root,
+                "mark": out.mark,
+                "body": out.body.to_json(),
+                "actions": [{"id": a.id, "label": a.label, "value": a.value} for a in out.actions],
+                "tweet_id": out.tweet_id,
+                "thread_root": out.thread_root if in_thread else None,
+                "created_at": self.now,
+                "state": PostState.PENDING,
+                "attempts": 0,
+            },
         )
         self.lanes.add((platform, out.channel))
         return True
@@ -645,25 +681,24 @@ class Tx(Claims, Retractions, Retention):
             return None
         if origin is not None and self.reply_of_origin(ticket.number, origin) is not None:
             return None
-        reply_id = self.s.execute(
-            insert(REPLY)
-            .values(
-                ticket=ticket.number,
-                platform=platform,
-                channel=channel,
-                message_id=message_id,
-                author=author,
-                text=text,
-                in_reply_to=ticket.reply_to or ticket.tweet_id,
-                state=ReplyState.CONFIRM if confirm else ReplyState.PENDING,
-                created_at=self.now,
-                origin=origin,
-            )
-            .returning(REPLY.c.id)
+        reply_id = self.c.execute(
+            _ADD_REPLY,
+            {
+                "ticket": ticket.number,
+                "platform": platform,
+                "channel": channel,
+                "message_id": message_id,
+                "author": author,
+                "text": text,
+                "in_reply_to": ticket.reply_to or ticket.tweet_id,
+                "state": ReplyState.CONFIRM if confirm else ReplyState.PENDING,
+                "created_at": self.now,
+                "origin": origin,
+            },
         ).scalar_one()
         attached = [m.to_json() for m in media] or None
-        self.s.execute(
-            insert(PART),
+        self.c.execute(
+            _ADD_PART,
             [
                 {
                     "reply": reply_id,
@@ -680,13 +715,8 @@ class Tx(Claims, Retractions, Retention):
 
     def reply_of_message(self, platform: Platform, channel: str, message_id: str) -> int | None:
         """The public reply an agent's chat message became, if it became one."""
-        return self.s.scalar(
-            select(REPLY.c.id).where(
-                REPLY.c.platform == platform,
-                REPLY.c.channel == channel,
-                REPLY.c.message_id == message_id,
-            )
-        )
+        where = {"b_platform": platform, "b_channel": channel, "b_message": message_id}
+        return self.c.execute(_REPLY_OF_MESSAGE, where).scalar()
 
     def waiting_replies(self, limit: int = 200) -> list[tuple[int, Ticket]]:
         """Replies waiting to be tweeted, oldest first, with their tickets."""
@@ -700,7 +730,7 @@ class Tx(Claims, Retractions, Retention):
         return [(row.reply_id, _ticket(row)) for row in rows]
 
     def reply(self, reply_id: int) -> ReplyInfo | None:
-        row = self.s.get(ReplyRow, reply_id)
+        row = self.c.execute(_REPLY, {"b_id": reply_id}).first()
         return None if row is None else self._reply_info(row)
 
     def reply_of_origin(self, ticket: int, origin: str) -> ReplyInfo | None:
@@ -710,12 +740,9 @@ class Tx(Claims, Retractions, Retention):
         ).first()
         return None if row is None else self._reply_info(row)
 
-    def _reply_info(self, row: ReplyRow) -> ReplyInfo:
-        parts = self.s.execute(
-            select(ReplyPartRow.text, ReplyPartRow.tweet_id)
-            .where(ReplyPartRow.reply == row.id)
-            .order_by(ReplyPartRow.idx)
-        ).all()
+    def _reply_info(self, row: Any) -> ReplyInfo:
+        """A reply from its row (an ORM object or a Core row: the same names)."""
+        parts = self.c.execute(_REPLY_PARTS, {"b_id": row.id}).all()
         return ReplyInfo(
             row.id,
             row.ticket,
@@ -746,17 +773,13 @@ class Tx(Claims, Retractions, Retention):
         return bool(done.rowcount)  # type: ignore[attr-defined]
 
     def finish_reply(self, reply_id: int, state: ReplyState, error: str | None = None) -> None:
-        self.s.execute(update(REPLY).where(REPLY.c.id == reply_id).values(state=state, error=error))
+        self.c.execute(_FINISH_REPLY, {"b_id": reply_id, "b_state": state, "b_error": error})
 
     def first_response(self, ticket: int) -> bool:
         """Stamps the ticket's first public response now, unless it has one; from then on
         it is among the answered tickets that new ones are compared with. True when this
         was the first."""
-        done = self.s.execute(
-            update(TICKET)
-            .where(TICKET.c.number == ticket, TICKET.c.first_response_at.is_(None))
-            .values(first_response_at=self.now)
-        )
+        done = self.c.execute(_FIRST_RESPONSE, {"b_number": ticket, "b_now": self.now})
         if done.rowcount:  # type: ignore[attr-defined]
             self._search_answered(ticket)
         return bool(done.rowcount)  # type: ignore[attr-defined]
@@ -764,17 +787,12 @@ class Tx(Claims, Retractions, Retention):
     def part_sent(self, part: PendingPart, tweet_id: TweetId) -> bool:
         """Records a part X accepted; False if our claim had expired (then it changes
         nothing, so nothing is recorded twice)."""
-        done = self.s.execute(
-            update(PART)
-            .where(PART.c.id == part.id, PART.c.claimed_by == part.token)
-            .values(state=PartState.SENT, tweet_id=tweet_id, claimed_by=None)
-        )
-        if not done.rowcount:  # type: ignore[attr-defined]
+        sent = {"b_id": part.id, "b_token": part.token, "b_tweet": tweet_id}
+        if not self.c.execute(_PART_SENT, sent).rowcount:
             return False
-        self.s.execute(
-            _insert_ignoring_conflicts(self.s, TWEETS).values(
-                tweet_id=tweet_id, ticket=part.ticket, kind="reply", created_at=self.now
-            )
+        self.c.execute(
+            _insert_ignoring_conflicts(self.s, TWEETS),
+            {"tweet_id": tweet_id, "ticket": part.ticket, "kind": "reply", "created_at": self.now},
         )
         return True
 
