@@ -674,6 +674,14 @@ class TicketStore(KeyValue, Protocol):
         """
         ...
 
+    async def run_first(
+        self, fn: Callable[Concatenate[UnitOfWork, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`run`, ahead of the units waiting in `run`: for what an ack or a reply tweet
+        waits on (storing an event, taking an agent's reply, claiming a part to tweet).
+        The rest is bookkeeping that can follow a moment later."""
+        ...
+
     def queued_lanes(self) -> set[tuple[Platform, str]]:
         """The (platform, channel) lanes that got chat posts queued since the last call,
         by units of work of this process that committed: delivery starts those lanes

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
 
 from bot.config import Config, Department
-from bot.domain import ChatUserId, Outgoing, Platform, Rich, Ticket, XUser
+from bot.domain import ChatUserId, Outgoing, Platform, Rich, Ticket, TweetId, XUser
 from bot.health import Health
 from bot.outbox import ThreadMark, mark_key
 from bot.ports import (
@@ -18,6 +19,7 @@ from bot.ports import (
     Clock,
     Conflict,
     Metrics,
+    PendingPart,
     TicketStore,
     TweetSink,
     TweetSource,
@@ -26,6 +28,40 @@ from bot.ports import (
 )
 
 log = logging.getLogger("seva." + __name__)
+
+T = TypeVar("T")
+
+
+class Batch(Generic[T]):
+    """Items written together: one handed in while a write is under way waits for the
+    next write and shares it (a group commit), so a burst of twenty costs a few units of
+    work instead of twenty. `add` returns once its item is written, or raises the error
+    that write met."""
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[T, asyncio.Future[None]]] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def add(self, item: T, write: Callable[[list[T]], Awaitable[None]]) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write_all(write))
+        await future
+
+    async def _write_all(self, write: Callable[[list[T]], Awaitable[None]]) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                await write([item for item, _ in batch])
+            except Exception as e:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(e)
+                continue
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
 
 
 class SystemClock:
@@ -86,6 +122,8 @@ class Bridge:
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
     shared: bool = False  # other instances may use the same database (not SQLite)
     tweeting: int = 0  # reply rounds sending tweets now (chat lanes let them go first)
+    # Reply parts X accepted, waiting to be recorded together (handlers/delivery.py).
+    landed: Batch[tuple[PendingPart, TweetId]] = field(default_factory=lambda: Batch())
     health: Health = field(init=False)
     # When each chat platform, and X posting ("x.posting"), may be called again.
     gates: dict[str, Gate] = field(default_factory=dict)

@@ -349,7 +349,7 @@ async def deliver_replies(b: Bridge) -> int:
         if b.health[POSTING].state is State.PAUSED:
             await _tell_waiting(b)
         return 0
-    due = await b.store.run(lambda tx: tx.due_parts())
+    due = await b.store.run_first(lambda tx: tx.due_parts())
     if not due:
         return 0
     slots = asyncio.Semaphore(REPLY_CONCURRENCY)
@@ -380,7 +380,7 @@ async def _tweets_first(b: Bridge) -> None:
 
 async def _send_part(b: Bridge, due: PendingPart) -> int:
     gate = b.gate(POSTING)
-    part = await b.store.run(lambda tx: tx.claim_part(due))
+    part = await b.store.run_first(lambda tx: tx.claim_part(due))
     if part is None:
         return 0
     text = part.text
@@ -436,9 +436,22 @@ async def _send_part(b: Bridge, due: PendingPart) -> int:
     gate.succeeded()
     b.health.ok(POSTING)
     b.metrics.count(Count.REPLY_TWEETS)
-    await b.store.run(_part_sent, b, part, tweet_id)
+    await b.landed.add((part, tweet_id), functools.partial(_record_landed, b))
     b.kick()
     return 1
+
+
+async def _record_landed(b: Bridge, landed: list[tuple[PendingPart, TweetId]]) -> None:
+    """Records parts X accepted, those that landed together in one unit of work, behind
+    the units the next tweets wait on (`run`, not `run_first`): a burst of answers
+    reaches X first, and its bookkeeping follows. Until it is recorded a part stays
+    claimed, so a crash meanwhile leaves it to be verified on X, never sent again."""
+    await b.store.run(_parts_sent, b, landed)
+
+
+def _parts_sent(tx: UnitOfWork, b: Bridge, landed: list[tuple[PendingPart, TweetId]]) -> None:
+    for part, tweet_id in landed:
+        _part_sent(tx, b, part, tweet_id)
 
 
 async def _tell_waiting(b: Bridge) -> None:

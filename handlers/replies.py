@@ -39,6 +39,8 @@ from handlers.privacy import SafetyReply, parse_privacy_value
 
 log = logging.getLogger("seva." + __name__)
 
+LONG_REPLY = 1000  # characters: a reply this long is split on a worker thread first
+
 
 async def on_message(b: Bridge, msg: ChatMessage) -> None:
     if msg.edited:
@@ -52,10 +54,12 @@ async def on_message(b: Bridge, msg: ChatMessage) -> None:
     text = msg.text.strip()
     if not text and not msg.files:
         return
-    # Split on a worker thread, not in the transaction (which holds a database thread)
-    # nor on the loop: a long reply takes milliseconds. queue_reply finds it remembered.
-    await asyncio.to_thread(split_reply, text)
-    outcome = await b.store.run(_take_reply, b, msg, text)
+    # A long reply takes milliseconds to split: that is done on a worker thread, not in
+    # the transaction (which holds a database thread) nor on the loop, and queue_reply
+    # finds it remembered. A short one fits a tweet or two: split where it is queued.
+    if len(text) > LONG_REPLY:
+        await asyncio.to_thread(split_reply, text)
+    outcome = await b.store.run_first(_take_reply, b, msg, text)  # its tweet waits on it
     if outcome is NOT_YET:
         raise NotYet(f"thread {msg.thread_root} may be a root still being recorded")
     if isinstance(outcome, NotAgent):

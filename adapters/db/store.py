@@ -14,8 +14,10 @@ import asyncio
 import functools
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -63,7 +65,7 @@ class Store:
         self.engine = make_engine(url, echo=echo, pool_size=self.threads + SPARE_CONNECTIONS)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._clock = clock
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: _Threads | None = None
         self._lock = threading.Lock()
         self._local = threading.local()  # per database thread: did this unit write?
         self._failing: tuple[str, datetime] | None = None  # why, since when
@@ -87,12 +89,19 @@ class Store:
         Raises Conflict (rolled back whole) when a uniqueness constraint said no.
         """
         work = functools.partial(self._run, fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._pool(), work)
+        return await asyncio.wrap_future(self._pool().submit(work, first=False))
 
-    def _pool(self) -> ThreadPoolExecutor:
+    async def run_first(
+        self, fn: Callable[Concatenate[Tx, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`run`, ahead of the units waiting in `run` (`TicketStore.run_first`)."""
+        work = functools.partial(self._run, fn, *args, **kwargs)
+        return await asyncio.wrap_future(self._pool().submit(work, first=True))
+
+    def _pool(self) -> _Threads:
         with self._lock:
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="seva-db")
+                self._executor = _Threads(self.threads, "seva-db")
             return self._executor
 
     def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -180,7 +189,7 @@ class Store:
         with self._lock:
             executor, self._executor = self._executor, None
         if executor is not None:
-            executor.shutdown(wait=True)
+            executor.shutdown()
         self.engine.dispose()
 
     # --- the Inbox port, for adapters (events stored before they are acknowledged)
@@ -199,8 +208,8 @@ class Store:
         while self._accepting.waiting:
             batch = self._accepting.waiting[:GROUP_COMMIT]
             del self._accepting.waiting[:GROUP_COMMIT]
-            try:
-                fresh = await self.run(_accept_grouped, [(s, e, p) for s, e, p, _ in batch])
+            try:  # an ack waits for this: ahead of other units
+                fresh = await self.run_first(_accept_grouped, [(s, e, p) for s, e, p, _ in batch])
             except Exception as e:
                 for *_, future in batch:
                     if not future.done():
@@ -224,7 +233,7 @@ class Store:
         await self.run(store)
 
     async def claim(self, source: str, limit: int) -> list[InboxEvent]:
-        return await self.run(lambda tx: tx.claim_events(source, limit))
+        return await self.run_first(lambda tx: tx.claim_events(source, limit))
 
     async def done(self, events: Sequence[InboxEvent]) -> None:
         if events:
@@ -248,6 +257,66 @@ class Store:
 
     async def first_sight(self, scope: str, event_id: str) -> bool:
         return await self.run(lambda tx: tx.first_sight(scope, event_id))
+
+
+class _Threads:
+    """The store's database threads, with two queues: units run with `first` (what an
+    ack or a reply tweet waits for) go before the rest, and the rest go in order. A unit
+    of the rest waits `PATIENCE` seconds at most while first ones keep coming: then it
+    goes next, so bookkeeping is delayed by a burst but never starved by it."""
+
+    PATIENCE = 0.25
+
+    def __init__(self, n: int, name: str) -> None:
+        self._ready = threading.Condition()
+        self._first: deque[tuple[float, Callable[[], Any], Future[Any]]] = deque()
+        self._rest: deque[tuple[float, Callable[[], Any], Future[Any]]] = deque()
+        self._closing = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True) for i in range(n)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, work: Callable[[], T], *, first: bool) -> Future[T]:
+        future: Future[T] = Future()
+        with self._ready:
+            if self._closing:
+                raise RuntimeError("the store is closed")
+            (self._first if first else self._rest).append((time.monotonic(), work, future))
+            self._ready.notify()
+        return future
+
+    def shutdown(self) -> None:
+        """Runs what is queued, then ends the threads."""
+        with self._ready:
+            self._closing = True
+            self._ready.notify_all()
+        for thread in self._threads:
+            thread.join()
+
+    def _take(self) -> tuple[Callable[[], Any], Future[Any]] | None:
+        with self._ready:
+            while not self._first and not self._rest:
+                if self._closing:
+                    return None
+                self._ready.wait()
+            rest_waited = self._rest and time.monotonic() - self._rest[0][0] >= self.PATIENCE
+            queue = self._first if self._first and not rest_waited else self._rest
+            _, work, future = queue.popleft()
+            return work, future
+
+    def _work(self) -> None:
+        while (taken := self._take()) is not None:
+            work, future = taken
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = work()
+            except BaseException as e:  # handed to the awaiting coroutine, as an executor does
+                future.set_exception(e)
+            else:
+                future.set_result(result)
 
 
 class _Accepting:

@@ -274,6 +274,7 @@ class SlackPlatform:
             self._handle_stored,
             self._clock,
             receiving=lambda: self._receiving > 0,
+            order=_thread_of,
         )
         self._app_token = app_token or None
         self._command = command if command.startswith("/") else f"/{command}"
@@ -992,6 +993,28 @@ class _Tolerated(Exception):
     def __init__(self, response: Any) -> None:
         super().__init__("tolerated")
         self.response = response
+
+
+def _thread_of(event: InboxEvent) -> str:
+    """The order key of a stored event: its channel and thread (a message, its edit and a
+    button pressed under it are handled in order; other threads meanwhile)."""
+    try:
+        body = json.loads(event.payload)
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    inner = body.get("event")
+    if isinstance(inner, dict):
+        msg = inner.get("message") or inner.get("previous_message") or inner
+        msg = msg if isinstance(msg, dict) else inner
+        thread = msg.get("thread_ts") or msg.get("ts") or inner.get("ts")
+        return f"{inner.get('channel')}:{thread}"
+    channel, container = body.get("channel"), body.get("container")
+    if isinstance(channel, dict) and isinstance(container, dict):
+        thread = container.get("thread_ts") or container.get("message_ts")
+        return f"{channel.get('id')}:{thread}"
+    return ""
 
 
 def _inbox_id(kind: str, body: Mapping[str, Any]) -> str | None:
