@@ -1,0 +1,208 @@
+"""How the store's database threads and the inbox worker order work: what a tweet or an
+ack waits on goes first, bookkeeping waits a moment but is never starved, and stored
+events are handled in order within a thread and side by side across threads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import pytest
+
+from adapters.db.store import _Threads
+from adapters.inbox import InboxWorker
+from adapters.slack.platform import _thread_of
+from bot.ports import InboxEvent
+from handlers.context import Batch
+from tests.fakes import FakeClock
+
+
+def _blocked(threads: _Threads) -> threading.Event:
+    """Holds the only database thread until the returned event is set."""
+    release = threading.Event()
+    threads.submit(release.wait, first=False)
+    return release
+
+
+def test_units_run_first_go_before_the_ones_already_waiting():
+    threads = _Threads(1, "test-db")
+    ran: list[str] = []
+    release = _blocked(threads)
+    done = [threads.submit(lambda n=n: ran.append(n), first=False) for n in ("rest1", "rest2")]
+    done += [threads.submit(lambda n=n: ran.append(n), first=True) for n in ("first1", "first2")]
+    release.set()
+    for future in done:
+        future.result(5)
+    threads.shutdown()
+    assert ran == ["first1", "first2", "rest1", "rest2"]
+
+
+def test_a_waiting_unit_goes_next_once_it_has_waited_its_patience():
+    threads = _Threads(1, "test-db")
+    ran: list[str] = []
+    release = _blocked(threads)
+    rest = threads.submit(lambda: ran.append("rest"), first=False)
+    time.sleep(_Threads.PATIENCE + 0.05)  # first ones keep coming after this
+    firsts = [threads.submit(lambda n=n: ran.append(n), first=True) for n in ("a", "b")]
+    release.set()
+    for future in [rest, *firsts]:
+        future.result(5)
+    threads.shutdown()
+    assert ran == ["rest", "a", "b"]
+
+
+def test_shutting_down_runs_what_is_queued_and_errors_reach_the_caller():
+    threads = _Threads(2, "test-db")
+    ran: list[int] = []
+    futures = [threads.submit(lambda n=n: ran.append(n), first=n % 2 == 0) for n in range(10)]
+
+    def broken() -> None:
+        raise ValueError("a bug in a unit")
+
+    failed = threads.submit(broken, first=True)
+    threads.shutdown()
+    assert all(f.done() for f in futures) and sorted(ran) == list(range(10))
+    with pytest.raises(ValueError, match="a bug in a unit"):
+        failed.result(0)
+    with pytest.raises(RuntimeError):
+        threads.submit(lambda: None, first=False)
+
+
+async def test_store_run_first_overtakes_units_waiting_in_run(stores):
+    store = stores()
+    order: list[str] = []
+    gate = threading.Event()
+
+    def hold(tx) -> None:
+        gate.wait(5)
+
+    held = asyncio.ensure_future(store.run(hold))
+    await asyncio.sleep(0.05)  # the one database thread (SQLite) is busy now
+    later = asyncio.ensure_future(store.run(lambda tx: order.append("bookkeeping")))
+    await asyncio.sleep(0.01)
+    sooner = asyncio.ensure_future(store.run_first(lambda tx: order.append("tweet")))
+    await asyncio.sleep(0.01)
+    gate.set()
+    await asyncio.gather(held, later, sooner)
+    assert order == ["tweet", "bookkeeping"]
+
+
+def _event(n: int, thread: str) -> tuple[str, str]:
+    body = {
+        "type": "event_callback",
+        "event_id": f"Ev{n}",
+        "event": {"type": "message", "channel": "C1", "ts": f"2.{n}", "thread_ts": thread},
+    }
+    return f"Ev{n}", json.dumps(body)
+
+
+async def test_stored_events_run_in_order_per_thread_and_side_by_side_across_threads(stores):
+    """Two threads' events: each thread's in the order stored, one at a time; the other
+    thread's meanwhile (its first event starts before the first thread's ends)."""
+    store = stores()
+    for n, thread in enumerate(["1.0", "1.0", "1.1", "1.0", "1.1"]):
+        assert await store.accept("slack", *_event(n, thread))
+    log: list[tuple[str, str]] = []
+    running: dict[str, int] = {}
+
+    async def handle(event: InboxEvent) -> None:
+        key = _thread_of(event)
+        running[key] = running.get(key, 0) + 1
+        assert running[key] == 1, "two events of one thread at once"
+        log.append(("start", event.event_id))
+        await asyncio.sleep(0.02)
+        log.append(("end", event.event_id))
+        running[key] -= 1
+
+    worker = InboxWorker(store, "slack", handle, FakeClock(), order=_thread_of)
+    assert await worker.drain() == 5
+    starts = [e for what, e in log if what == "start"]
+    assert [e for e in starts if e in ("Ev0", "Ev1", "Ev3")] == ["Ev0", "Ev1", "Ev3"]
+    assert [e for e in starts if e in ("Ev2", "Ev4")] == ["Ev2", "Ev4"]
+    assert log.index(("start", "Ev2")) < log.index(("end", "Ev0"))  # side by side
+    assert await store.claim("slack", 10) == []  # every one marked done
+
+
+async def test_without_an_order_key_events_run_one_at_a_time_oldest_first(stores):
+    store = stores()
+    for n, thread in enumerate(["1.0", "1.1", "1.2"]):
+        await store.accept("matrix", *_event(n, thread))
+    log: list[str] = []
+
+    async def handle(event: InboxEvent) -> None:
+        log.append("start " + event.event_id)
+        await asyncio.sleep(0.01)
+        log.append("end " + event.event_id)
+
+    assert await InboxWorker(store, "matrix", handle, FakeClock()).drain() == 3
+    assert log == [f"{w} Ev{n}" for n in range(3) for w in ("start", "end")]
+
+
+def test_the_order_key_is_the_thread_of_a_message_its_edit_and_a_button():
+    def key(body: object) -> str:
+        return _thread_of(InboxEvent(1, "slack", "Ev1", json.dumps(body), 1, "t"))
+
+    reply = {"event": {"type": "message", "channel": "C1", "ts": "5.0", "thread_ts": "1.0"}}
+    top = {"event": {"type": "message", "channel": "C1", "ts": "1.0"}}
+    edit = {
+        "event": {
+            "type": "message",
+            "subtype": "message_changed",
+            "channel": "C1",
+            "ts": "9.0",
+            "message": {"ts": "5.0", "thread_ts": "1.0"},
+        }
+    }
+    gone = {
+        "event": {
+            "type": "message",
+            "subtype": "message_deleted",
+            "channel": "C1",
+            "ts": "9.1",
+            "previous_message": {"ts": "1.0"},
+        }
+    }
+    press = {
+        "type": "block_actions",
+        "channel": {"id": "C1"},
+        "container": {"message_ts": "7.0", "thread_ts": "1.0"},
+    }
+    assert key(reply) == key(top) == key(edit) == key(gone) == key(press) == "C1:1.0"
+    assert (
+        key({"event": {"type": "message", "channel": "C2", "ts": "5.0", "thread_ts": "1.0"}})
+        == "C2:1.0"
+    )
+    assert _thread_of(InboxEvent(1, "slack", "Ev1", "not json", 1, "t")) == ""
+
+
+async def test_items_added_during_a_write_share_the_next_one():
+    writes: list[list[int]] = []
+    first_write = asyncio.Event()
+
+    async def write(items: list[int]) -> None:
+        writes.append(items)
+        if len(writes) == 1:
+            await first_write.wait()
+
+    batch: Batch[int] = Batch()
+    one = asyncio.ensure_future(batch.add(1, write))
+    await asyncio.sleep(0)
+    rest = [asyncio.ensure_future(batch.add(n, write)) for n in (2, 3, 4)]
+    await asyncio.sleep(0.01)
+    assert not one.done()  # its write is still under way
+    first_write.set()
+    await asyncio.gather(one, *rest)
+    assert writes == [[1], [2, 3, 4]]
+
+
+async def test_a_failed_write_fails_each_of_its_items_and_the_next_ones_go_on():
+    async def write(items: list[str]) -> None:
+        if "bad" in items:
+            raise RuntimeError("database down")
+
+    batch: Batch[str] = Batch()
+    with pytest.raises(RuntimeError, match="database down"):
+        await batch.add("bad", write)
+    await batch.add("good", write)  # a later write is a write of its own
