@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -62,10 +63,13 @@ class Store:
         self.url = url
         sqlite = url.startswith("sqlite")
         self.threads = threads or (SQLITE_THREADS if sqlite else SERVER_THREADS)
-        self.engine = make_engine(url, echo=echo, pool_size=self.threads + SPARE_CONNECTIONS)
+        self.engine = make_engine(
+            url, echo=echo, pool_size=self.threads + SPARE_CONNECTIONS, own_checkpoints=True
+        )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._clock = clock
         self._executor: _Threads | None = None
+        self._checkpoints: _Checkpoints | None = None
         self._lock = threading.Lock()
         self._local = threading.local()  # per database thread: did this unit write?
         self._failing: tuple[str, datetime] | None = None  # why, since when
@@ -102,6 +106,9 @@ class Store:
         with self._lock:
             if self._executor is None:
                 self._executor = _Threads(self.threads, "seva-db")
+                path = self.engine.url.database
+                if self.engine.dialect.name == "sqlite" and path and path != ":memory:":
+                    self._checkpoints = _Checkpoints(path)
             return self._executor
 
     def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -190,6 +197,8 @@ class Store:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown()
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
         self.engine.dispose()
 
     # --- the Inbox port, for adapters (events stored before they are acknowledged)
@@ -319,6 +328,48 @@ class _Threads:
                 future.set_result(result)
 
 
+class _Checkpoints:
+    """Copies SQLite's write-ahead log back into the database file every second, on a
+    thread and a connection of its own. Left to itself, SQLite does it inside whichever
+    commit takes the log past 1,000 pages (`wal_autocheckpoint`, turned off on the
+    store's connections): that commit, an ack's say, then waits 50-100 ms (bench/'s
+    burst measured it). A PASSIVE checkpoint neither waits for the writer nor blocks it
+    (sqlite.org/c3ref/wal_checkpoint_v2.html); what it cannot copy yet waits for the
+    next one, and the log is reused from its start once it has been copied whole."""
+
+    EVERY = 1.0  # seconds
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._stopping = threading.Event()
+        self._failed = False
+        self._thread = threading.Thread(target=self._run, name="seva-db-checkpoint", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self._path, timeout=0, check_same_thread=False)
+        try:
+            while not self._stopping.wait(self.EVERY):
+                self._checkpoint(conn)
+            self._checkpoint(conn)
+        finally:
+            conn.close()
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as e:  # tried again in a second; the store's health says more
+            if not self._failed:
+                log.warning("store.checkpoint_failed error=%s", e)
+            self._failed = True
+        else:
+            self._failed = False
+
+
 class _Accepting:
     """Events waiting for the next group commit of the inbox (`Store.accept`)."""
 
@@ -357,7 +408,12 @@ def _on_event_loop() -> bool:
     return True
 
 
-def make_engine(url: str, *, echo: bool = False, pool_size: int = 5) -> Engine:
+def make_engine(
+    url: str, *, echo: bool = False, pool_size: int = 5, own_checkpoints: bool = False
+) -> Engine:
+    """`own_checkpoints`: SQLite's log is checkpointed by `_Checkpoints` (a `Store` on the
+    event loop), not inside commits; a short-lived user's log is checkpointed when its
+    last connection closes."""
     if url.startswith("sqlite"):
         memory = ":memory:" in url or url in ("sqlite://", "sqlite:///")
         pool: dict[str, Any] = {} if memory else {"pool_size": pool_size, "max_overflow": 0}
@@ -370,6 +426,8 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 5) -> Engine:
             if not memory:
                 cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
+            if own_checkpoints and not memory:  # see _Checkpoints
+                cur.execute("PRAGMA wal_autocheckpoint=0")
             # Another process's lock is waited out this long; the one writer in this
             # process never waits (one database thread), and an ack must not either.
             cur.execute("PRAGMA busy_timeout=1000")

@@ -206,3 +206,24 @@ async def test_a_failed_write_fails_each_of_its_items_and_the_next_ones_go_on():
     with pytest.raises(RuntimeError, match="database down"):
         await batch.add("bad", write)
     await batch.add("good", write)  # a later write is a write of its own
+
+
+async def test_sqlites_log_is_copied_back_by_the_store_not_inside_a_commit(stores):
+    """No commit checkpoints the log (one that did waited 50-100 ms, an ack's say); the
+    store's own thread copies it into the database file within a second or so."""
+    from pathlib import Path
+
+    from sqlalchemy import text
+
+    store = stores()
+    with store.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 0
+    path = Path(store.engine.url.database or "")
+    before = path.stat().st_size
+    payload = "x" * 4000
+    for n in range(4):
+        await store.accept_all("test", [(f"Ev{n}-{i}", payload) for i in range(200)])
+    deadline = time.monotonic() + 5
+    while path.stat().st_size < before + 2_000_000 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert path.stat().st_size >= before + 2_000_000  # 3.2 MB of events, copied back
