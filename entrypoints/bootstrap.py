@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -254,6 +255,12 @@ class App:
             )
         s.add_job(self._watch_store, "interval", seconds=2, id="watch_store", max_instances=1)
         s.start()
+        # What start-up built (modules, clients, compiled statements) lives as long as
+        # the process: set it apart from the collector's full passes, which otherwise
+        # walk all of it and stall the event loop 50-100 ms now and then (bench/'s burst
+        # and replies met it). Garbage first, so none of it is kept.
+        gc.collect()
+        gc.freeze()
         b.kick()
         log.info(
             "seva.started http=%s:%d platforms=%s",
