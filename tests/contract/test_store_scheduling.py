@@ -219,11 +219,22 @@ async def test_sqlites_log_is_copied_back_by_the_store_not_inside_a_commit(store
     with store.engine.connect() as conn:
         assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 0
     path = Path(store.engine.url.database or "")
-    before = path.stat().st_size
+    before = await asyncio.to_thread(lambda: path.stat().st_size)
     payload = "x" * 4000
     for n in range(4):
         await store.accept_all("test", [(f"Ev{n}-{i}", payload) for i in range(200)])
-    deadline = time.monotonic() + 5
-    while path.stat().st_size < before + 2_000_000 and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    assert path.stat().st_size >= before + 2_000_000  # 3.2 MB of events, copied back
+    grown = await asyncio.to_thread(_grows, path, before + 2_000_000, 5)
+    assert grown  # 3.2 MB of events, copied back into the database file
+
+
+def _grows(path: object, size: int, seconds: float) -> bool:
+    """Whether the file reaches `size` bytes within `seconds`."""
+    from pathlib import Path
+
+    assert isinstance(path, Path)
+    deadline = time.monotonic() + seconds
+    while path.stat().st_size < size:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
