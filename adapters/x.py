@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import html
 import ipaddress
+import json
 import logging
 import re
 import unicodedata
@@ -19,8 +20,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import requests
 import tweepy
+from oauthlib import oauth1
 from requests.adapters import HTTPAdapter
 
 from adapters.x_fields import (
@@ -134,6 +137,16 @@ class XClient:
         self._me_lock = asyncio.Lock()
         self._kv = kv
         self._dialect: Dialect | None = None
+        # Replies go out from the event loop (`post`), signed as tweepy signs them.
+        self._base = base_url.rstrip("/")
+        self._timeout = timeout
+        self._signer = oauth1.Client(
+            consumer_key,
+            client_secret=consumer_secret,
+            resource_owner_key=access_token,
+            resource_owner_secret=access_token_secret,
+        )
+        self._posting: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
 
     @staticmethod
     def _client(
@@ -149,9 +162,23 @@ class XClient:
         return client
 
     def close(self) -> None:
-        """Closes the HTTP connection pools (at shutdown)."""
+        """Closes tweepy's HTTP connection pools (at shutdown; `aclose` closes all)."""
         self._reader.session.close()
         self._writer.session.close()
+
+    async def aclose(self) -> None:
+        """Closes every connection pool, the event loop's posting session too."""
+        self.close()
+        if self._posting is not None:
+            await self._posting[1].close()
+            self._posting = None
+
+    def _posting_session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._posting is None or self._posting[0] is not loop or self._posting[1].closed:
+            timeout = aiohttp.ClientTimeout(total=self._timeout)
+            self._posting = (loop, aiohttp.ClientSession(timeout=timeout))
+        return self._posting[1]
 
     async def check(self) -> list[CheckLine]:
         """`seva check --online`, X's part: whom the credentials post as and the limits
@@ -355,23 +382,32 @@ class XClient:
     # --- TweetSink -------------------------------------------------------------------
 
     async def post(self, text: str, in_reply_to: TweetId, media_ids: Sequence[str] = ()) -> TweetId:
+        """`POST /2/tweets` (X's OpenAPI `createTweet`: `text`, `reply.in_reply_to_tweet_id`,
+        `media.media_ids`), OAuth 1.0a user context, sent from the event loop. tweepy's
+        sync client takes a worker thread for each call: twenty answers at once queued
+        for the threads and their GIL hand-offs (bench/pipeline.py), and its async client
+        cannot be pointed at `base_url`. Signed as tweepy signs (oauthlib, HMAC-SHA1,
+        the JSON body outside the signature)."""
+        body: dict[str, Any] = {"reply": {"in_reply_to_tweet_id": in_reply_to}}
+        if text:
+            body["text"] = text
+        if media_ids:
+            body["media"] = {"media_ids": list(media_ids)}
+        url = self._base + "/2/tweets"
+        _, headers, _ = self._signer.sign(url, http_method="POST")
         try:
-            response = await asyncio.to_thread(
-                self._writer.create_tweet,
-                text=text or None,
-                in_reply_to_tweet_id=in_reply_to,
-                media_ids=list(media_ids) or None,
-                user_auth=True,
-            )
-        except tweepy.HTTPException as e:
-            raise self._post_error(e, in_reply_to) from e
-        except requests.RequestException as e:
+            async with self._posting_session().post(url, json=body, headers=headers) as r:
+                status, raw, answer_headers = r.status, await r.read(), r.headers
+        except (aiohttp.ClientError, TimeoutError) as e:
             # A timeout may hide a tweet that did go out: the caller checks
             # find_own_reply before trying again.
             raise Unavailable(f"X unreachable while posting: {type(e).__name__}") from e
+        answer = _loaded(raw)
+        if status >= 400:
+            raise self._post_refused(status, answer, answer_headers, in_reply_to)
         try:
-            tweet_id = TweetId(str(response.json()["data"]["id"]))
-        except (ValueError, KeyError, TypeError) as e:
+            tweet_id = TweetId(str(answer["data"]["id"]))  # type: ignore[index]
+        except (KeyError, TypeError) as e:
             raise Unavailable("X accepted the tweet but its answer was unreadable") from e
         log.info("x.posted tweet_id=%s in_reply_to=%s", tweet_id, in_reply_to)
         return tweet_id
@@ -432,7 +468,9 @@ class XClient:
             log.info("x.deleted tweet_id=%s already_gone=true", tweet_id)
             return
         except tweepy.HTTPException as e:
-            raise self._post_error(e, tweet_id) from e
+            status = getattr(e.response, "status_code", 0)
+            refused = self._post_refused(status, _body(e), e.response.headers, tweet_id)
+            raise refused from e
         except requests.RequestException as e:
             raise Unavailable(f"X unreachable while deleting: {type(e).__name__}") from e
         try:
@@ -513,24 +551,26 @@ class XClient:
             raise Unavailable(f"X {what}: unexpected answer")
         return body, response.headers
 
-    def _post_error(self, e: tweepy.HTTPException, in_reply_to: TweetId) -> Exception:
-        status = getattr(e.response, "status_code", 0)
-        if isinstance(e, tweepy.TooManyRequests):
-            until = self._reset(e.response.headers)
+    def _post_refused(
+        self, status: int, body: object, headers: Mapping[str, str], in_reply_to: TweetId
+    ) -> Exception:
+        """What X's answer to a post means: wait, retry, pause posting, or refused."""
+        reason = _problem_text(body, status)
+        if status == 429:
+            until = self._reset(headers)
             log.warning("x.rate_limited what=post until=%s", until.isoformat())
             return RateLimited(until, "post")
-        if isinstance(e, tweepy.TwitterServerError):
-            return Unavailable(f"X could not take the reply: {status} {_reason(e)}")
-        problem = _problem_type(e)
-        if isinstance(e, tweepy.Unauthorized) or problem.endswith(_CREDENTIAL_PROBLEMS):
+        if status >= 500:
+            return Unavailable(f"X could not take the reply: {status} {reason}")
+        problem = str(body.get("type", "")) if isinstance(body, dict) else ""
+        if status == 401 or problem.endswith(_CREDENTIAL_PROBLEMS):
             # Not this reply's fault: every reply waits until X takes the credentials again.
             log.warning("x.credentials_refused what=post status=%s", status)
-            return CredentialsRefused(f"X refused the posting credentials: {status} {_reason(e)}")
-        if isinstance(e, tweepy.BadRequest | tweepy.Forbidden):
-            reason = _reason(e)
+            return CredentialsRefused(f"X refused the posting credentials: {status} {reason}")
+        if status in (400, 403):
             log.info("x.refused in_reply_to=%s status=%s reason=%s", in_reply_to, status, reason)
             return TweetRefused(reason, status)
-        return Unavailable(f"X could not take the reply: {status} {_reason(e)}")
+        return Unavailable(f"X could not take the reply: {status} {reason}")
 
     def _now(self) -> datetime:
         return self._clock.now() if self._clock is not None else datetime.now(UTC)
@@ -579,6 +619,13 @@ class _DialectRefused(Exception):
     def __init__(self, dialect: Dialect) -> None:
         super().__init__(dialect.value)
         self.dialect = dialect
+
+
+def _loaded(raw: bytes) -> object:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
 
 
 def _json(response: requests.Response) -> object:
@@ -630,14 +677,6 @@ def _reason(e: tweepy.HTTPException) -> str:
             if body.get(key):
                 return str(body[key])
     return f"HTTP {getattr(e.response, 'status_code', '?')}"
-
-
-def _problem_type(e: tweepy.HTTPException) -> str:
-    try:
-        body = e.response.json()
-    except ValueError:
-        return ""
-    return str(body.get("type", "")) if isinstance(body, dict) else ""
 
 
 def _epoch(value: str | None) -> datetime | None:

@@ -288,7 +288,7 @@ class App:
                 log.exception("platform.stop_failed platform=%s", platform.name)
         self._started_platforms.clear()
         if self._xclient is not None:
-            self._xclient.close()
+            await self._xclient.aclose()
         if self.store is not None and self.bridge is not None:
             # The next poller need not wait for the lease to run out.
             instance = self.bridge.instance

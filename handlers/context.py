@@ -30,38 +30,39 @@ from bot.ports import (
 log = logging.getLogger("seva." + __name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
-class Batch(Generic[T]):
+class Batch(Generic[T, R]):
     """Items written together: one handed in while a write is under way waits for the
     next write and shares it (a group commit), so a burst of twenty costs a few units of
-    work instead of twenty. `add` returns once its item is written, or raises the error
-    that write met."""
+    work instead of twenty. `write` answers each item in order; `add` returns its item's
+    answer, or raises the error that write met."""
 
     def __init__(self) -> None:
-        self._waiting: list[tuple[T, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._writing: asyncio.Task[None] | None = None
 
-    async def add(self, item: T, write: Callable[[list[T]], Awaitable[None]]) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def add(self, item: T, write: Callable[[list[T]], Awaitable[list[R]]]) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         if self._writing is None or self._writing.done():
             self._writing = asyncio.create_task(self._write_all(write))
-        await future
+        return await future
 
-    async def _write_all(self, write: Callable[[list[T]], Awaitable[None]]) -> None:
+    async def _write_all(self, write: Callable[[list[T]], Awaitable[list[R]]]) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting, []
             try:
-                await write([item for item, _ in batch])
+                answers = await write([item for item, _ in batch])
             except Exception as e:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(e)
                 continue
-            for _, future in batch:
+            for (_, future), answer in zip(batch, answers, strict=True):
                 if not future.done():
-                    future.set_result(None)
+                    future.set_result(answer)
 
 
 class SystemClock:
@@ -122,8 +123,10 @@ class Bridge:
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
     shared: bool = False  # other instances may use the same database (not SQLite)
     tweeting: int = 0  # reply rounds sending tweets now (chat lanes let them go first)
-    # Reply parts X accepted, waiting to be recorded together (handlers/delivery.py).
-    landed: Batch[tuple[PendingPart, TweetId]] = field(default_factory=lambda: Batch())
+    # Reply parts to claim, and parts X accepted to record, each together with the
+    # others waiting (handlers/delivery.py).
+    claiming: Batch[PendingPart, PendingPart | None] = field(default_factory=lambda: Batch())
+    landed: Batch[tuple[PendingPart, TweetId], None] = field(default_factory=lambda: Batch())
     health: Health = field(init=False)
     # When each chat platform, and X posting ("x.posting"), may be called again.
     gates: dict[str, Gate] = field(default_factory=dict)

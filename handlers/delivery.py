@@ -380,7 +380,7 @@ async def _tweets_first(b: Bridge) -> None:
 
 async def _send_part(b: Bridge, due: PendingPart) -> int:
     gate = b.gate(POSTING)
-    part = await b.store.run_first(lambda tx: tx.claim_part(due))
+    part = await b.claiming.add(due, functools.partial(_claim_parts, b))
     if part is None:
         return 0
     text = part.text
@@ -441,12 +441,19 @@ async def _send_part(b: Bridge, due: PendingPart) -> int:
     return 1
 
 
-async def _record_landed(b: Bridge, landed: list[tuple[PendingPart, TweetId]]) -> None:
+async def _claim_parts(b: Bridge, due: list[PendingPart]) -> list[PendingPart | None]:
+    """Claims the parts about to be sent, those waiting together in one unit of work
+    (each compare-and-set on its own: None for one another instance took first)."""
+    return await b.store.run_first(lambda tx: [tx.claim_part(part) for part in due])
+
+
+async def _record_landed(b: Bridge, landed: list[tuple[PendingPart, TweetId]]) -> list[None]:
     """Records parts X accepted, those that landed together in one unit of work, behind
     the units the next tweets wait on (`run`, not `run_first`): a burst of answers
     reaches X first, and its bookkeeping follows. Until it is recorded a part stays
     claimed, so a crash meanwhile leaves it to be verified on X, never sent again."""
     await b.store.run(_parts_sent, b, landed)
+    return [None] * len(landed)
 
 
 def _parts_sent(tx: UnitOfWork, b: Bridge, landed: list[tuple[PendingPart, TweetId]]) -> None:

@@ -177,64 +177,34 @@ def test_the_order_key_is_the_thread_of_a_message_its_edit_and_a_button():
     assert _thread_of(InboxEvent(1, "slack", "Ev1", "not json", 1, "t")) == ""
 
 
-async def test_items_added_during_a_write_share_the_next_one():
+async def test_items_added_during_a_write_share_the_next_one_and_get_their_answers():
     writes: list[list[int]] = []
     first_write = asyncio.Event()
 
-    async def write(items: list[int]) -> None:
+    async def write(items: list[int]) -> list[int]:
         writes.append(items)
         if len(writes) == 1:
             await first_write.wait()
+        return [n * 10 for n in items]
 
-    batch: Batch[int] = Batch()
+    batch: Batch[int, int] = Batch()
     one = asyncio.ensure_future(batch.add(1, write))
     await asyncio.sleep(0)
     rest = [asyncio.ensure_future(batch.add(n, write)) for n in (2, 3, 4)]
     await asyncio.sleep(0.01)
     assert not one.done()  # its write is still under way
     first_write.set()
-    await asyncio.gather(one, *rest)
+    assert await asyncio.gather(one, *rest) == [10, 20, 30, 40]
     assert writes == [[1], [2, 3, 4]]
 
 
 async def test_a_failed_write_fails_each_of_its_items_and_the_next_ones_go_on():
-    async def write(items: list[str]) -> None:
+    async def write(items: list[str]) -> list[str]:
         if "bad" in items:
             raise RuntimeError("database down")
+        return items
 
-    batch: Batch[str] = Batch()
+    batch: Batch[str, str] = Batch()
     with pytest.raises(RuntimeError, match="database down"):
         await batch.add("bad", write)
-    await batch.add("good", write)  # a later write is a write of its own
-
-
-async def test_sqlites_log_is_copied_back_by_the_store_not_inside_a_commit(stores):
-    """No commit checkpoints the log (one that did waited 50-100 ms, an ack's say); the
-    store's own thread copies it into the database file within a second or so."""
-    from pathlib import Path
-
-    from sqlalchemy import text
-
-    store = stores()
-    with store.engine.connect() as conn:
-        assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 0
-    path = Path(store.engine.url.database or "")
-    before = await asyncio.to_thread(lambda: path.stat().st_size)
-    payload = "x" * 4000
-    for n in range(4):
-        await store.accept_all("test", [(f"Ev{n}-{i}", payload) for i in range(200)])
-    grown = await asyncio.to_thread(_grows, path, before + 2_000_000, 5)
-    assert grown  # 3.2 MB of events, copied back into the database file
-
-
-def _grows(path: object, size: int, seconds: float) -> bool:
-    """Whether the file reaches `size` bytes within `seconds`."""
-    from pathlib import Path
-
-    assert isinstance(path, Path)
-    deadline = time.monotonic() + seconds
-    while path.stat().st_size < size:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+    assert await batch.add("good", write) == "good"  # a later write is a write of its own
