@@ -134,7 +134,28 @@ def _is_pnr(text: str, start: int, raw: str) -> bool:
     return bare and _PNR_BEFORE.search(text[max(0, start - _LOOKBEHIND) : start]) is not None
 
 
+@functools.cache
+def _fewest_phone_digits() -> int:
+    """The fewest digits any possible number has, its country code included (from the
+    library's own metadata: six, in Austria). A text with fewer holds no phone number,
+    and the matcher, the slowest of these checks, is skipped."""
+    fewest = []
+    for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items():
+        for region in regions:
+            meta = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(code, region)
+            lengths = (
+                [n for n in (meta.general_desc.possible_length or ()) if n > 0]
+                if (meta is not None and meta.general_desc is not None)
+                else []
+            )
+            if lengths:
+                fewest.append(min(lengths) + len(str(code)))
+    return min(fewest, default=1)
+
+
 def _phones(text: str) -> Iterable[Finding]:
+    if sum(c.isdigit() for c in text) < _fewest_phone_digits():
+        return
     for match in phonenumbers.PhoneNumberMatcher(text, "IN", phonenumbers.Leniency.VALID):
         if _is_pnr(text, match.start, match.raw_string):
             continue

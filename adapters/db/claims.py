@@ -79,11 +79,11 @@ class Claims:
         had already left (it was moved while the root was on its way) becomes no thread of
         the ticket's; it is only recorded as the thread that move left, which still finds
         the ticket."""
-        moves = self.s.scalar(select(TICKET.c.moves).where(TICKET.c.number == ticket))
+        moves = self.c.execute(_MOVES, {"b_number": ticket}).scalar()
         if moves is None:
             return
         if key == thread_root_key(ticket, moves):
-            self.s.execute(update(TICKET).where(TICKET.c.number == ticket).values(root=root))
+            self.c.execute(_SET_ROOT, {"b_number": ticket, "b_root": root})
             return
         for left in range(moves):
             if key == thread_root_key(ticket, left):
@@ -230,10 +230,11 @@ class Claims:
         self, limit: int = 500, *, platform: str | None = None, channel: str | None = None
     ) -> list[PendingPost]:
         """Pending posts whose thread (if any) exists, oldest first."""
-        q = self._due()
         if platform is not None:
-            q = q.where(OUT.c.platform == platform, OUT.c.channel == channel)
-        q = q.order_by(OUT.c.id).limit(limit)
+            lane = {"b_platform": platform, "b_channel": channel}
+            rows = self.c.execute(_DUE_IN_LANE, {**lane, "b_now": self.now, "b_limit": limit})
+            return [_pending_post(row) for row in rows]
+        q = self._due().order_by(OUT.c.id).limit(limit)
         return [_pending_post(row) for row in self.s.execute(q)]
 
     def expire_claims(self, lease: timedelta) -> int:
@@ -260,22 +261,8 @@ class Claims:
         if not due:
             return []
         token = uuid.uuid4().hex
-        taken = set(
-            self.s.scalars(
-                update(OUT)
-                .where(
-                    OUT.c.id.in_([p.id for p in due]),
-                    OUT.c.state.in_((PostState.PENDING, PostState.UNKNOWN)),
-                )
-                .values(
-                    state=PostState.SENDING,
-                    claimed_at=self.now,
-                    claimed_by=token,
-                    attempts=OUT.c.attempts + 1,
-                )
-                .returning(OUT.c.id)
-            )
-        )
+        claim = {"b_ids": [p.id for p in due], "b_now": self.now, "b_token": token}
+        taken = set(self.c.execute(_CLAIM_POSTS, claim).scalars())
         return [replace(p, token=token) for p in due if p.id in taken]
 
     def settle_post(self, post: PendingPost, message_id: MessageId) -> bool:
@@ -415,6 +402,40 @@ def _thread_root() -> Any:
     here = and_(OUT.c.platform == TICKET.c.platform, OUT.c.channel == TICKET.c.channel)
     return func.coalesce(OUT.c.thread_root, case((here, TICKET.c.root), else_=left_there))
 
+
+# A channel's lane: its posts due, claimed together, and the roots that landed.
+_THREAD = _thread_root()
+_DUE_IN_LANE = (
+    select(OUT, _THREAD.label("thread"))
+    .outerjoin(TICKET, TICKET.c.number == OUT.c.ticket)
+    .where(
+        rare(OUT.c.state.in_((PostState.PENDING, PostState.UNKNOWN))),
+        or_(OUT.c.not_before.is_(None), OUT.c.not_before <= bindparam("b_now")),
+        or_(OUT.c.in_thread.is_(False), _THREAD.is_not(None)),
+        OUT.c.platform == bindparam("b_platform"),
+        OUT.c.channel == bindparam("b_channel"),
+    )
+    .order_by(OUT.c.id)
+    .limit(bindparam("b_limit"))
+)
+_CLAIM_POSTS = (
+    update(OUT)
+    .where(
+        OUT.c.id.in_(bindparam("b_ids", expanding=True)),
+        OUT.c.state.in_((PostState.PENDING, PostState.UNKNOWN)),
+    )
+    .values(
+        state=PostState.SENDING,
+        claimed_at=bindparam("b_now"),
+        claimed_by=bindparam("b_token"),
+        attempts=OUT.c.attempts + 1,
+    )
+    .returning(OUT.c.id)
+)
+_MOVES = select(TICKET.c.moves).where(TICKET.c.number == bindparam("b_number"))
+_SET_ROOT = (
+    update(TICKET).where(TICKET.c.number == bindparam("b_number")).values(root=bindparam("b_root"))
+)
 
 # The inbox's statements, built once: every event runs them (bench/pipeline.py's burst).
 _DUE_EVENTS = (

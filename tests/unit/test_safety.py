@@ -511,3 +511,16 @@ def test_safety_errors_name_the_key(safety_block: dict[str, object], problem: st
     with pytest.raises(ConfigError) as err:
         parse_config({**CONFIG, "safety": safety_block}, "seva.yaml")
     assert any(p.startswith(f"seva.yaml: {problem}") for p in err.value.problems), err.value
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["ring +683 4002 now", "Vienna office +43 1 5878", "St Helena +290 22001", "98765 43210"],
+)
+def test_the_shortest_numbers_the_world_dials_are_still_found(text: str) -> None:
+    """The matcher is skipped for a text with fewer digits than any possible number
+    has; the shortest real ones (seven digits with their country code) still count."""
+    from bot.safety import _fewest_phone_digits
+
+    assert _fewest_phone_digits() <= 6
+    assert [f.kind for f in find_personal_data(text)] == [PHONE]
