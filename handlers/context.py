@@ -123,6 +123,7 @@ class Bridge:
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
     shared: bool = False  # other instances may use the same database (not SQLite)
     tweeting: int = 0  # reply rounds sending tweets now (chat lanes let them go first)
+    answering: int = 0  # agents' messages being taken as replies now (the same)
     # Reply parts to claim, and parts X accepted to record, each together with the
     # others waiting (handlers/delivery.py).
     claiming: Batch[PendingPart, PendingPart | None] = field(default_factory=lambda: Batch())

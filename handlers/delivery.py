@@ -226,6 +226,8 @@ async def _post_lane(b: Bridge, platform: ChatPlatform, lane: tuple[str, str]) -
                 break
             stopped = False
             for i, post in enumerate(claimed):
+                if i:
+                    await _tweets_first(b)
                 outcome = await _post_one(b, platform, post)
                 if isinstance(outcome, _Stop):
                     untried, stopped = claimed[i + 1 :], True
@@ -349,9 +351,6 @@ async def deliver_replies(b: Bridge) -> int:
         if b.health[POSTING].state is State.PAUSED:
             await _tell_waiting(b)
         return 0
-    due = await b.store.run_first(lambda tx: tx.due_parts())
-    if not due:
-        return 0
     slots = asyncio.Semaphore(REPLY_CONCURRENCY)
 
     async def one(part: PendingPart) -> int:
@@ -360,8 +359,9 @@ async def deliver_replies(b: Bridge) -> int:
                 return 0  # X said wait: the rest of this round waits too
             return await _send_part(b, part)
 
-    b.tweeting += 1
+    b.tweeting += 1  # from the look for due parts on: the chat lanes wait meanwhile
     try:
+        due = await b.store.run_first(lambda tx: tx.due_parts())
         sent = await asyncio.gather(*(one(part) for part in due))
     finally:
         b.tweeting -= 1
@@ -369,11 +369,12 @@ async def deliver_replies(b: Bridge) -> int:
 
 
 async def _tweets_first(b: Bridge) -> None:
-    """Public replies go first: while reply tweets are being sent, a chat lane waits (a
-    quarter of a second at most) so that a burst of answers reaches X sooner, and the
-    threads' confirmations and marks follow right after."""
+    """Public replies go first: while agents' answers are being taken or tweeted, a chat
+    lane waits before each post (a quarter of a second at most), so that a burst of
+    answers reaches X sooner and the threads' confirmations and marks follow right
+    after."""
     for _ in range(25):
-        if not b.tweeting:
+        if not (b.answering or b.tweeting):
             return
         await asyncio.sleep(0.01)
 
@@ -530,14 +531,19 @@ def _part_sent(tx: UnitOfWork, b: Bridge, part: PendingPart, tweet_id: TweetId) 
     tx.finish_reply(part.reply, ReplyState.SENT)
     first = tx.first_response(part.ticket)
     tx.audit(part.ticket, ACTOR_X, Audit.REPLIED, tweet_id)
-    info = tx.reply(part.reply)
+    if part.idx == 0:  # a single tweet: its id is the reply's only one
+        tweet_ids: tuple[TweetId, ...] = (tweet_id,)
+    else:
+        info = tx.reply(part.reply)
+        assert info is not None
+        tweet_ids = info.tweet_ids
     ticket = tx.ticket(part.ticket)
-    assert info is not None and ticket is not None
+    assert ticket is not None
     tx.enqueue(
         Outgoing(
             key=sent_key(part.reply),
             channel=ticket.channel,
-            body=_confirmation(b, info.tweet_ids),
+            body=_confirmation(b, tweet_ids),
             ticket=ticket.number,
         ),
         ticket.platform,

@@ -59,7 +59,11 @@ async def on_message(b: Bridge, msg: ChatMessage) -> None:
     # finds it remembered. A short one fits a tweet or two: split where it is queued.
     if len(text) > LONG_REPLY:
         await asyncio.to_thread(split_reply, text)
-    outcome = await b.store.run_first(_take_reply, b, msg, text)  # its tweet waits on it
+    b.answering += 1  # its tweet waits on this: chat lanes let it go first
+    try:
+        outcome = await b.store.run_first(_take_reply, b, msg, text)
+    finally:
+        b.answering -= 1
     if outcome is NOT_YET:
         raise NotYet(f"thread {msg.thread_root} may be a root still being recorded")
     if isinstance(outcome, NotAgent):

@@ -69,7 +69,7 @@ class Claims:
         """The transaction's connection, for statements built once (`_CLAIM`, uow.py's
         `_TICKET`…): they skip the ORM session's work on each statement. Changes to ORM
         objects still pending are flushed first, as the session does before its own."""
-        if self.s.new or self.s.dirty or self.s.deleted:
+        if self.s.identity_map or self.s.new:  # ORM objects loaded or added: may be dirty
             self.s.flush()
         return self.s.connection()
 

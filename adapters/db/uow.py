@@ -116,6 +116,11 @@ _FIRST_RESPONSE = (
     .where(TICKET.c.number == bindparam("b_number"), TICKET.c.first_response_at.is_(None))
     .values(first_response_at=bindparam("b_now"))
 )
+_ANSWERED_PG = text("UPDATE ticket_search SET answered = true WHERE ticket = :t")
+_ANSWERED_SQLITE = text(
+    "INSERT INTO answered_search (rowid, terms) "
+    "SELECT rowid, terms FROM ticket_search WHERE rowid = :t"
+)
 _PART_SENT = (
     update(PART)
     .where(PART.c.id == bindparam("b_id"), PART.c.claimed_by == bindparam("b_token"))
@@ -892,18 +897,7 @@ class Tx(Claims, Retractions, Retention):
             )
 
     def _search_answered(self, ticket: int) -> None:
-        if self._postgres:
-            self.s.execute(
-                text("UPDATE ticket_search SET answered = true WHERE ticket = :t"), {"t": ticket}
-            )
-        else:
-            self.s.execute(
-                text(
-                    "INSERT INTO answered_search (rowid, terms) "
-                    "SELECT rowid, terms FROM ticket_search WHERE rowid = :t"
-                ),
-                {"t": ticket},
-            )
+        self.c.execute(_ANSWERED_PG if self._postgres else _ANSWERED_SQLITE, {"t": ticket})
 
     def reindex_ticket(self, ticket: int, terms: Sequence[str]) -> None:
         """A ticket's text changed: it is found by its new terms (answered or not, as before)."""
