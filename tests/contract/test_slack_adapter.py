@@ -72,6 +72,7 @@ class Recorder:
     actions: list[tuple[str, str, ChatUserId]] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     hold_commands: asyncio.Event | None = None  # set: the core is slow until released
+    hold_slow: asyncio.Event | None = None  # set: a message saying "slow…" is held so
 
     async def _note(self, bucket: list[Any], item: Any) -> None:
         async with self.changed:
@@ -79,6 +80,8 @@ class Recorder:
             self.changed.notify_all()
 
     async def on_message(self, message: ChatMessage) -> None:
+        if self.hold_slow is not None and message.text.startswith("slow"):
+            await self.hold_slow.wait()
         await self._note(self.messages, message)
 
     async def on_command(self, text: str, ctx: CommandContext) -> Rich:
@@ -129,13 +132,28 @@ class World:
         return await self.control("messages", body)
 
     async def fence(self, channel: str = HEALTH) -> ChatMessage:
-        """A fresh human message; once it arrives, everything sent before it was handled."""
+        """A fresh human message; once it arrived and the inbox holds nothing unhandled,
+        everything sent before it was handled. (Events of other threads may be handled
+        beside it, so it need not be the last one.)"""
         sent = await self.say(RAVI, channel, f"fence {time.monotonic_ns()}")
         # Wait for the fence itself: events are handled from the store, after their ack.
         await self.rec.until(lambda: any(m.id == sent["ts"] for m in self.rec.messages))
-        last = self.rec.messages[-1]
-        assert last.id == sent["ts"]  # events are handled in the order they came
-        return last
+        for _ in range(int(DEADLINE * 100)):
+            if not await self.inbox.run(_unhandled):
+                break
+            await asyncio.sleep(0.01)
+        return next(m for m in self.rec.messages if m.id == sent["ts"])
+
+    def before_fence(self, fence: ChatMessage) -> list[ChatMessage]:
+        return [m for m in self.rec.messages if m.id != fence.id]
+
+
+def _unhandled(tx: Any) -> int:
+    """Stored events not yet handled (pending or being handled)."""
+    from sqlalchemy import text
+
+    found = tx.s.execute(text("SELECT COUNT(*) FROM inbox WHERE state IN ('pending', 'handling')"))
+    return int(found.scalar() or 0)
 
 
 async def eventually(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool]) -> T:
@@ -488,10 +506,10 @@ async def test_own_posts_edits_and_redeliveries_reach_on_message_once(world: Wor
     assert redelivered["status"] == 200  # acknowledged, so Slack stops retrying
     await world.state.drain()  # the stand-in's deliveries of the bot's own posts are done
 
-    await world.fence()
-    seen = [(m.text, m.edited) for m in world.rec.messages]
+    fence = await world.fence()
+    seen = [(m.text, m.edited) for m in world.before_fence(fence)]
     # The edit comes once, marked as one (never a new message to tweet).
-    assert seen[:-1] == [("first answer", False), ("edited", True)]
+    assert seen == [("first answer", False), ("edited", True)]
     assert world.rec.messages[1].id == sent["ts"] and world.rec.messages[1].thread_root == root_ts
 
 
@@ -598,8 +616,8 @@ async def test_a_badly_signed_request_gets_401_and_changes_nothing(
 
     stored = await world.inbox.run(lambda tx: tx.s.scalar(text("SELECT COUNT(*) FROM inbox")))
     assert stored == 0  # not even stored
-    await world.fence()
-    assert [m.text for m in world.rec.messages][:-1] == []
+    fence = await world.fence()
+    assert world.before_fence(fence) == []
 
 
 async def test_a_correctly_signed_request_is_accepted(world: World) -> None:
@@ -680,3 +698,31 @@ async def test_a_slack_connect_guests_message_arrives_marked_external(world: Wor
     await world.rec.until(lambda: len(world.rec.messages) == 2)
     marks = {m.sender: m.external for m in world.rec.messages}
     assert marks == {"U0GUEST": True, ASHA: False}
+
+
+async def test_one_threads_messages_wait_in_order_while_another_threads_go_on(
+    world: World,
+) -> None:
+    """The events of a claimed batch are handled in order within a thread (a message,
+    then its next) and beside those of other threads: a slow answer holds up its own
+    thread only. (The next batch is claimed once this one is done.)"""
+    world.rec.hold_slow = release = asyncio.Event()
+    first = await world.slack.post(root(31, Rich.of("ticket 31")))
+    second = await world.slack.post(root(32, Rich.of("ticket 32")))
+    await world.slack._worker.stop()  # the three are stored (acked) and claimed together
+    await world.say(ASHA, HEALTH, "slow answer", first)
+    await world.say(ASHA, HEALTH, "then this, after it", first)
+    await world.say(ASHA, HEALTH, "meanwhile here", second)
+    await world.state.drain()
+    world.slack._worker.start()
+    world.slack._worker.wake()
+    await world.rec.until(lambda: [m.text for m in world.rec.messages] == ["meanwhile here"])
+    await asyncio.sleep(0.1)
+    assert [m.text for m in world.rec.messages] == ["meanwhile here"]  # thread 31 waits
+    release.set()
+    await world.rec.until(lambda: len(world.rec.messages) == 3)
+    assert [m.text for m in world.rec.messages] == [
+        "meanwhile here",
+        "slow answer",
+        "then this, after it",
+    ]
