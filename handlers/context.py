@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Generic, TypeVar
 
+from bot.batch import Batch
 from bot.config import Config, Department
 from bot.domain import ChatUserId, Outgoing, Platform, Rich, Ticket, TweetId, XUser
 from bot.health import Health
@@ -28,41 +28,6 @@ from bot.ports import (
 )
 
 log = logging.getLogger("seva." + __name__)
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-class Batch(Generic[T, R]):
-    """Items written together: one handed in while a write is under way waits for the
-    next write and shares it (a group commit), so a burst of twenty costs a few units of
-    work instead of twenty. `write` answers each item in order; `add` returns its item's
-    answer, or raises the error that write met."""
-
-    def __init__(self) -> None:
-        self._waiting: list[tuple[T, asyncio.Future[R]]] = []
-        self._writing: asyncio.Task[None] | None = None
-
-    async def add(self, item: T, write: Callable[[list[T]], Awaitable[list[R]]]) -> R:
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, future))
-        if self._writing is None or self._writing.done():
-            self._writing = asyncio.create_task(self._write_all(write))
-        return await future
-
-    async def _write_all(self, write: Callable[[list[T]], Awaitable[list[R]]]) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, []
-            try:
-                answers = await write([item for item, _ in batch])
-            except Exception as e:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(e)
-                continue
-            for (_, future), answer in zip(batch, answers, strict=True):
-                if not future.done():
-                    future.set_result(answer)
 
 
 class SystemClock:

@@ -29,6 +29,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import sessionmaker
 
 from adapters.db.uow import Tx
+from bot.batch import Batch
 from bot.domain import Platform
 from bot.ports import Conflict, InboxEvent, StoreUnavailable
 
@@ -73,7 +74,7 @@ class Store:
         self._lock = threading.Lock()
         self._local = threading.local()  # per database thread: did this unit write?
         self._failing: tuple[str, datetime] | None = None  # why, since when
-        self._accepting = _Accepting()
+        self._accepting: Batch[tuple[str, str, str], bool] = Batch(most=GROUP_COMMIT)
         self._lanes: set[tuple[Platform, str]] = set()
 
         @event.listens_for(self.engine, "before_cursor_execute")
@@ -206,27 +207,11 @@ class Store:
     async def accept(self, source: str, event_id: str, payload: str) -> bool:
         """Stores one event. Events arriving together share one commit (a group
         commit): a burst of 500 costs a few commits, and each ack waits for one."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._accepting.waiting.append((source, event_id, payload, future))
-        flushing = self._accepting.flushing
-        if flushing is None or flushing.done():
-            self._accepting.flushing = asyncio.create_task(self._flush_accepted())
-        return await future
+        return await self._accepting.add((source, event_id, payload), self._accept_group)
 
-    async def _flush_accepted(self) -> None:
-        while self._accepting.waiting:
-            batch = self._accepting.waiting[:GROUP_COMMIT]
-            del self._accepting.waiting[:GROUP_COMMIT]
-            try:  # an ack waits for this: ahead of other units
-                fresh = await self.run_first(_accept_grouped, [(s, e, p) for s, e, p, _ in batch])
-            except Exception as e:
-                for *_, future in batch:
-                    if not future.done():
-                        future.set_exception(e)
-                continue
-            for (*_, future), new in zip(batch, fresh, strict=True):
-                if not future.done():
-                    future.set_result(new)
+    async def _accept_group(self, batch: list[tuple[str, str, str]]) -> list[bool]:
+        # An ack waits for this: ahead of other units.
+        return await self.run_first(_accept_grouped, batch)
 
     async def accept_all(
         self,
@@ -368,14 +353,6 @@ class _Checkpoints:
             self._failed = True
         else:
             self._failed = False
-
-
-class _Accepting:
-    """Events waiting for the next group commit of the inbox (`Store.accept`)."""
-
-    def __init__(self) -> None:
-        self.waiting: list[tuple[str, str, str, asyncio.Future[bool]]] = []
-        self.flushing: asyncio.Task[None] | None = None
 
 
 def _accept_grouped(tx: Tx, batch: list[tuple[str, str, str]]) -> list[bool]:

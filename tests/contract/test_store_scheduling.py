@@ -14,8 +14,8 @@ import pytest
 from adapters.db.store import _Threads
 from adapters.inbox import InboxWorker
 from adapters.slack.platform import _thread_of
+from bot.batch import Batch
 from bot.ports import InboxEvent
-from handlers.context import Batch
 from tests.fakes import FakeClock
 
 
@@ -208,3 +208,16 @@ async def test_a_failed_write_fails_each_of_its_items_and_the_next_ones_go_on():
     with pytest.raises(RuntimeError, match="database down"):
         await batch.add("bad", write)
     assert await batch.add("good", write) == "good"  # a later write is a write of its own
+
+
+async def test_a_write_takes_at_most_its_share_and_the_rest_wait_for_the_next():
+    writes: list[list[int]] = []
+
+    async def write(items: list[int]) -> list[int]:
+        writes.append(items)
+        await asyncio.sleep(0)
+        return items
+
+    batch: Batch[int, int] = Batch(most=2)
+    assert await asyncio.gather(*(batch.add(n, write) for n in range(5))) == list(range(5))
+    assert writes == [[0, 1], [2, 3], [4]]  # all five were waiting when the first began
