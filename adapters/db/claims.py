@@ -467,20 +467,16 @@ _EVENTS_DONE = (
     )
     .values(state=EventState.DONE, claimed_by=None, error=None)
 )
-_ACCEPT = {
-    name: dialect.insert(INBOX)
-    .on_conflict_do_nothing()
-    .returning(INBOX.c.event_id, sort_by_parameter_order=True)
-    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
-}
+_ACCEPT: dict[str, Any] = {}
 
 
 def _accept_statement(s: Session) -> Any:
     """INSERT … ON CONFLICT DO NOTHING RETURNING for a list of events (executemany: one
-    compiled statement whatever their number)."""
+    compiled statement whatever their number), built once for each database."""
     dialect = s.get_bind().dialect.name
     if dialect not in _ACCEPT:
-        raise ValueError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
+        returning = _insert_ignoring_conflicts(s, INBOX).returning
+        _ACCEPT[dialect] = returning(INBOX.c.event_id, sort_by_parameter_order=True)
     return _ACCEPT[dialect]
 
 
