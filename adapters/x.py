@@ -638,9 +638,13 @@ def _json(response: requests.Response) -> object:
 def _problem_text(body: object, status: int) -> str:
     """X's own words from a problem body: its errors' messages, else detail or title."""
     if isinstance(body, dict):
-        messages = [str(e.get("message")) for e in body.get("errors") or [] if isinstance(e, dict)]
+        errors = body.get("errors") or []
+        messages = [
+            e if isinstance(e, str) else e.get("message") if isinstance(e, dict) else None
+            for e in errors
+        ]
         if any(messages):
-            return " ".join(m for m in messages if m)
+            return " ".join(str(m) for m in messages if m)
         for key in ("detail", "title"):
             if body.get(key):
                 return str(body[key])
@@ -664,19 +668,8 @@ def _comparable(text: str) -> str:
 
 
 def _reason(e: tweepy.HTTPException) -> str:
-    """X's own words: the problem's `detail`, or the messages of its `errors`."""
-    messages = [str(m) for m in e.api_messages if m]
-    if messages:
-        return " ".join(messages)
-    try:
-        body = e.response.json()
-    except ValueError:
-        body = {}
-    if isinstance(body, dict):
-        for key in ("detail", "title"):
-            if body.get(key):
-                return str(body[key])
-    return f"HTTP {getattr(e.response, 'status_code', '?')}"
+    """X's own words in a refusal tweepy raised (`_problem_text` of its body)."""
+    return _problem_text(_body(e), getattr(e.response, "status_code", 0))
 
 
 def _epoch(value: str | None) -> datetime | None:
