@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-import hashlib
+import functools
 import hmac
 import re
 import unicodedata
@@ -14,8 +14,10 @@ from http import HTTPStatus
 from typing import Any, NamedTuple
 
 from aiohttp import web
+from oauthlib.oauth1.rfc5849 import signature as oauth_signature
 from oauthlib.oauth1.rfc5849 import utils as oauth_utils
 from twitter_text import parse_tweet
+from twitter_text.extract_urls import extract_urls_with_indices
 
 WINDOW_SECONDS = 15 * 60
 DUPLICATE_SECONDS = 24 * 3600
@@ -119,6 +121,7 @@ _HASHTAG = re.compile(r"(?<![\w&])[#＃](\w+)")
 _URL = re.compile(r"https?://\S+", re.IGNORECASE)
 _USERNAME = re.compile(r"[A-Za-z0-9_]{1,15}")
 _DIGITS = re.compile(r"[0-9]{1,19}")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # twitter-text's convert_line_ending
 _TOKEN_PREFIX = "sx1"
 
 
@@ -165,6 +168,7 @@ class _Tweet:
     history: tuple[int, ...] = ()  # the versions this edit replaced, oldest first
     superseded: bool = False  # an edit replaced it: timelines show only the newest
     _words: tuple[str, ...] | None = None
+    _fits: bool | None = None
 
     @property
     def hidden(self) -> bool:
@@ -182,6 +186,12 @@ class _Tweet:
         if self._words is None:
             self._words = tuple(_split_words(self.text))
         return self._words
+
+    def fits(self) -> bool:
+        """Within 280 weighted characters: measured once, not on every page it is on."""
+        if self._fits is None:
+            self._fits = _text_fits(self.text)
+        return self._fits
 
 
 @dataclass(slots=True)
@@ -482,16 +492,87 @@ def _missing_tweet(tweet_id: int) -> dict[str, Any]:
 
 def _hmac_sha1(base_string: str, consumer_secret: str, token_secret: str) -> str:
     """RFC 5849 section 3.4.2."""
-    key = oauth_utils.escape(consumer_secret) + "&" + oauth_utils.escape(token_secret)
-    digest = hmac.new(key.encode(), base_string.encode(), hashlib.sha1).digest()
+    digest = hmac.digest(_hmac_key(consumer_secret, token_secret), base_string.encode(), "sha1")
     return base64.b64encode(digest).decode()
+
+
+@functools.lru_cache(maxsize=16)
+def _hmac_key(consumer_secret: str, token_secret: str) -> bytes:
+    """RFC 5849 section 3.4.2: the encoded secrets joined by "&" (the same on every call)."""
+    return (oauth_utils.escape(consumer_secret) + "&" + oauth_utils.escape(token_secret)).encode()
+
+
+def _oauth_header_items(header: str) -> list[tuple[str, str]]:
+    """oauthlib's `parse_authorization_header`, whose comma split (urllib's
+    `parse_http_list`, RFC 2068 section 2 lists) reads one character at a time: a header
+    without backslash escapes or commas inside quotes splits the same with `str.split`
+    (as every client's does: its values are percent-encoded). Anything else, and any
+    header that does not parse, goes to oauthlib."""
+    rest = header[6:]
+    if header[:6].lower() == "oauth " and "\\" not in rest:
+        parts = rest.split(",")
+        if all(part.count('"') % 2 == 0 for part in parts):
+            if parts[-1] == "":
+                parts.pop()  # parse_http_list keeps no empty last part
+            try:
+                return list(oauth_utils.parse_keqv_list([p.strip() for p in parts]).items())
+            except (IndexError, ValueError):
+                pass
+    return oauth_utils.parse_authorization_header(header)
+
+
+# RFC 5849 section 3.6: every byte but the unreserved ALPHA, DIGIT, "-", ".", "_" and "~"
+# as %XX, upper-case hex. oauthlib's escape (urllib's quote) goes byte by byte in Python
+# once anything needs escaping, as `&`, `=` and `%` in a signature base string do.
+_OAUTH_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_OAUTH_ASCII_ESCAPES = {c: f"%{c:02X}" for c in range(128) if c not in _OAUTH_UNRESERVED}
+
+
+def _oauth_escape(text: str) -> str:
+    """RFC 5849 section 3.6 percent-encoding, as oauthlib's `utils.escape` does it."""
+    if text.isascii():
+        return text.translate(_OAUTH_ASCII_ESCAPES)
+    return oauth_utils.escape(text)  # UTF-8 bytes first
+
+
+def _oauth_normalized(params: Iterable[tuple[str, str]]) -> str:
+    """RFC 5849 section 3.4.1.3.2: encoded, sorted by name then value, `k=v` joined by `&`
+    (oauthlib's `signature.normalize_parameters`)."""
+    pairs = sorted((_oauth_escape(k), _oauth_escape(v)) for k, v in params)
+    return "&".join(f"{k}={v}" for k, v in pairs)
+
+
+@functools.lru_cache(maxsize=256)
+def _oauth_base_uri(url: str) -> str:
+    """The base string URI (RFC 5849 section 3.4.1.2), encoded for the base string: a
+    few URLs come back on every request, and oauthlib parses each one (host as an IP
+    address too) every time."""
+    return _oauth_escape(oauth_signature.base_string_uri(url))
 
 
 def _text_fits(text: str) -> bool:
     """X's 280 weighted characters; parse_tweet is slow, so plain short text skips it."""
+    if text.isascii():
+        return _ascii_weighted_length(text) <= 280
     if len(text) <= 280 and "." not in text and all(ord(c) <= 4351 for c in text):
         return True  # no URL possible, every code point weighs 1
     return bool(parse_tweet(text).valid)
+
+
+def _ascii_weighted_length(text: str) -> int:
+    """parse_tweet's weightedLength of ASCII text, without its per-character loop and
+    emoji scan (twitter-text config v3, /work/shared/reference/x-api.md): NFC leaves
+    ASCII alone, no ASCII is an emoji or an invalid character, every character weighs
+    1 and every URL 23. Line breaks count once (\r\n is \n), and a URL starting
+    inside an earlier one is skipped, as parse_tweet walks the text."""
+    normalized = _LINE_BREAK.sub("\n", text)
+    urls = {u["indices"][0]: u["url"] for u in extract_urls_with_indices(normalized)}
+    weight, end = len(normalized), 0
+    for start in sorted(urls):
+        if start >= end:
+            weight += 23 - len(urls[start])
+            end = start + len(urls[start])
+    return weight
 
 
 # --- search queries --------------------------------------------------------------------

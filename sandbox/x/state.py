@@ -61,9 +61,12 @@ from sandbox.x.model import (
     _iso,
     _Media,
     _missing_tweet,
+    _oauth_base_uri,
+    _oauth_escape,
+    _oauth_header_items,
+    _oauth_normalized,
     _Problem,
     _str_or_none,
-    _text_fits,
     _time_filter,
     _token,
     _token_param,
@@ -116,6 +119,9 @@ class XState:
         self._last_text: dict[tuple[str, str], int] = {}  # (author, text) -> newest tweet id
         self._epoch = clock()
         self._last_id = FIRST_TWEET_ID - 1
+        # Whether created_at never went down from one tweet to the next (a test's clock
+        # may be set back): then a time window is a tail of every ascending id index.
+        self._in_time_order = True
         self._windows: dict[str, _Window] = {}
         self._faults: list[_Fault] = []
         self.user_tokens_revoked = False  # see revoke_user_tokens
@@ -288,17 +294,23 @@ class XState:
         plhery/node-twitter-api-v2#495, #553): per user and per app, Unix-second resets."""
         now = self.clock()
         since = now - DUPLICATE_SECONDS
-        ours = [
-            i
-            for i in self._by_author.get(self.account.id, [])
-            if self._tweets[i].created_at > since
-        ]
-        first = self._tweets[ours[0]].created_at if ours else now
+        ids = self._by_author.get(self.account.id, [])
+        tweets = self._tweets
+        if self._in_time_order:
+            # The posts of the last 24 hours are the newest ids: found by bisection, not
+            # by reading the account's whole history on every post.
+            start = bisect_right(ids, since, key=lambda i: tweets[i].created_at)
+            count = len(ids) - start
+            first = tweets[ids[start]].created_at if count else now
+        else:
+            ours = [i for i in ids if tweets[i].created_at > since]
+            count = len(ours)
+            first = tweets[ours[0]].created_at if ours else now
         reset = str(math.ceil(first + DUPLICATE_SECONDS))
         out = {}
         for family, limit in (("x-user-limit-24hour", 2400), ("x-app-limit-24hour", 10000)):
             out[f"{family}-limit"] = str(limit)
-            out[f"{family}-remaining"] = str(max(0, limit - len(ours)))
+            out[f"{family}-remaining"] = str(max(0, limit - count))
             out[f"{family}-reset"] = reset
         return out
 
@@ -422,6 +434,8 @@ class XState:
             media_keys=media_keys,
             history=history,
         )
+        if self._ids and t.created_at < self._tweets[self._ids[-1]].created_at:
+            self._in_time_order = False
         self._tweets[tweet_id] = t
         self._ids.append(tweet_id)
         self._by_author.setdefault(author.id, []).append(tweet_id)
@@ -514,17 +528,23 @@ class XState:
         self, request: web.Request, rel_path: str, header: str, form: str | None
     ) -> bool:
         try:
-            params = {
-                k: oauth_utils.unescape(v)
-                for k, v in oauth_utils.parse_authorization_header(header)
-            }
+            items = _oauth_header_items(header)
+            params = {k: oauth_utils.unescape(v) for k, v in items}
+            # The signed parameters (RFC 5849 section 3.4.1.3.1) as oauthlib's
+            # collect_parameters gathers them, the header parsed once: the query and the
+            # form body from oauthlib, then the header's own but realm and
+            # oauth_signature, its oauth_* values decoded.
             collected = oauth_signature.collect_parameters(
                 uri_query=request.rel_url.raw_query_string,
                 body=form,
-                headers={"Authorization": header},
                 exclude_oauth_signature=True,
             )
-            normalized = oauth_signature.normalize_parameters(collected)
+            collected += [
+                (k, params[k] if k.startswith("oauth_") else v)
+                for k, v in items
+                if k not in ("realm", "oauth_signature")
+            ]
+            normalized = _oauth_normalized(collected)
         except (ValueError, TypeError):
             return False
         given = params.get("oauth_signature", "")
@@ -546,10 +566,12 @@ class XState:
         # adapter delivers it here; accept that or the URL as received.
         urls = [host + rel_path for host in CANONICAL_HOSTS]
         urls.append(str(request.url.with_query(None)))
+        # The signature base string (RFC 5849 section 3.4.1.1): method, base string URI
+        # and normalized parameters, each encoded, joined by "&"; only the URI differs.
+        method = _oauth_escape(request.method.upper())
+        encoded_params = _oauth_escape(normalized)
         for url in urls:
-            base = oauth_signature.signature_base_string(
-                request.method, oauth_signature.base_string_uri(url), normalized
-            )
+            base = f"{method}&{_oauth_base_uri(url)}&{encoded_params}"
             expected = _hmac_sha1(base, self.api_secret, self.access_token_secret)
             if hmac.compare_digest(expected, given):
                 return True
@@ -582,7 +604,7 @@ class XState:
         wanted = fields.tweet
         exp = fields.expansions
         new = fields.new_names
-        long_post = not _text_fits(t.text)
+        long_post = not t.fits()
         text = _cut(t.text) if long_post else t.text
         media_url = None
         if t.media_keys:
