@@ -10,7 +10,9 @@ pinned to a single core, with Slack pacing off. Figures:
   ticket (transactions that wrote; all of them in brackets), for every instance
   together (`--instances 3` runs three bridges on one PostgreSQL database);
 - reply: an agent's thread message -> the reply tweet on X, one at a time and 20 at
-  once, measured on the stand-ins' clock (Slack's ts to X's created_at);
+  once, measured on the stand-ins' clock (Slack's ts to X's created_at); the agents
+  post from a process on the other core, as Slack's clients are elsewhere, and their
+  CPU is not the bridge's;
 - burst: 500 signed events on 50 connections: every ack's time, and /healthz's
   answers sampled meanwhile;
 - history (`--history N`, seeded by bench/seed.py first): `list` and `list all`,
@@ -121,6 +123,42 @@ asyncio.run(main())
 """
 
 
+AGENTS = r"""
+import asyncio, json, sys
+import aiohttp
+
+url = sys.argv[1]
+
+
+async def post(s, message):
+    async with s.post(url + "/slack/sandbox/messages", json=message) as r:
+        r.raise_for_status()
+        return (await r.json())["ts"]
+
+
+async def created(s, texts):
+    async with s.get(url + "/x/sandbox/state") as r:
+        r.raise_for_status()
+        tweets = (await r.json())["tweets"]
+    return {t["text"]: t["created_at"] for t in tweets if t["text"] in texts}
+
+
+async def main():
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession() as s:
+        while line := await loop.run_in_executor(None, sys.stdin.readline):
+            ask = json.loads(line)
+            if "messages" in ask:
+                got = await asyncio.gather(*(post(s, m) for m in ask["messages"]))
+            else:
+                got = await created(s, set(ask["texts"]))
+            print(json.dumps(got), flush=True)
+
+
+asyncio.run(main())
+"""
+
+
 def cpu() -> float:
     """CPU seconds this process has used (every thread: the bridge's database ones too)."""
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -193,6 +231,7 @@ class Bench:
         self.args, self.url, self.db = args, url, db
         self.apps: list[App] = []
         self.commits = Commits()
+        self.agent: Any = None  # the agents' process: see agents()
         self.probe = create_engine(db.replace("postgresql://", "postgresql+psycopg://", 1))
 
     def count(self, sql: str) -> int:
@@ -285,36 +324,48 @@ class Bench:
             if (m.get("metadata") or {}).get("event_type") == "seva_ticket"
         ]
 
-    async def replies(
-        self, s: aiohttp.ClientSession, roots: list[dict[str, Any]], at_once: int, label: str
-    ) -> list[float]:
+    async def agents(self) -> None:
+        """The agents' side (Slack's clients and a look at X), in a process of its own on
+        the other core, as it would be elsewhere: its work is not the bridge's."""
+        self.agent = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            AGENTS,
+            self.url,
+            cwd=REPO,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        if hasattr(os, "sched_setaffinity"):
+            other = {1} if (os.cpu_count() or 1) > 1 else {0}
+            os.sched_setaffinity(self.agent.pid, other)
+
+    async def ask(self, what: dict[str, Any]) -> Any:
+        assert self.agent.stdin is not None and self.agent.stdout is not None
+        self.agent.stdin.write(json.dumps(what).encode() + b"\n")
+        await self.agent.stdin.drain()
+        return json.loads(await self.agent.stdout.readline())
+
+    async def replies(self, roots: list[dict[str, Any]], at_once: int, label: str) -> list[float]:
         """Answers each root's thread, `at_once` at a time; each latency, on the stand-ins'
         clock: the agent's message (Slack ts) to the tweet on X (its created_at)."""
         latencies: list[float] = []
         cpu0 = cpu()
         for start in range(0, len(roots), at_once):
             group = roots[start : start + at_once]
-            texts = {}
             tag = _letters(time.monotonic_ns())
             last = await self.sql("SELECT COALESCE(MAX(id), 0) FROM replies")
-            posted = await asyncio.gather(
-                *(
-                    _json(
-                        s,
-                        "POST",
-                        self.url + "/slack/sandbox/messages",
-                        json={
-                            "user": "U0AGENT1",
-                            "channel": "C0HEALTH",
-                            "text": f"Answer {tag}-{i}: call 1075.",
-                            "thread_ts": root["ts"],
-                        },
-                    )
-                    for i, root in enumerate(group)
-                )
-            )
-            for i, msg in enumerate(posted):
-                texts[f"Answer {tag}-{i}: call 1075."] = float(msg["ts"])
+            messages = [
+                {
+                    "user": "U0AGENT1",
+                    "channel": "C0HEALTH",
+                    "text": f"Answer {tag}-{i}: call 1075.",
+                    "thread_ts": root["ts"],
+                }
+                for i, root in enumerate(group)
+            ]
+            posted = await self.ask({"messages": messages})
+            texts = {m["text"]: float(ts) for m, ts in zip(messages, posted, strict=True)}
             sent = (  # through the key: a cheap look whatever the history
                 f"SELECT COUNT(*) FROM replies WHERE id > {last} AND state = 'sent' "
                 f"AND text LIKE 'Answer {tag}-%'"
@@ -323,8 +374,7 @@ class Bench:
                 if await self.sql(sent) >= len(texts):
                     break
                 await asyncio.sleep(0.02)
-            x = await _json(s, "GET", self.url + "/x/sandbox/state")
-            found = {t["text"]: t["created_at"] for t in x["tweets"] if t["text"] in texts}
+            found = await self.ask({"texts": list(texts)})
             for body, created in found.items():
                 at = datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
                 latencies.append(max(0.0, at - texts[body]))
@@ -431,14 +481,18 @@ async def run(args: argparse.Namespace, url: str) -> None:
         await bench.ingest(s)
         await _json(s, "POST", url + "/slack/sandbox/config", json={"events_url": bench.events_url})
         roots = await bench.roots(s)
-        await bench.replies(s, roots[: args.replies], 1, "one at a time")
+        await bench.agents()
+        await bench.replies(roots[: args.replies], 1, "one at a time")
         rest = roots[args.replies : args.replies + args.rounds * args.concurrent]
-        await bench.replies(s, rest, args.concurrent, f"{args.concurrent} at once")
+        await bench.replies(rest, args.concurrent, f"{args.concurrent} at once")
         if args.burst:
             await bench.burst(s, roots[-1])
         if args.history:
             await bench.history(s)
     await bench.stop_apps()
+    if bench.agent.stdin is not None:
+        bench.agent.stdin.close()
+    await bench.agent.wait()
 
 
 def main() -> None:
