@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from bot.batch import Batch
 from bot.ports import Clock, Inbox, InboxEvent, NotYet, StoreUnavailable, Unavailable
 
 log = logging.getLogger("seva." + __name__)
@@ -53,6 +55,7 @@ class InboxWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failures = 0  # database hiccups in a row, for the wait before the next look
+        self._marks: Batch[InboxEvent, None] = Batch()  # events handled, recorded together
 
     def start(self) -> None:
         if self._task is None:
@@ -89,35 +92,70 @@ class InboxWorker:
     async def drain(self) -> int:
         """Handles every event due now; how many were handled.
 
-        The events of a batch that share an order key (`order`: a Slack thread, say) are
-        handled one after another, oldest first; those of different keys side by side,
-        so twenty agents answering twenty threads at once wait for each other's database
-        work only, not for each other's whole handling.
+        Events that share an order key (`order`: a Slack thread, say) are handled one
+        after another, oldest first; those of different keys side by side, so twenty
+        agents answering twenty threads at once wait for each other's database work
+        only, not for each other's whole handling. Up to BATCH are handled at once, and
+        more are claimed as soon as there is room: a slow event holds up only the events
+        of its own key, never the next ones claimed.
         """
         handled = 0
-        while events := await self._inbox.claim(self._source, BATCH):
-            done: list[InboxEvent] = []
-            queues: dict[str, list[InboxEvent]] = {}
-            for event in events:
-                queues.setdefault(self._order(event), []).append(event)
-            try:
-                outcomes = await asyncio.gather(
-                    *(self._handle_in_order(queue, done) for queue in queues.values()),
-                    return_exceptions=True,
-                )
-            finally:
-                await self._inbox.done(done)
-            handled += len(done)
-            for outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    raise outcome
+        last: dict[str, asyncio.Task[bool]] = {}  # each key's newest event in hand
+        running: set[asyncio.Task[bool]] = set()
+        marking = _Marking()
+
+        def ended(key: str, task: asyncio.Task[bool]) -> None:
+            nonlocal handled
+            running.discard(task)
+            if last.get(key) is task:
+                del last[key]
+            if not task.cancelled() and task.exception() is None and task.result():
+                handled += 1
+
+        try:
+            while True:
+                self._wake.clear()
+                room = BATCH - len(running)
+                events = await self._inbox.claim(self._source, room) if room else []
+                for event in events:
+                    key = self._order(event)
+                    task = asyncio.create_task(self._handle_after(last.get(key), event, marking))
+                    last[key] = task
+                    running.add(task)
+                    task.add_done_callback(functools.partial(ended, key))
+                if not running:
+                    break
+                if not events or len(running) >= BATCH:
+                    # Room, or an event stored meanwhile, before the next claim.
+                    woken = asyncio.ensure_future(self._wake.wait())
+                    await asyncio.wait({*running, woken}, return_when=asyncio.FIRST_COMPLETED)
+                    woken.cancel()
+        except asyncio.CancelledError:
+            for pending in (*running, *marking.tasks):
+                pending.cancel()
+            raise
+        finally:
+            await asyncio.gather(*running, return_exceptions=True)
+            await marking.wait()
         return handled
 
-    async def _handle_in_order(self, events: list[InboxEvent], done: list[InboxEvent]) -> None:
-        for event in events:
-            await self._acks_first()
-            if await self._handle_until_kept(event):
-                done.append(event)
+    async def _handle_after(
+        self, before: asyncio.Task[bool] | None, event: InboxEvent, marking: _Marking
+    ) -> bool:
+        """Handles `event` once the event of its key before it is done; whether it was
+        handled. Its record as done is written with the others that ended together,
+        behind the work that answers and tweets, while the next events go on."""
+        if before is not None:
+            await asyncio.wait({before})
+        await self._acks_first()
+        if not await self._handle_until_kept(event):
+            return False
+        marking.start(self._marks.add(event, self._inbox_done))
+        return True
+
+    async def _inbox_done(self, events: list[InboxEvent]) -> list[None]:
+        await self._inbox.done(events)
+        return [None] * len(events)
 
     async def _acks_first(self) -> None:
         """While events are arriving, their acks go first (Slack waits for them, and a
@@ -184,3 +222,28 @@ class InboxWorker:
             exc_info=error,
         )
         await self._inbox.retry(event, until, why, give_up=give_up)
+
+
+class _Marking:
+    """The records of handled events being written while a drain goes on; the first
+    error among them is raised once the drain ends (a database hiccup: the events stay
+    claimed until their claim expires, then are handled again, harmlessly)."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._error: BaseException | None = None
+
+    def start(self, write: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(write)
+        self.tasks.add(task)
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and self._error is None:
+            self._error = task.exception()
+
+    async def wait(self) -> None:
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self._error is not None:
+            raise self._error

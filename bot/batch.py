@@ -14,8 +14,9 @@ class Batch(Generic[T, R]):
     """Items written together: one handed in while a write is under way waits for the
     next write and shares it (a group commit), so a burst of twenty costs a few units of
     work instead of twenty. `write` answers each item in order; `add` returns its item's
-    answer, or raises the error that write met. `most`: items in one write at most (the
-    rest wait for the next)."""
+    answer, or raises the error that write met. An answer that is an exception is
+    raised for its own item only (a write that falls back to one item at a time).
+    `most`: items in one write at most (the rest wait for the next)."""
 
     def __init__(self, most: int | None = None) -> None:
         self._most = most
@@ -41,5 +42,9 @@ class Batch(Generic[T, R]):
                         future.set_exception(e)
                 continue
             for (_, future), answer in zip(batch, answers, strict=True):
-                if not future.done():
+                if future.done():
+                    continue
+                if isinstance(answer, BaseException):
+                    future.set_exception(answer)
+                else:
                     future.set_result(answer)

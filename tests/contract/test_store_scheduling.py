@@ -125,6 +125,38 @@ async def test_stored_events_run_in_order_per_thread_and_side_by_side_across_thr
     assert await store.claim("slack", 10) == []  # every one marked done
 
 
+async def test_events_stored_while_one_is_slow_are_claimed_and_handled_meanwhile(stores):
+    """A slow event holds up only its own thread: events stored while it is handled
+    are claimed at once, another thread's handled meanwhile, its own thread's after it."""
+    store = stores()
+    assert await store.accept("slack", *_event(0, "1.0"))
+    release = asyncio.Event()
+    started, other_done = asyncio.Event(), asyncio.Event()
+    log: list[str] = []
+
+    async def handle(event: InboxEvent) -> None:
+        log.append("start " + event.event_id)
+        if event.event_id == "Ev0":
+            started.set()
+            await release.wait()
+        log.append("end " + event.event_id)
+        if event.event_id == "Ev1":
+            other_done.set()
+
+    worker = InboxWorker(store, "slack", handle, FakeClock(), order=_thread_of)
+    draining = asyncio.ensure_future(worker.drain())
+    await asyncio.wait_for(started.wait(), 5)
+    assert await store.accept("slack", *_event(1, "1.1"))  # another thread
+    assert await store.accept("slack", *_event(2, "1.0"))  # the slow one's thread
+    worker.wake()
+    await asyncio.wait_for(other_done.wait(), 5)
+    assert "start Ev2" not in log  # Ev0 is still being handled
+    release.set()
+    assert await draining == 3
+    assert log.index("start Ev2") > log.index("end Ev0")
+    assert await store.claim("slack", 10) == []  # every one marked done
+
+
 async def test_without_an_order_key_events_run_one_at_a_time_oldest_first(stores):
     store = stores()
     for n, thread in enumerate(["1.0", "1.1", "1.2"]):
@@ -208,6 +240,21 @@ async def test_a_failed_write_fails_each_of_its_items_and_the_next_ones_go_on():
     with pytest.raises(RuntimeError, match="database down"):
         await batch.add("bad", write)
     assert await batch.add("good", write) == "good"  # a later write is a write of its own
+
+
+async def test_an_answer_that_is_an_error_is_raised_for_its_own_item_only():
+    """A write that fell back to one item at a time answers an item's error as its
+    answer: that item raises it, the others get theirs."""
+
+    async def write(items: list[int]) -> list[int | Exception]:
+        return [ValueError(f"bad {n}") if n == 2 else n * 10 for n in items]
+
+    batch: Batch[int, int] = Batch()
+    adds = [asyncio.ensure_future(batch.add(n, write)) for n in range(4)]
+    await asyncio.wait(adds)
+    assert [adds[n].result() for n in (0, 1, 3)] == [0, 10, 30]
+    with pytest.raises(ValueError, match="bad 2"):
+        adds[2].result()
 
 
 async def test_a_write_takes_at_most_its_share_and_the_rest_wait_for_the_next():
