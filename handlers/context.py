@@ -8,10 +8,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bot.batch import Batch
 from bot.config import Config, Department
-from bot.domain import ChatUserId, Outgoing, Platform, Rich, Ticket, TweetId, XUser
+from bot.domain import ChatMessage, ChatUserId, Outgoing, Platform, Rich, Ticket, TweetId, XUser
 from bot.health import Health
 from bot.outbox import ThreadMark, mark_key
 from bot.ports import (
@@ -89,10 +90,13 @@ class Bridge:
     shared: bool = False  # other instances may use the same database (not SQLite)
     tweeting: int = 0  # reply rounds sending tweets now (chat lanes let them go first)
     answering: int = 0  # agents' messages being taken as replies now (the same)
-    # Reply parts to claim, and parts X accepted to record, each together with the
-    # others waiting (handlers/delivery.py).
+    # Agents' messages to take as replies (handlers/replies.py), reply parts to claim,
+    # and parts X accepted to record (handlers/delivery.py), each together with the
+    # others waiting.
+    taking: Batch[tuple[ChatMessage, str], Any] = field(default_factory=lambda: Batch(most=5))
     claiming: Batch[PendingPart, PendingPart | None] = field(default_factory=lambda: Batch())
     landed: Batch[tuple[PendingPart, TweetId], None] = field(default_factory=lambda: Batch())
+    handed: list[PendingPart] = field(default_factory=list)  # claimed as taken, to send
     health: Health = field(init=False)
     # When each chat platform, and X posting ("x.posting"), may be called again.
     gates: dict[str, Gate] = field(default_factory=dict)

@@ -66,7 +66,8 @@ LEASE = timedelta(minutes=2)
 VERIFY_BACKOFF = timedelta(seconds=30)
 MAX_VERIFY_BACKOFF = timedelta(minutes=10)
 TELL_AFTER_VERIFIES = 4
-REPLY_CONCURRENCY = 8
+REPLY_CONCURRENCY = 20  # tweets one round sends at once
+REPLY_ROUNDS = 4  # rounds out at once
 
 
 async def deliver(b: Bridge) -> None:
@@ -103,15 +104,51 @@ async def _wait(event: asyncio.Event, idle: float) -> bool:
 
 
 async def _replies_forever(b: Bridge, idle: float) -> None:
-    while True:
-        await _wait(b.wake_replies, idle)
-        try:
-            while await deliver_replies(b):
-                pass
-            await deliver_retractions(b)  # X's side too: deleting what `retract` asked
-        except Exception:
-            log.exception("delivery.replies_failed")
-            await asyncio.sleep(idle)
+    """Reply rounds, each woken by a kick (or every `idle` seconds), several out at once:
+    answers taken while a round waits for X go out in a round of their own, not after
+    it. Rounds never send a part twice: each is claimed before it is sent."""
+    rounds: set[asyncio.Task[int]] = set()
+    calm_until = -math.inf  # after a round failed: the next waits `idle` seconds
+
+    def ended(task: asyncio.Task[int]) -> None:
+        nonlocal calm_until
+        rounds.discard(task)
+        if task.cancelled():
+            return
+        if (error := task.exception()) is not None:
+            log.error("delivery.replies_failed error=%r", error)
+            calm_until = time.monotonic() + idle
+        elif task.result():
+            b.wake_replies.set()  # the next part of a chain may be due now
+
+    retracting: asyncio.Task[None] | None = None
+    try:
+        while True:
+            await _wait(b.wake_replies, idle)
+            await asyncio.sleep(max(0.0, calm_until - time.monotonic()))
+            if len(rounds) >= REPLY_ROUNDS:
+                await asyncio.wait(rounds, return_when=asyncio.FIRST_COMPLETED)
+            task = asyncio.create_task(deliver_replies(b), name="reply-round")
+            rounds.add(task)
+            task.add_done_callback(ended)
+            if retracting is None or retracting.done():  # X's side too: what `retract` asked
+                retracting = asyncio.create_task(_retract(b, idle), name="retractions")
+    finally:
+        if retracting is not None:
+            retracting.cancel()
+        for task in rounds:
+            task.cancel()
+        await asyncio.gather(*rounds, *([retracting] if retracting else []), return_exceptions=True)
+
+
+async def _retract(b: Bridge, idle: float) -> None:
+    """Deletes the tweets `retract` asked to, beside the reply rounds (its look for due
+    retractions is bookkeeping, and must not hold up the next round)."""
+    try:
+        await deliver_retractions(b)
+    except Exception:
+        log.exception("delivery.retractions_failed")
+        await asyncio.sleep(idle)
 
 
 Lane = tuple[Platform, str]  # a channel's posts go out in order, in their own task
@@ -345,24 +382,44 @@ async def _post_one(b: Bridge, platform: ChatPlatform, post: PendingPost) -> Lan
 POSTING = "x.posting"  # X posting, as a gate and a part of the health
 
 
+def may_claim(b: Bridge) -> bool:
+    """Whether X may be asked to post now (the posting gate is open): only then is an
+    answer's first tweet claimed in the unit that takes it (`hand_over`)."""
+    return b.gate(POSTING).open(b.clock.now())
+
+
+def hand_over(b: Bridge, parts: list[PendingPart]) -> None:
+    """Parts claimed where their answers were taken (handlers/replies.py): the next
+    round sends them first, without looking for them or claiming them again."""
+    if parts:
+        b.handed.extend(parts)
+        b.wake_replies.set()
+
+
 async def deliver_replies(b: Bridge) -> int:
     gate = b.gate(POSTING)
+    handed, b.handed = b.handed, []
     if not gate.open(b.clock.now()):
+        # X said wait: parts claimed for this round go back untouched (`_send_claimed`).
+        await asyncio.gather(*(_send_claimed(b, part) for part in handed))
         if b.health[POSTING].state is State.PAUSED:
             await _tell_waiting(b)
         return 0
     slots = asyncio.Semaphore(REPLY_CONCURRENCY)
 
-    async def one(part: PendingPart) -> int:
+    async def one(part: PendingPart, claimed: bool) -> int:
         async with slots:  # claim only what is about to be sent, within its lease
-            if not gate.open(b.clock.now()):
+            if not claimed and not gate.open(b.clock.now()):
                 return 0  # X said wait: the rest of this round waits too
-            return await _send_part(b, part)
+            return await (_send_claimed(b, part) if claimed else _send_part(b, part))
 
     b.tweeting += 1  # from the look for due parts on: the chat lanes wait meanwhile
     try:
-        due = await b.store.run_first(lambda tx: tx.due_parts())
-        sent = await asyncio.gather(*(one(part) for part in due))
+        if handed:  # the rest is looked for by the round that follows a landed tweet
+            sent = await asyncio.gather(*(one(part, True) for part in handed))
+        else:
+            due = await b.store.run_first(lambda tx: tx.due_parts())
+            sent = await asyncio.gather(*(one(part, False) for part in due))
     finally:
         b.tweeting -= 1
     return sum(sent)
@@ -380,10 +437,14 @@ async def _tweets_first(b: Bridge) -> None:
 
 
 async def _send_part(b: Bridge, due: PendingPart) -> int:
-    gate = b.gate(POSTING)
     part = await b.claiming.add(due, functools.partial(_claim_parts, b))
     if part is None:
         return 0
+    return await _send_claimed(b, part)
+
+
+async def _send_claimed(b: Bridge, part: PendingPart) -> int:
+    gate = b.gate(POSTING)
     text = part.text
     unknown = part.state == PartState.UNKNOWN
     if not gate.open(b.clock.now()):

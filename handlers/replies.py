@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from bot.addressing import is_internal
 from bot.config import Department
@@ -29,10 +31,18 @@ from bot.domain import (
 from bot.media import sort_files
 from bot.outbox import ActionId, ReplyState, preview_key
 from bot.permissions import may_answer, may_change
-from bot.ports import CommandContext, MovedThread, NotYet, ReplyInfo, Standing, UnitOfWork
+from bot.ports import (
+    CommandContext,
+    MovedThread,
+    NotYet,
+    PendingPart,
+    ReplyInfo,
+    Standing,
+    UnitOfWork,
+)
 from bot.safety import hold_reasons
 from bot.tweettext import split_reply
-from handlers import moves
+from handlers import delivery, moves
 from handlers.access import standing
 from handlers.context import Bridge
 from handlers.privacy import SafetyReply, parse_privacy_value
@@ -61,7 +71,7 @@ async def on_message(b: Bridge, msg: ChatMessage) -> None:
         await asyncio.to_thread(split_reply, text)
     b.answering += 1  # its tweet waits on this: chat lanes let it go first
     try:
-        outcome = await b.store.run_first(_take_reply, b, msg, text)
+        outcome = await b.taking.add((msg, text), functools.partial(_take_replies, b))
     finally:
         b.answering -= 1
     if outcome is NOT_YET:
@@ -74,6 +84,38 @@ async def on_message(b: Bridge, msg: ChatMessage) -> None:
         await _tell_sender(b, msg, "Nothing was tweeted: " + "; ".join(outcome.reasons) + ".")
     elif outcome is not None:
         b.kick()
+
+
+async def _take_replies(b: Bridge, taking: list[tuple[ChatMessage, str]]) -> list[Any]:
+    """Takes the agents' messages that arrived together in one unit of work, and claims
+    the first tweet of each answer that goes out directly in that same unit: twenty
+    answers at once cost a few units, not sixty, and their tweets go out as soon as the
+    unit commits (`delivery.hand_over`). When the unit fails (a replay's constraint, a
+    bug in one of them) it was rolled back whole, and each is taken again in a unit of
+    its own, so only the message at fault fails (`bot.batch.Batch` raises its error for
+    it alone); those are left to delivery's next round."""
+    try:
+        taken, sending = await b.store.run_first(_take_all, b, taking)
+    except Exception as e:
+        if len(taking) == 1:
+            raise
+        log.info("reply.take_apart count=%d error=%s", len(taking), type(e).__name__)
+        return list(
+            await asyncio.gather(
+                *(b.store.run_first(_take_reply, b, msg, text) for msg, text in taking),
+                return_exceptions=True,
+            )
+        )
+    delivery.hand_over(b, sending)
+    return taken
+
+
+def _take_all(
+    tx: UnitOfWork, b: Bridge, taking: list[tuple[ChatMessage, str]]
+) -> tuple[list[Any], list[PendingPart]]:
+    taken = [_take_reply(tx, b, msg, text) for msg, text in taking]
+    ready = [t.id for t in taken if isinstance(t, QueuedReply) and not t.confirm]
+    return taken, tx.claim_next_parts(ready) if ready and delivery.may_claim(b) else []
 
 
 @dataclass(frozen=True, slots=True)

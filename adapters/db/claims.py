@@ -328,13 +328,25 @@ class Claims:
 
     def due_parts(self, limit: int = 200) -> list[PendingPart]:
         """The next part of each reply chain that is ready to go."""
-        rows = self.c.execute(_DUE_PARTS, {"b_limit": limit}).all()
+        return self._next_parts(self.c.execute(_DUE_PARTS, {"b_limit": limit}), _PENDING)
+
+    def claim_next_parts(self, replies: Sequence[int]) -> list[PendingPart]:
+        """Claims the next part of each of these replies' chains that is ready to go: the
+        first tweet of an answer just taken, claimed in the unit that took it."""
+        if not replies:
+            return []
+        rows = self.c.execute(_NEXT_PARTS, {"b_replies": list(replies)})
+        due = self._next_parts(rows, _PENDING_OF)
+        return [claimed for part in due if (claimed := self.claim_part(part)) is not None]
+
+    def _next_parts(self, rows: Any, pending: Any) -> list[PendingPart]:
+        """The next ready part of each chain, from rows of (`pending` reply, its parts)."""
         chains: dict[int, list[Any]] = {}
         for row in rows:
             chains.setdefault(row[0], []).append(row._mapping)
         out = []
         for reply, parts in chains.items():
-            prev = parts[0][_PENDING.c.in_reply_to]
+            prev = parts[0][pending.c.in_reply_to]
             for p in parts:
                 if p[PART.c.state] == PartState.SENT:
                     prev = p[PART.c.tweet_id] or prev
@@ -348,13 +360,13 @@ class Claims:
                         PendingPart(
                             p[PART.c.id],
                             reply,
-                            p[_PENDING.c.ticket],
+                            p[pending.c.ticket],
                             p[PART.c.idx],
                             len(parts),
                             p[PART.c.text],
                             TweetId(prev),
                             PartState(p[PART.c.state]),
-                            p[_PENDING.c.created_at],
+                            p[pending.c.created_at],
                             p[PART.c.attempts],
                             media=tuple(ChatFile.from_json(m) for m in p[PART.c.media] or ()),
                         )
@@ -492,6 +504,19 @@ _DUE_PARTS = (
     select(_PENDING, PART)
     .join(PART, PART.c.reply == _PENDING.c.id)
     .order_by(_PENDING.c.id, PART.c.idx)
+)
+_PENDING_OF = (
+    select(REPLY.c.id, REPLY.c.ticket, REPLY.c.in_reply_to, REPLY.c.created_at)
+    .where(
+        REPLY.c.id.in_(bindparam("b_replies", expanding=True)),
+        REPLY.c.state == ReplyState.PENDING,
+    )
+    .subquery()
+)
+_NEXT_PARTS = (
+    select(_PENDING_OF, PART)
+    .join(PART, PART.c.reply == _PENDING_OF.c.id)
+    .order_by(_PENDING_OF.c.id, PART.c.idx)
 )
 
 # A claim and a landed post, for every post and reply part.

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event
 
 from bot.domain import (
     Action,
@@ -157,9 +161,10 @@ async def test_crash_between_claim_and_post_recovers_without_double(world):
     b, x, chat, _ = world
     await ask(b, x, "@SevaHelp oxygen?")
     await replies.on_message(b, thread_msg(chat, "root:1", "Answer"))
-    part = await b.store.run(lambda tx: tx.claim_part(tx.due_parts()[0]))
-    assert part is not None
-    await x.post(part.text, part.in_reply_to)  # ...and then the process died
+    [part] = b.handed  # claimed in the unit that took the answer...
+    b.handed.clear()
+    assert await b.store.run(lambda tx: tx.due_parts()) == []  # ...so no one else sends it
+    await x.post(part.text, part.in_reply_to)  # ...posted, and then the process died
     assert await delivery.recover(b, lease=timedelta(0)) == 1
     await delivery.deliver(b)
     assert len(x.posted) == 1
@@ -318,6 +323,60 @@ async def test_a_429_from_x_pauses_every_reply_not_just_one(world):
     clock.advance(minutes=16)
     await delivery.deliver(b)
     assert sorted(t for _, t, _ in x.posted) == [f"Answer {i}" for i in range(5)]
+
+
+async def test_answers_arriving_together_are_taken_and_claimed_in_one_unit(world):
+    """Five agents answering at once: one unit of work takes the five answers and claims
+    their tweets, which the next round sends without looking for them again."""
+    b, x, chat, _ = world
+    await open_tickets(b, x, chat, 5)
+    commits = []
+    event.listen(b.store.engine, "commit", lambda conn: commits.append(1))
+    await asyncio.gather(
+        *(
+            replies.on_message(b, thread_msg(chat, f"root:{i + 1}", f"Answer {i}", mid=f"9{i}.1"))
+            for i in range(5)
+        )
+    )
+    assert len(commits) == 1
+    assert sorted(p.text for p in b.handed) == [f"Answer {i}" for i in range(5)]
+    assert await b.store.run(lambda tx: tx.due_parts()) == []  # claimed: no one else sends them
+    await delivery.deliver(b)
+    assert sorted(t for _, t, _ in x.posted) == [f"Answer {i}" for i in range(5)]
+    assert b.handed == []
+
+
+async def test_one_bad_answer_among_those_taken_together_fails_alone(world):
+    """The unit of the group fails: each is taken again on its own, and only the message
+    at fault fails (here one that is no thread message at all, a bug)."""
+    b, x, chat, _ = world
+    await open_tickets(b, x, chat, 2)
+    good = thread_msg(chat, "root:1", "Yes, call 1075.", mid="91.1")
+    bad = replace(thread_msg(chat, "root:2", "No.", mid="92.1"), thread_root=None)
+    take = functools.partial(replies._take_replies, b)
+    got = await asyncio.gather(
+        b.taking.add((good, good.text), take),
+        b.taking.add((bad, bad.text), take),
+        return_exceptions=True,
+    )
+    assert isinstance(got[0], replies.QueuedReply) and isinstance(got[1], AssertionError)
+    await delivery.deliver(b)
+    assert [t for _, t, _ in x.posted] == ["Yes, call 1075."]
+
+
+async def test_an_answer_taken_while_x_says_wait_is_not_claimed(world):
+    b, x, chat, clock = world
+    await open_tickets(b, x, chat, 2)
+    x.rate_limit_next = 1
+    await replies.on_message(b, thread_msg(chat, "root:1", "Answer 0", mid="90.1"))
+    await delivery.deliver(b)  # 429: X posting waits 15 minutes
+    await replies.on_message(b, thread_msg(chat, "root:2", "Answer 1", mid="91.1"))
+    assert b.handed == []  # left queued for when X takes posts again
+    due = await b.store.run(lambda tx: tx.due_parts())
+    assert [p.text for p in due] == ["Answer 1"]  # pending (the first waits for X's reset)
+    clock.advance(minutes=16)
+    await delivery.deliver(b)
+    assert sorted(t for _, t, _ in x.posted) == ["Answer 0", "Answer 1"]
 
 
 async def test_a_lost_post_that_x_calls_duplicate_is_never_refused_or_repeated(world):
