@@ -29,8 +29,36 @@ FIRST_WAIT, LONGEST_WAIT = timedelta(seconds=1), timedelta(minutes=1)
 NOT_YET_WAIT = timedelta(milliseconds=500)  # a root being recorded takes milliseconds
 NOT_YET_TRIES = 240  # two minutes at least: a claim's lease, the longest a post stays unsettled
 
+ACKS_FIRST = 0.25  # seconds handling waits at most while events are being acknowledged
+
 Handle = Callable[[InboxEvent], Awaitable[None]]
 Order = Callable[[InboxEvent], str]  # events with the same key are handled in order
+
+
+class Arrivals:
+    """The requests an adapter is answering now (its acks): `with arrivals:` around each.
+    The inbox lets them go first, and is woken the moment the last one is answered."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._none = asyncio.Event()
+        self._none.set()
+
+    def __enter__(self) -> None:
+        self._count += 1
+        self._none.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        self._count -= 1
+        if self._count == 0:
+            self._none.set()
+
+    async def quiet(self, most: float) -> None:
+        """Returns once no request is being answered, or after `most` seconds."""
+        if self._count:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(most):
+                    await self._none.wait()
 
 
 class InboxWorker:
@@ -43,14 +71,14 @@ class InboxWorker:
         handle: Handle,
         clock: Clock,
         *,
-        receiving: Callable[[], bool] = lambda: False,
+        arrivals: Arrivals | None = None,
         order: Order = lambda event: "",
     ) -> None:
         self._inbox = inbox
         self._source = source
         self._handle = handle
         self._clock = clock
-        self._receiving = receiving
+        self._arrivals = arrivals
         self._order = order
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -160,10 +188,8 @@ class InboxWorker:
     async def _acks_first(self) -> None:
         """While events are arriving, their acks go first (Slack waits for them, and a
         slow ack is sent again): handling waits, a quarter of a second at most."""
-        for _ in range(25):
-            if not self._receiving():
-                return
-            await asyncio.sleep(0.01)
+        if self._arrivals is not None:
+            await self._arrivals.quiet(ACKS_FIRST)
 
     async def _handle_until_kept(self, event: InboxEvent) -> bool:
         """Handles one event, waiting out database hiccups (the event stays claimed:

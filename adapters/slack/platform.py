@@ -29,7 +29,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from adapters.inbox import InboxWorker
+from adapters.inbox import Arrivals, InboxWorker
 from adapters.slack import ingress, markup, parse, scopes
 from adapters.slack.render import blocks, metadata, render_mrkdwn
 from bot.addressing import command_text, slash_command_text
@@ -267,13 +267,13 @@ class SlackPlatform:
         self._signing_secret = signing_secret
         self._clock: Clock = clock or _SystemClock()
         self._inbox = inbox
-        self._receiving = 0  # requests on /slack/events being answered now
+        self._receiving = Arrivals()  # requests on /slack/events being answered now
         self._worker = InboxWorker(
             inbox,
             "slack",
             self._handle_stored,
             self._clock,
-            receiving=lambda: self._receiving > 0,
+            arrivals=self._receiving,
             order=_thread_of,
         )
         self._app_token = app_token or None
@@ -432,11 +432,8 @@ class SlackPlatform:
         when it cannot be stored the answer is 503, so Slack sends it again. Slash
         commands are answered in the ack by bolt.
         """
-        self._receiving += 1
-        try:
+        with self._receiving:
             return await self._receive(request)
-        finally:
-            self._receiving -= 1
 
     async def _receive(self, request: web.Request) -> web.Response:
         body = await request.read()

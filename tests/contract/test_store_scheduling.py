@@ -12,7 +12,7 @@ import time
 import pytest
 
 from adapters.db.store import _Threads
-from adapters.inbox import InboxWorker
+from adapters.inbox import Arrivals, InboxWorker
 from adapters.slack.platform import _thread_of
 from bot.batch import Batch
 from bot.ports import InboxEvent
@@ -155,6 +155,26 @@ async def test_events_stored_while_one_is_slow_are_claimed_and_handled_meanwhile
     assert await draining == 3
     assert log.index("start Ev2") > log.index("end Ev0")
     assert await store.claim("slack", 10) == []  # every one marked done
+
+
+async def test_handling_waits_while_events_are_being_acknowledged(stores):
+    """Acks go first: a stored event is handled once no request is being answered (or
+    after a quarter of a second), and at once when none is."""
+    store = stores()
+    assert await store.accept("slack", *_event(0, "1.0"))
+    arrivals = Arrivals()
+    handled = asyncio.Event()
+
+    async def handle(event: InboxEvent) -> None:
+        handled.set()
+
+    worker = InboxWorker(store, "slack", handle, FakeClock(), arrivals=arrivals)
+    with arrivals:  # an ack under way
+        draining = asyncio.ensure_future(worker.drain())
+        await asyncio.sleep(0.1)
+        assert not handled.is_set()
+    await asyncio.wait_for(handled.wait(), 0.1)  # woken once the last ack is answered
+    assert await draining == 1
 
 
 async def test_without_an_order_key_events_run_one_at_a_time_oldest_first(stores):
