@@ -21,6 +21,7 @@ from bot.domain import (
     Media,
     Mention,
     Outgoing,
+    Platform,
     Quote,
     Rich,
     Segment,
@@ -166,8 +167,12 @@ def ingest(
             batch.add(b, tx, tweet)
     opened = tx.create_tickets(batch.new) if batch.new else []
     similar = index_and_suggest(tx, opened)
-    for ticket, new in zip(opened, batch.new, strict=True):
-        _announce(b, tx, ticket, new, similar.get(ticket.number, ()))
+    announced = [
+        _announce(b, ticket, new, similar.get(ticket.number, ()))
+        for ticket, new in zip(opened, batch.new, strict=True)
+    ]
+    tx.audit_all([entry for entry, _ in announced])
+    tx.enqueue_new([root for _, root in announced])
     for first, tweet in batch.followups:
         _add_followup(b, tx, opened[first], tweet)  # just opened: never reopens
     for ticket in reopened:
@@ -299,28 +304,10 @@ def _add_edit(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> bool:
 
 
 def _announce(
-    b: Bridge, tx: UnitOfWork, ticket: Ticket, new: NewTicket, similar: Sequence[Suggestion]
-) -> None:
+    b: Bridge, ticket: Ticket, new: NewTicket, similar: Sequence[Suggestion]
+) -> tuple[tuple[int, str, Audit, str], tuple[Outgoing, Platform]]:
+    """A new ticket's audit entry and thread root (`ingest` writes a poll's together)."""
     dept = b.department(ticket.department)
-    tx.audit(
-        ticket.number, ACTOR_X, Audit.CREATED, f"@{ticket.author_username} → {ticket.department}"
-    )
-    tx.enqueue(
-        Outgoing(
-            key=root_key(ticket.number),
-            channel=ticket.channel,
-            body=root_body(
-                ticket, dept, new.oncall, new.tweet, similar, matched=new.matched, urgent=new.urgent
-            ),
-            ticket=ticket.number,
-            tweet_id=ticket.tweet_id,
-            is_root=True,
-            actions=personal_data_notice(new.tweet.text, ticket.number, ticket.tweet_id)[1],
-        ),
-        ticket.platform,
-        in_thread=False,
-        new_key=True,
-    )
     b.metrics.count(Count.TICKETS, label=dept.id)
     if ticket.urgent:
         b.metrics.count(Count.URGENT_TICKETS, label=dept.id)
@@ -331,6 +318,24 @@ def _announce(
         dept.id,
         ticket.urgent,
     )
+    entry = (
+        ticket.number,
+        ACTOR_X,
+        Audit.CREATED,
+        f"@{ticket.author_username} → {ticket.department}",
+    )
+    root = Outgoing(
+        key=root_key(ticket.number),
+        channel=ticket.channel,
+        body=root_body(
+            ticket, dept, new.oncall, new.tweet, similar, matched=new.matched, urgent=new.urgent
+        ),
+        ticket=ticket.number,
+        tweet_id=ticket.tweet_id,
+        is_root=True,
+        actions=personal_data_notice(new.tweet.text, ticket.number, ticket.tweet_id)[1],
+    )
+    return entry, (root, ticket.platform)
 
 
 def _add_followup(b: Bridge, tx: UnitOfWork, ticket: Ticket, tweet: Tweet) -> bool:

@@ -599,8 +599,16 @@ class Tx(Claims, Retractions, Retention):
     # --- the audit log
 
     def audit(self, ticket: int | None, actor: str, action: Audit, detail: str = "") -> None:
-        entry = {"ticket": ticket, "at": self.now, "actor": actor, "action": action}
-        self.c.execute(_AUDIT, {**entry, "detail": detail})
+        self.audit_all([(ticket, actor, action, detail)])
+
+    def audit_all(self, entries: Sequence[tuple[int | None, str, Audit, str]]) -> None:
+        """Several audit entries in one statement (a poll's new tickets)."""
+        if entries:
+            rows = [
+                {"ticket": t, "at": self.now, "actor": actor, "action": action, "detail": d}
+                for t, actor, action, d in entries
+            ]
+            self.c.execute(_AUDIT, rows if len(rows) > 1 else rows[0])
 
     def audit_log(self, ticket: int) -> list[AuditEntry]:
         rows = self.s.scalars(
@@ -620,27 +628,34 @@ class Tx(Claims, Retractions, Retention):
         """
         if not new_key and self.c.execute(_POST_EXISTS, {"b_key": out.key}).first() is not None:
             return False
-        self.c.execute(
-            _ENQUEUE,
-            {
-                "key": out.key,
-                "ticket": out.ticket,
-                "platform": platform,
-                "channel": out.channel,
-                "in_thread": in_thread,
-                "is_root": out.is_root,
-                "mark": out.mark,
-                "body": out.body.to_json(),
-                "actions": [{"id": a.id, "label": a.label, "value": a.value} for a in out.actions],
-                "tweet_id": out.tweet_id,
-                "thread_root": out.thread_root if in_thread else None,
-                "created_at": self.now,
-                "state": PostState.PENDING,
-                "attempts": 0,
-            },
-        )
+        self.c.execute(_ENQUEUE, self._post_row(out, platform, in_thread))
         self.lanes.add((platform, out.channel))
         return True
+
+    def enqueue_new(self, posts: Sequence[tuple[Outgoing, Platform]]) -> None:
+        """Queues posts whose keys cannot exist yet (new tickets' roots), together in one
+        statement; the unique constraint still guards them."""
+        if posts:
+            self.c.execute(_ENQUEUE, [self._post_row(out, p, False) for out, p in posts])
+            self.lanes |= {(p, out.channel) for out, p in posts}
+
+    def _post_row(self, out: Outgoing, platform: Platform, in_thread: bool) -> dict[str, Any]:
+        return {
+            "key": out.key,
+            "ticket": out.ticket,
+            "platform": platform,
+            "channel": out.channel,
+            "in_thread": in_thread,
+            "is_root": out.is_root,
+            "mark": out.mark,
+            "body": out.body.to_json(),
+            "actions": [{"id": a.id, "label": a.label, "value": a.value} for a in out.actions],
+            "tweet_id": out.tweet_id,
+            "thread_root": out.thread_root if in_thread else None,
+            "created_at": self.now,
+            "state": PostState.PENDING,
+            "attempts": 0,
+        }
 
     def roots_unsettled(self, platform: Platform, channel: str) -> bool:
         unsettled = (
