@@ -95,7 +95,7 @@ _REPLY_OF_MESSAGE = select(REPLY.c.id).where(
     REPLY.c.channel == bindparam("b_channel"),
     REPLY.c.message_id == bindparam("b_message"),
 )
-_ADD_REPLY = insert(REPLY).returning(REPLY.c.id)
+_ADD_REPLY: dict[str, Any] = {}  # per database: see _adding_reply
 _ADD_PART = insert(PART)
 _AUDIT = insert(AUDIT)
 _POST_EXISTS = select(OUT.c.id).where(OUT.c.key == bindparam("b_key"))
@@ -697,12 +697,12 @@ class Tx(Claims, Retractions, Retention):
     ) -> int | None:
         """Records a public reply; None if this chat message was seen before, or this
         ticket has a reply of this origin already (both unique constraints, too)."""
-        if self.reply_of_message(platform, channel, message_id) is not None:
-            return None
         if origin is not None and self.reply_of_origin(ticket.number, origin) is not None:
             return None
+        # A message seen before inserts nothing and returns no id: one statement, not a
+        # look-up and an insert, on every agent's answer.
         reply_id = self.c.execute(
-            _ADD_REPLY,
+            _adding_reply(self.s),
             {
                 "ticket": ticket.number,
                 "platform": platform,
@@ -715,7 +715,9 @@ class Tx(Claims, Retractions, Retention):
                 "created_at": self.now,
                 "origin": origin,
             },
-        ).scalar_one()
+        ).scalar()
+        if reply_id is None:
+            return None
         attached = [m.to_json() for m in media] or None
         self.c.execute(
             _ADD_PART,
@@ -1113,3 +1115,11 @@ def _saved(r: SavedAnswerRow) -> SavedAnswer:
 def _lexeme(term: str) -> str:
     """A term as a tsquery lexeme, taken as it is (no parser, no normalisation)."""
     return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _adding_reply(s: Session) -> Any:
+    """INSERT a reply ON CONFLICT DO NOTHING RETURNING its id, built once per database."""
+    dialect = s.get_bind().dialect.name
+    if dialect not in _ADD_REPLY:
+        _ADD_REPLY[dialect] = _insert_ignoring_conflicts(s, REPLY).returning(REPLY.c.id)
+    return _ADD_REPLY[dialect]
