@@ -16,18 +16,23 @@ class Batch(Generic[T, R]):
     work instead of twenty. `write` answers each item in order; `add` returns its item's
     answer, or raises the error that write met. An answer that is an exception is
     raised for its own item only (a write that falls back to one item at a time).
-    `most`: items in one write at most (the rest wait for the next)."""
+    `most`: items in one write at most (the rest wait for the next); `writers`: writes
+    under way at once (a database that takes several writers at a time)."""
 
-    def __init__(self, most: int | None = None) -> None:
+    def __init__(self, most: int | None = None, writers: int = 1) -> None:
         self._most = most
+        self._writers = writers
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
-        self._writing: asyncio.Task[None] | None = None
+        self._writing: set[asyncio.Task[None]] = set()
 
     async def add(self, item: T, write: Callable[[list[T]], Awaitable[list[R]]]) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
-        if self._writing is None or self._writing.done():
-            self._writing = asyncio.create_task(self._write_all(write))
+        # A writer that has finished may not have left the set yet: count those running.
+        if sum(not task.done() for task in self._writing) < self._writers:
+            task = asyncio.create_task(self._write_all(write))
+            self._writing.add(task)
+            task.add_done_callback(self._writing.discard)
         return await future
 
     async def _write_all(self, write: Callable[[list[T]], Awaitable[list[R]]]) -> None:

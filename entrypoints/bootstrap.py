@@ -23,6 +23,7 @@ from adapters.clock import ClockFileError, OffsetClock
 from adapters.db.store import Store
 from adapters.http import HttpServer
 from adapters.metrics import PrometheusMetrics
+from bot.batch import Batch
 from bot.config import Config, Env, reveal
 from bot.domain import ChannelId, ChatAction, ChatMessage, Platform, Rich
 from bot.health import Condition, State
@@ -184,6 +185,9 @@ class App:
             shared=store.engine.dialect.name != "sqlite",
         )
         b.usergroups = self._usergroups
+        # Answers that arrive together are taken five at a time, and on a database
+        # that takes several writers at once, by several units side by side.
+        b.taking = Batch(most=5, writers=store.threads)
         # SQLite means one instance: its unfinished claims (posts, tweets, events being
         # handled) are ours, from before a crash; taken back before anything claims.
         await delivery.recover(b, lease=delivery.LEASE if b.shared else timedelta(0))

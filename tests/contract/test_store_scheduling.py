@@ -262,6 +262,27 @@ async def test_a_failed_write_fails_each_of_its_items_and_the_next_ones_go_on():
     assert await batch.add("good", write) == "good"  # a later write is a write of its own
 
 
+async def test_with_several_writers_writes_run_side_by_side_and_each_item_once():
+    running, most_at_once = 0, 0
+    writes: list[list[int]] = []
+
+    async def write(items: list[int]) -> list[int]:
+        nonlocal running, most_at_once
+        running += 1
+        most_at_once = max(most_at_once, running)
+        writes.append(items)
+        await asyncio.sleep(0.01)
+        running -= 1
+        return [n * 10 for n in items]
+
+    batch: Batch[int, int] = Batch(most=3, writers=2)
+    got = await asyncio.gather(*(batch.add(n, write) for n in range(10)))
+    assert got == [n * 10 for n in range(10)]
+    assert most_at_once == 2  # never more than `writers`
+    assert sorted(n for items in writes for n in items) == list(range(10))
+    assert all(len(items) <= 3 for items in writes)
+
+
 async def test_an_answer_that_is_an_error_is_raised_for_its_own_item_only():
     """A write that fell back to one item at a time answers an item's error as its
     answer: that item raises it, the others get theirs."""
