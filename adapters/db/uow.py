@@ -96,6 +96,8 @@ _REPLY_OF_MESSAGE = select(REPLY.c.id).where(
     REPLY.c.message_id == bindparam("b_message"),
 )
 _ADD_REPLY: dict[str, Any] = {}  # per database: see _adding_reply
+_CREATE_TICKET = insert(TICKET)
+_TICKETS_OF_TWEETS = select(TICKET).where(TICKET.c.tweet_id.in_(bindparam("b_ids", expanding=True)))
 _ADD_PART = insert(PART)
 _AUDIT = insert(AUDIT)
 _POST_EXISTS = select(OUT.c.id).where(OUT.c.key == bindparam("b_key"))
@@ -233,9 +235,17 @@ class Tx(Claims, Retractions, Retention):
             }
             for n in items
         ]
-        rows = self.s.execute(
-            insert(TICKET).returning(*TICKET.c, sort_by_parameter_order=True), values
-        ).all()
+        # One executemany, numbered in the given order (SQLite and psycopg run the rows
+        # in order), then read back by tweet id: INSERT ... RETURNING in a given order has
+        # no batched form on SQLite, and SQLAlchemy sent one statement per ticket.
+        self.c.execute(_CREATE_TICKET, values)
+        found = {
+            row.tweet_id: row
+            for row in self.c.execute(
+                _TICKETS_OF_TWEETS, {"b_ids": [v["tweet_id"] for v in values]}
+            )
+        }
+        rows = [found[v["tweet_id"]] for v in values]
         self.s.execute(
             insert(TWEETS),
             [

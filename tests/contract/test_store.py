@@ -53,6 +53,30 @@ def new_ticket(store: Store, tid: int = 10):
         return ticket
 
 
+def test_tickets_opened_together_are_numbered_in_the_order_given(store):
+    """A poll's tickets: one write, numbered in the order of the mentions handed in
+    (whatever their ids sort as), each ticket the one of its own tweet."""
+    ids = [907, 12, 455, 3, 78, 1000, 41, 600]
+    with store.tx() as tx:
+        opened = tx.create_tickets(
+            [
+                NewTicket(
+                    tweet(i, f"@SevaHelp help {i}"),
+                    DepartmentId("health"),
+                    "slack",
+                    ChannelId("C1"),
+                    None,
+                )
+                for i in ids
+            ]
+        )
+    assert [t.tweet_id for t in opened] == [str(i) for i in ids]
+    numbers = [t.number for t in opened]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(ids)
+    with store.tx() as tx:
+        assert all(tx.ticket(t.number).text == f"@SevaHelp help {t.tweet_id}" for t in opened)
+
+
 def test_migrations_reach_head_and_report_it(db_url):
     s = Store(db_url)
     assert migrate.current(s.engine) is None
