@@ -283,6 +283,11 @@ class App:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self.bridge is not None and self.store is not None:
+            try:
+                await delivery.hand_back(self.bridge)
+            except Exception as e:  # the database may be what failed: the claims expire
+                log.warning("seva.hand_back_failed error=%s", type(e).__name__)
         if self.http is not None:
             await self.http.stop()
         for platform in self._started_platforms:

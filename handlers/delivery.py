@@ -396,6 +396,16 @@ def hand_over(b: Bridge, parts: list[PendingPart]) -> None:
         b.wake_replies.set()
 
 
+async def hand_back(b: Bridge) -> None:
+    """Parts handed over for a round that never ran (the bridge is stopping) are pending
+    again, never tried: the next start sends them at once, without waiting out their
+    claim and looking for them on X."""
+    parts, b.handed = b.handed, []
+    if parts:
+        now = b.clock.now()
+        await b.store.run(_parts_retry, parts, now)
+
+
 async def deliver_replies(b: Bridge) -> int:
     gate = b.gate(POSTING)
     handed, b.handed = b.handed, []
@@ -555,6 +565,11 @@ def _queue_waiting_notices(tx: UnitOfWork) -> int:
 
 def _part_retry(tx: UnitOfWork, part: PendingPart, not_before: datetime, unknown: bool) -> None:
     tx.part_retry(part, not_before, unknown=unknown)
+
+
+def _parts_retry(tx: UnitOfWork, parts: list[PendingPart], not_before: datetime) -> None:
+    for part in parts:
+        tx.part_retry(part, not_before, unknown=False)
 
 
 class _MediaRefused(Exception):

@@ -346,6 +346,20 @@ async def test_answers_arriving_together_are_taken_and_claimed_in_one_unit(world
     assert b.handed == []
 
 
+async def test_parts_handed_over_for_a_round_that_never_ran_are_handed_back(world):
+    """The bridge stops between taking an answer and its round: the part is pending
+    again (not left claimed until its lease runs out), and goes out once."""
+    b, x, chat, _ = world
+    await open_tickets(b, x, chat, 1)
+    await replies.on_message(b, thread_msg(chat, "root:1", "Answer 0", mid="90.1"))
+    assert len(b.handed) == 1
+    await delivery.hand_back(b)
+    assert b.handed == []
+    assert [p.text for p in await b.store.run(lambda tx: tx.due_parts())] == ["Answer 0"]
+    await delivery.deliver(b)
+    assert [t for _, t, _ in x.posted] == ["Answer 0"]
+
+
 async def test_one_bad_answer_among_those_taken_together_fails_alone(world):
     """The unit of the group fails: each is taken again on its own, and only the message
     at fault fails (here one that is no thread message at all, a bug)."""
