@@ -486,7 +486,14 @@ class Bench:
 
 
 async def run(args: argparse.Namespace, url: str) -> None:
-    db = args.database or f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}"
+    if args.database:
+        await measure(args, url, args.database)
+        return
+    with tempfile.TemporaryDirectory() as scratch:  # a fresh SQLite file, removed after
+        await measure(args, url, f"sqlite:///{Path(scratch) / 'bench.db'}")
+
+
+async def measure(args: argparse.Namespace, url: str, db: str) -> None:
     if args.history:
         from bench.seed import seed
 
