@@ -94,8 +94,11 @@ async def _take_replies(b: Bridge, taking: list[tuple[ChatMessage, str]]) -> lis
     bug in one of them) it was rolled back whole, and each is taken again in a unit of
     its own, so only the message at fault fails (`bot.batch.Batch` raises its error for
     it alone); those are left to delivery's next round."""
+    # Read on the loop, which owns the gates; X saying wait meanwhile is met by the
+    # round, which hands a claimed part back untouched (`delivery._send_claimed`).
+    claim = delivery.may_claim(b)
     try:
-        taken, sending = await b.store.run_first(_take_all, b, taking)
+        taken, sending = await b.store.run_first(_take_all, b, taking, claim)
     except Exception as e:
         if len(taking) == 1:
             raise
@@ -111,11 +114,11 @@ async def _take_replies(b: Bridge, taking: list[tuple[ChatMessage, str]]) -> lis
 
 
 def _take_all(
-    tx: UnitOfWork, b: Bridge, taking: list[tuple[ChatMessage, str]]
+    tx: UnitOfWork, b: Bridge, taking: list[tuple[ChatMessage, str]], claim: bool
 ) -> tuple[list[Any], list[PendingPart]]:
     taken = [_take_reply(tx, b, msg, text) for msg, text in taking]
     ready = [t.id for t in taken if isinstance(t, QueuedReply) and not t.confirm]
-    return taken, tx.claim_next_parts(ready) if ready and delivery.may_claim(b) else []
+    return taken, tx.claim_next_parts(ready) if ready and claim else []
 
 
 @dataclass(frozen=True, slots=True)
