@@ -167,7 +167,8 @@ class Claims:
             }
             for event_id, payload in events
         ]
-        fresh = set(self.c.execute(_accept_statement(self.s), rows).scalars())
+        accept = _insert_ignoring_conflicts(self.s, INBOX, INBOX.c.event_id)
+        fresh = set(self.c.execute(accept, rows).scalars())
         return [event_id in fresh for event_id, _ in events]
 
     def claim_events(self, source: str, limit: int) -> list[InboxEvent]:
@@ -479,19 +480,6 @@ _EVENTS_DONE = (
     )
     .values(state=EventState.DONE, claimed_by=None, error=None)
 )
-_ACCEPT: dict[str, Any] = {}
-
-
-def _accept_statement(s: Session) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING RETURNING for a list of events (executemany: one
-    compiled statement whatever their number), built once for each database."""
-    dialect = s.get_bind().dialect.name
-    if dialect not in _ACCEPT:
-        returning = _insert_ignoring_conflicts(s, INBOX).returning
-        _ACCEPT[dialect] = returning(INBOX.c.event_id, sort_by_parameter_order=True)
-    return _ACCEPT[dialect]
-
-
 # The replies waiting to be tweeted, with their parts (delivery's every round).
 _PENDING = (
     select(REPLY.c.id, REPLY.c.ticket, REPLY.c.in_reply_to, REPLY.c.created_at)
@@ -537,22 +525,28 @@ _POST_DONE = (
     .values(state=PostState.DONE, message_id=bindparam("b_message"), error=None, claimed_by=None)
 )
 
-_IGNORING_CONFLICTS: dict[tuple[str, str], Any] = {}
+_IGNORING_CONFLICTS: dict[tuple[str, str, str | None], Any] = {}
 
 
-def _insert_ignoring_conflicts(s: Session, table: Any) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING: a row that exists already is no error (ask for
-    RETURNING to learn whether it was inserted: psycopg reports no rowcount here). Built
-    once for each database and table."""
+def _insert_ignoring_conflicts(s: Session, table: Any, returning: Any = None) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING: a row that exists already is no error. Ask for
+    `returning` (a column) to learn whether it was inserted, as psycopg reports no
+    rowcount here: a row that existed returns nothing. Built once for each database,
+    table and column. (Its rows come back in no set order: asking for the parameters'
+    order makes SQLAlchemy send an executemany's rows one statement each on SQLite.)"""
     dialect = s.get_bind().dialect.name
-    key = (dialect, table.name)
+    key = (dialect, table.name, None if returning is None else returning.name)
     if key not in _IGNORING_CONFLICTS:
+        statement: Any
         if dialect == "sqlite":
-            _IGNORING_CONFLICTS[key] = sqlite.insert(table).on_conflict_do_nothing()
+            statement = sqlite.insert(table).on_conflict_do_nothing()
         elif dialect == "postgresql":
-            _IGNORING_CONFLICTS[key] = postgresql.insert(table).on_conflict_do_nothing()
+            statement = postgresql.insert(table).on_conflict_do_nothing()
         else:
             raise ValueError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
+        if returning is not None:
+            statement = statement.returning(returning)
+        _IGNORING_CONFLICTS[key] = statement
     return _IGNORING_CONFLICTS[key]
 
 

@@ -95,7 +95,6 @@ _REPLY_OF_MESSAGE = select(REPLY.c.id).where(
     REPLY.c.channel == bindparam("b_channel"),
     REPLY.c.message_id == bindparam("b_message"),
 )
-_ADD_REPLY: dict[str, Any] = {}  # per database: see _adding_reply
 _CREATE_TICKET = insert(TICKET)
 _TICKETS_OF_TWEETS = select(TICKET).where(TICKET.c.tweet_id.in_(bindparam("b_ids", expanding=True)))
 _ADD_PART = insert(PART)
@@ -712,7 +711,7 @@ class Tx(Claims, Retractions, Retention):
         # A message seen before inserts nothing and returns no id: one statement, not a
         # look-up and an insert, on every agent's answer.
         reply_id = self.c.execute(
-            _adding_reply(self.s),
+            _insert_ignoring_conflicts(self.s, REPLY, REPLY.c.id),
             {
                 "ticket": ticket.number,
                 "platform": platform,
@@ -1125,11 +1124,3 @@ def _saved(r: SavedAnswerRow) -> SavedAnswer:
 def _lexeme(term: str) -> str:
     """A term as a tsquery lexeme, taken as it is (no parser, no normalisation)."""
     return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-def _adding_reply(s: Session) -> Any:
-    """INSERT a reply ON CONFLICT DO NOTHING RETURNING its id, built once per database."""
-    dialect = s.get_bind().dialect.name
-    if dialect not in _ADD_REPLY:
-        _ADD_REPLY[dialect] = _insert_ignoring_conflicts(s, REPLY).returning(REPLY.c.id)
-    return _ADD_REPLY[dialect]
