@@ -165,6 +165,7 @@ asyncio.run(main())
 
 
 WARM_UP = 20  # mentions polled and posted before the ingest figures are taken
+LAST_POST = "SELECT COALESCE(MAX(id), 0) FROM outbox"
 
 
 def cpu() -> float:
@@ -278,6 +279,19 @@ class Bench:
 
     # --- ingest
 
+    async def roots_landed(self, after: int, n: int) -> int:
+        """Waits until `n` thread roots queued after outbox id `after` have landed (60 s
+        at most); how many did. Only those are counted (through the key), so the probe
+        costs nothing however much history is stored: it runs on the bridge's core."""
+        landed = f"SELECT COUNT(*) FROM outbox WHERE id > {after} AND is_root AND state = 'done'"
+        done = 0
+        for _ in range(1200):
+            done = await self.sql(landed)
+            if done >= n:
+                break
+            await asyncio.sleep(0.05)
+        return done
+
     async def ingest(self, s: aiohttp.ClientSession) -> None:
         n = self.args.tickets
         # The bridges start before the mentions exist, and the jobs they run once at
@@ -298,35 +312,22 @@ class Bench:
                     json={"username": f"c{i % 500}", "text": f"@SevaHelp oxygen need {i}"},
                 )
 
-        warm = await self.sql("SELECT COALESCE(MAX(id), 0) FROM outbox")
+        warm = await self.sql(LAST_POST)
         await asyncio.gather(*(tweet(-1 - i) for i in range(WARM_UP)))
         await asyncio.gather(*(ingest.poll(app.bridge) for app in self.apps if app.bridge))
-        warmed = f"SELECT COUNT(*) FROM outbox WHERE id > {warm} AND is_root AND state = 'done'"
-        for _ in range(600):  # 30 s at most
-            if await self.sql(warmed) >= WARM_UP:
-                break
-            await asyncio.sleep(0.05)
+        await self.roots_landed(warm, WARM_UP)
         t0 = time.perf_counter()
         await asyncio.gather(*(tweet(i) for i in range(n)))
         print(f"seeded {n} mentions in {time.perf_counter() - t0:.1f}s")
-        # Only the posts made from here on are counted (through the key), so the probe
-        # costs nothing however much history is stored: it runs on the bridge's core.
-        last = await self.sql("SELECT COALESCE(MAX(id), 0) FROM outbox")
-        landed = f"SELECT COUNT(*) FROM outbox WHERE id > {last} AND is_root AND state = 'done'"
-        before = 0
+        last = await self.sql(LAST_POST)
         started, cpu0 = time.perf_counter(), cpu()
         all0, wrote0 = self.commits.all, self.commits.wrote
         polls = [  # the poll the scheduler would run next (one instance holds the lease)
             asyncio.ensure_future(ingest.poll(app.bridge)) for app in self.apps if app.bridge
         ]
-        while True:
-            done = await self.sql(landed)
-            if done - before >= n:
-                break
-            await asyncio.sleep(0.05)
+        posted = await self.roots_landed(last, n)
         elapsed, used = time.perf_counter() - started, cpu() - cpu0
         await asyncio.gather(*polls)
-        posted = done - before
         print(
             f"ingest: {posted} tickets polled, stored and posted as thread roots in "
             f"{elapsed:.2f}s = {posted / elapsed:.0f} tickets/s "
