@@ -47,7 +47,7 @@ from handlers import (
     replies,
     retention,
 )
-from handlers.context import Bridge, SystemClock
+from handlers.context import TAKEN_TOGETHER, Bridge, SystemClock
 
 if TYPE_CHECKING:
     from adapters.x import XClient
@@ -185,9 +185,9 @@ class App:
             shared=store.engine.dialect.name != "sqlite",
         )
         b.usergroups = self._usergroups
-        # Answers that arrive together are taken five at a time, and on a database
-        # that takes several writers at once, by several units side by side.
-        b.taking = Batch(most=5, writers=store.threads)
+        # Answers that arrive together are taken by several units side by side on a
+        # database that takes several writers at once.
+        b.taking = Batch(most=TAKEN_TOGETHER, writers=store.threads)
         # SQLite means one instance: its unfinished claims (posts, tweets, events being
         # handled) are ours, from before a crash; taken back before anything claims.
         await delivery.recover(b, lease=delivery.LEASE if b.shared else timedelta(0))

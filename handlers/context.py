@@ -30,6 +30,10 @@ from bot.ports import (
 
 log = logging.getLogger("seva." + __name__)
 
+# Agents' answers taken in one unit of work at most: the first answers' tweets leave
+# while the next are taken (`Bridge.taking`).
+TAKEN_TOGETHER = 5
+
 
 class SystemClock:
     def now(self) -> datetime:
@@ -93,7 +97,9 @@ class Bridge:
     # Agents' messages to take as replies (handlers/replies.py), reply parts to claim,
     # and parts X accepted to record (handlers/delivery.py), each together with the
     # others waiting.
-    taking: Batch[tuple[ChatMessage, str], Any] = field(default_factory=lambda: Batch(most=5))
+    taking: Batch[tuple[ChatMessage, str], Any] = field(
+        default_factory=lambda: Batch(most=TAKEN_TOGETHER)
+    )
     claiming: Batch[PendingPart, PendingPart | None] = field(default_factory=lambda: Batch())
     landed: Batch[tuple[PendingPart, TweetId], None] = field(default_factory=lambda: Batch())
     handed: list[PendingPart] = field(default_factory=list)  # claimed as taken, to send
