@@ -480,31 +480,34 @@ _EVENTS_DONE = (
     )
     .values(state=EventState.DONE, claimed_by=None, error=None)
 )
+
+
+def _with_parts(replies: Any) -> tuple[Any, Any]:
+    """Replies (a select of their id, ticket, in_reply_to and created_at) as a subquery,
+    and the statement that reads them with their parts, each chain in order
+    (`Claims._next_parts` reads its rows)."""
+    pending = replies.subquery()
+    chains = (
+        select(pending, PART)
+        .join(PART, PART.c.reply == pending.c.id)
+        .order_by(pending.c.id, PART.c.idx)
+    )
+    return pending, chains
+
+
+_REPLY_HEAD = select(REPLY.c.id, REPLY.c.ticket, REPLY.c.in_reply_to, REPLY.c.created_at)
 # The replies waiting to be tweeted, with their parts (delivery's every round).
-_PENDING = (
-    select(REPLY.c.id, REPLY.c.ticket, REPLY.c.in_reply_to, REPLY.c.created_at)
-    .where(rare(REPLY.c.state == ReplyState.PENDING))
+_PENDING, _DUE_PARTS = _with_parts(
+    _REPLY_HEAD.where(rare(REPLY.c.state == ReplyState.PENDING))
     .order_by(REPLY.c.id)
     .limit(bindparam("b_limit"))
-    .subquery()
 )
-_DUE_PARTS = (
-    select(_PENDING, PART)
-    .join(PART, PART.c.reply == _PENDING.c.id)
-    .order_by(_PENDING.c.id, PART.c.idx)
-)
-_PENDING_OF = (
-    select(REPLY.c.id, REPLY.c.ticket, REPLY.c.in_reply_to, REPLY.c.created_at)
-    .where(
+# Given replies still waiting, with their parts (answers just taken).
+_PENDING_OF, _NEXT_PARTS = _with_parts(
+    _REPLY_HEAD.where(
         REPLY.c.id.in_(bindparam("b_replies", expanding=True)),
         REPLY.c.state == ReplyState.PENDING,
     )
-    .subquery()
-)
-_NEXT_PARTS = (
-    select(_PENDING_OF, PART)
-    .join(PART, PART.c.reply == _PENDING_OF.c.id)
-    .order_by(_PENDING_OF.c.id, PART.c.idx)
 )
 
 # A claim and a landed post, for every post and reply part.
